@@ -1,0 +1,62 @@
+"""Test databases: one embedded PostgreSQL per test session, a migrated template database,
+and a fresh clone of it (`CREATE DATABASE ... TEMPLATE`) for every test."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import re
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from threadline import db
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_root() -> Iterator[Path]:
+    configured = os.environ.get("THREADLINE_TEST_DATA_DIR")
+    root = Path(configured) if configured else Path(tempfile.mkdtemp(prefix="threadline-test-"))
+    yield root
+
+
+@pytest.fixture(scope="session")
+def server_url(pg_root: Path) -> str:
+    return db.start_embedded(pg_root, "postgres")
+
+
+def url_for(server_url: str, database: str) -> str:
+    return re.sub(r"/[^/?]*\?", f"/{database}?", server_url, count=1)
+
+
+@pytest.fixture(scope="session")
+def template_db(server_url: str) -> str:
+    async def build() -> None:
+        conn = await asyncpg.connect(server_url)
+        await conn.execute("DROP DATABASE IF EXISTS tl_template")
+        await conn.execute("CREATE DATABASE tl_template")
+        await conn.close()
+        conn = await asyncpg.connect(url_for(server_url, "tl_template"))
+        await db.upgrade(conn)
+        await conn.close()
+
+    asyncio.run(build())
+    return "tl_template"
+
+
+@pytest.fixture
+async def database_url(server_url: str, template_db: str) -> AsyncIterator[str]:
+    name = f"tl_test_{os.getpid()}_{next(_counter)}"
+    conn = await asyncpg.connect(server_url)
+    await conn.execute(f"CREATE DATABASE {name} TEMPLATE {template_db}")
+    await conn.close()
+    yield url_for(server_url, name)
+    conn = await asyncpg.connect(server_url)
+    await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    await conn.close()

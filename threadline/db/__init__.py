@@ -1,0 +1,17 @@
+"""Database access: where PostgreSQL is, connection pools, the embedded server, migrations."""
+
+from .connect import connect, create_pool, redact, resolve_database_url
+from .embedded import default_data_dir, start_embedded
+from .migrations import pending, status, upgrade
+
+__all__ = [
+    "connect",
+    "create_pool",
+    "default_data_dir",
+    "pending",
+    "redact",
+    "resolve_database_url",
+    "start_embedded",
+    "status",
+    "upgrade",
+]

@@ -1,0 +1,285 @@
+"""The workflow context: every durable operation a workflow performs goes through it.
+
+Each operation takes the next step number. On a first execution its outcome is journaled
+before the workflow continues; on a replay (recovery, or resuming after a wait) the recorded
+outcome is returned instead and the operation is not performed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..errors import NonDeterminismError, StepError, WorkflowCancelled, WorkflowFailed
+from . import store
+from .registry import StepOptions, WorkflowFn, as_workflow
+from .retry import NO_RETRY, RetryPolicy
+from .serialization import dumps, loads
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+T = TypeVar("T")
+
+_current: ContextVar[WorkflowContext | None] = ContextVar("threadline_workflow", default=None)
+
+
+def current_context() -> WorkflowContext | None:
+    """The context of the workflow running in this task, outside any step body."""
+    return _current.get()
+
+
+class Suspended(BaseException):
+    """The run is waiting (timer, message, child): its coroutine is dropped, not kept."""
+
+
+class RunLost(BaseException):
+    """This worker no longer owns the run (cancelled, or taken over after a lease expired)."""
+
+
+class CancelledRun(BaseException):
+    """Cancellation observed at a step boundary."""
+
+
+@dataclass(frozen=True)
+class Recorded:
+    name: str
+    output: str | None
+    error: str | None
+
+
+def _error_json(exc: BaseException) -> dict[str, str]:
+    return {"type": type(exc).__name__, "message": str(exc)}
+
+
+class WorkflowContext:
+    """Passed as the first argument of every workflow function."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        run_id: str,
+        workflow: str,
+        journal: dict[int, Recorded] | None = None,
+        *,
+        last_event_seq: int = 0,
+        waiting_step: int | None = None,
+        wake_at: datetime | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.workflow = workflow
+        self.cancelled = False
+        self._engine = engine
+        self._recorded = journal or {}
+        self._step_no = 0
+        self._event_seq = 0
+        self._last_event_seq = last_event_seq
+        self._waiting_step = waiting_step
+        self._wake_at = wake_at
+
+    # -- bookkeeping --------------------------------------------------------------------------
+
+    def _next(self, name: str) -> tuple[int, Recorded | None]:
+        if self.cancelled:
+            raise CancelledRun
+        self._step_no += 1
+        n = self._step_no
+        recorded = self._recorded.get(n)
+        if recorded is not None and recorded.name != name:
+            raise NonDeterminismError(
+                f"run {self.run_id!r}: step {n} is {name!r} in the code but {recorded.name!r} "
+                "in the journal; the workflow changed while this run was in flight (pin runs "
+                "to a code version, or keep the old code until its runs finish)"
+            )
+        return n, recorded
+
+    async def _record(self, n: int, name: str, output: str | None, error: str | None) -> None:
+        accepted = await self._engine.journal.add_step(self.run_id, n, name, output, error)
+        if not accepted:
+            raise RunLost
+        self._recorded[n] = Recorded(name, output, error)
+
+    def _limit(self) -> int:
+        return self._engine.max_payload
+
+    # -- steps --------------------------------------------------------------------------------
+
+    async def step(
+        self,
+        fn: Callable[..., Awaitable[T]] | Callable[..., T],
+        *args: Any,
+        name: str | None = None,
+        retries: int = 0,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> T:
+        """Run `fn(*args, **kwargs)` as a durable step and return its (JSON) result."""
+        options = getattr(fn, "__threadline_step__", None)
+        target = inspect.unwrap(fn) if options is not None else fn
+        if options is None or name or retries or retry or timeout:
+            base: StepOptions | None = options
+            options = StepOptions(
+                name or (base.name if base else getattr(fn, "__qualname__", repr(fn))),
+                retry or (RetryPolicy(max_attempts=retries + 1) if retries else None)
+                or (base.retry if base else NO_RETRY),
+                timeout if timeout is not None else (base.timeout if base else None),
+            )
+        return await self.run_step(target, options, args, kwargs)
+
+    async def run_step(
+        self,
+        fn: Callable[..., Any],
+        options: StepOptions,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        n, recorded = self._next(options.name)
+        if recorded is not None:
+            if recorded.error is not None:
+                err = loads(recorded.error)
+                raise StepError(options.name, err["type"], err["message"])
+            return loads(recorded.output)
+        try:
+            value = await self._invoke(fn, options, args, kwargs)
+        except Exception as exc:
+            await self._record(n, options.name, None, dumps(_error_json(exc), "step error"))
+            raise StepError(options.name, type(exc).__name__, str(exc)) from exc
+        output = dumps(value, f"the result of step {options.name!r}", self._limit())
+        await self._record(n, options.name, output, None)
+        return loads(output)
+
+    async def _invoke(
+        self,
+        fn: Callable[..., Any],
+        options: StepOptions,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        attempt = 0
+        token = _current.set(None)  # steps called inside a step run as plain calls
+        try:
+            while True:
+                attempt += 1
+                try:
+                    result = fn(*args, **kwargs)
+                    if inspect.isawaitable(result):
+                        if options.timeout is not None:
+                            async with asyncio.timeout(options.timeout):
+                                result = await result
+                        else:
+                            result = await result
+                    return result
+                except Exception as exc:
+                    if self.cancelled or not options.retry.should_retry(attempt, exc):
+                        raise
+                    await asyncio.sleep(options.retry.delay(attempt))
+        finally:
+            _current.reset(token)
+
+    # -- time ---------------------------------------------------------------------------------
+
+    async def sleep(self, seconds: float) -> None:
+        """Durable sleep: the run waits in the database, holding no coroutine or memory."""
+        await self.sleep_until(time.time() + max(0.0, seconds))
+
+    async def sleep_until(self, when: float | datetime) -> None:
+        target = when.timestamp() if isinstance(when, datetime) else float(when)
+        n, recorded = self._next("sleep")
+        if recorded is None:
+            output = dumps(target, "sleep")
+            if target <= time.time():
+                await self._record(n, "sleep", output, None)
+                return
+            await self._engine.suspend(self, n, "sleep", output, wake_at=target, topic=None)
+        wake_at = float(loads(recorded.output if recorded else None) or 0)
+        if wake_at > time.time():
+            await self._engine.suspend(self, n, None, None, wake_at=wake_at, topic=None)
+
+    # -- messages -----------------------------------------------------------------------------
+
+    async def receive(self, topic: str, timeout: float | None = None) -> Any:
+        """The next message sent to this run on `topic`, or None after `timeout` seconds."""
+        n, recorded = self._next(f"receive:{topic}")
+        if recorded is not None:
+            box = loads(recorded.output)
+            return None if box is None else box[0]
+        if self._waiting_step == n:
+            deadline = self._wake_at.timestamp() if self._wake_at else None
+        else:
+            deadline = None if timeout is None else time.time() + timeout
+        return await self._engine.receive_or_suspend(self, n, topic, deadline)
+
+    async def send(self, run_id: str, topic: str, payload: Any) -> None:
+        """Send a message to another run, exactly once even if this workflow is replayed."""
+        n, recorded = self._next(f"send:{topic}")
+        if recorded is not None:
+            return
+        await self._engine.send(run_id, topic, payload, idempotency_key=f"{self.run_id}:{n}")
+        await self._record(n, f"send:{topic}", "null", None)
+
+    # -- children -----------------------------------------------------------------------------
+
+    async def start_child(
+        self,
+        workflow: WorkflowFn | str,
+        *args: Any,
+        queue: str | None = None,
+        queue_key: str | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """Start a child workflow; returns its run id. Cancelling this run cancels it too."""
+        wf = as_workflow(workflow, self._engine.registry)
+        wf_name = wf if isinstance(wf, str) else wf.name
+        n, recorded = self._next(f"child:{wf_name}")
+        if recorded is not None:
+            return str(loads(recorded.output))
+        child_id = f"{self.run_id}:{n}"
+        await self._engine.start(
+            workflow, *args, run_id=child_id, queue=queue, queue_key=queue_key,
+            parent_id=self.run_id, **kwargs,
+        )
+        await self._record(n, f"child:{wf_name}", dumps(child_id, "child id"), None)
+        return child_id
+
+    async def wait_child(self, run_id: str) -> Any:
+        """The result of a child run; the parent waits without holding a coroutine."""
+        n, recorded = self._next(f"wait:{run_id}")
+        if recorded is None:
+            recorded = await self._engine.child_or_suspend(self, n, run_id)
+        outcome = loads(recorded.output)
+        if outcome["status"] == "cancelled":
+            raise WorkflowCancelled(run_id)
+        if outcome["status"] == "failed":
+            err = outcome["error"] or {}
+            raise WorkflowFailed(run_id, err.get("type", "Error"), err.get("message", ""))
+        return outcome["output"]
+
+    async def child(self, workflow: WorkflowFn | str, *args: Any, **kwargs: Any) -> Any:
+        """Start a child workflow and wait for its result."""
+        return await self.wait_child(await self.start_child(workflow, *args, **kwargs))
+
+    # -- events -------------------------------------------------------------------------------
+
+    async def emit(self, kind: str, data: Any = None) -> int:
+        """Append an event to this run's ordered log; returns its sequence number."""
+        self._event_seq += 1
+        seq = self._event_seq
+        if seq <= self._last_event_seq:
+            return seq  # written before a replay
+        payload = dumps(data, f"event {kind!r}", self._limit())
+        await self._engine.journal.add_event(self.run_id, seq, kind, payload)
+        return seq
+
+
+def utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+__all__ = ["WorkflowContext", "current_context", "store"]

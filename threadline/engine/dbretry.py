@@ -1,0 +1,57 @@
+"""Retrying database work through a server restart or a dropped connection."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Errors after which the same statement can simply be sent again.
+_TRANSIENT_SQLSTATES = {
+    "40001",  # serialization_failure
+    "40P01",  # deadlock_detected
+    "57P01",  # admin_shutdown (server restarting)
+    "57P02",  # crash_shutdown
+    "57P03",  # cannot_connect_now (server starting)
+    "08000", "08003", "08006", "08001", "08004",  # connection exceptions
+}
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, asyncpg.PostgresError):
+        return getattr(exc, "sqlstate", None) in _TRANSIENT_SQLSTATES
+    return isinstance(
+        exc,
+        (
+            OSError,
+            ConnectionError,
+            asyncpg.InterfaceError,
+            asyncpg.exceptions.ConnectionDoesNotExistError,
+        ),
+    ) and not isinstance(exc, asyncpg.exceptions.InterfaceWarning)
+
+
+async def with_db_retry(
+    fn: Callable[[], Awaitable[T]], *, what: str, deadline: float = 60.0
+) -> T:
+    """Run `fn`, retrying transient database errors with backoff for up to `deadline` s."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + deadline
+    delay = 0.05
+    while True:
+        try:
+            return await fn()
+        except Exception as exc:
+            if not is_transient(exc) or loop.time() + delay > give_up:
+                raise
+            log.warning("%s: %s; retrying in %.2fs", what, type(exc).__name__, delay)
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 2.0)

@@ -1,0 +1,509 @@
+"""`Engine`: connects to PostgreSQL, starts and inspects runs, and hosts an in-process worker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from .. import db
+from ..errors import (
+    ConfigurationError,
+    ThreadlineError,
+    UnknownRun,
+    UnknownWorkflow,
+    WorkflowCancelled,
+    WorkflowFailed,
+)
+from . import store
+from .context import Recorded, RunLost, Suspended, WorkflowContext, utc
+from .dbretry import with_db_retry
+from .journal import Journal
+from .registry import Registry, Workflow, WorkflowFn, as_workflow, default_registry
+from .serialization import DEFAULT_MAX_PAYLOAD, dumps, loads
+from .worker import Queue, Worker
+
+log = logging.getLogger(__name__)
+
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+_CHANNELS = ("threadline_done", "threadline_events", "threadline_work", "threadline_cancel")
+Outcome = tuple[str, str | None, str | None]  # status, output json, error json
+
+
+@dataclass(frozen=True)
+class Event:
+    seq: int
+    kind: str
+    data: Any
+    at: datetime
+
+
+class RunHandle:
+    """A started run: await its result, follow its events, cancel it."""
+
+    def __init__(self, engine: Engine, run_id: str, created: bool) -> None:
+        self.engine = engine
+        self.run_id = run_id
+        self.created = created  # False when `start` found an existing run with this id
+
+    async def result(self, timeout: float | None = None) -> Any:
+        return await self.engine.result(self.run_id, timeout)
+
+    async def status(self) -> str:
+        return (await self.engine.get_run(self.run_id)).status
+
+    async def cancel(self) -> list[str]:
+        return await self.engine.cancel(self.run_id)
+
+    def events(self, after_seq: int = 0, follow: bool = True) -> AsyncIterator[Event]:
+        return self.engine.events(self.run_id, after_seq, follow)
+
+    def __repr__(self) -> str:
+        return f"RunHandle({self.run_id!r})"
+
+
+class Engine:
+    """Durable workflows on PostgreSQL.
+
+    `async with Engine() as engine:` uses `DATABASE_URL`, or starts the embedded server;
+    applies pending migrations; and (unless `worker=False`) runs a worker in this process.
+    """
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        registry: Registry | None = None,
+        version: str | None = None,
+        worker: bool = True,
+        concurrency: int = 100,
+        queues: Iterable[Queue] = (),
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
+        data_dir: Path | None = None,
+        pool_size: int = 10,
+        lease: float = 10.0,
+        poll_interval: float = 0.5,
+        recover_interval: float = 0.5,
+        auto_migrate: bool = True,
+    ) -> None:
+        self.registry = registry or default_registry
+        self._version = version or os.environ.get("THREADLINE_APP_VERSION")
+        self.queues = {q.name: q for q in queues}
+        self.max_payload = max_payload
+        self._database_url = database_url
+        self._data_dir = data_dir
+        self._pool_size = pool_size
+        self._worker_options = {
+            "concurrency": concurrency,
+            "poll_interval": poll_interval,
+            "recover_interval": recover_interval,
+            "lease": lease,
+        }
+        self._want_worker = worker
+        self._auto_migrate = auto_migrate
+        self._pool: asyncpg.Pool | None = None
+        self._listener: asyncpg.Connection | None = None
+        self._journal: Journal | None = None
+        self.worker: Worker | None = None
+        self.worker_id = 0
+        self.url = ""
+        self._result_waiters: dict[str, list[asyncio.Future[Outcome | None]]] = defaultdict(list)
+        self._event_watchers: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._closing = False
+        self._reconnect_task: asyncio.Task[None] | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def version(self) -> str:
+        return self._version or self.registry.version()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise ConfigurationError("the engine is not open: use `async with Engine() as e:`")
+        return self._pool
+
+    @property
+    def journal(self) -> Journal:
+        if self._journal is None:
+            raise ConfigurationError("the engine is not open: use `async with Engine() as e:`")
+        return self._journal
+
+    async def open(self) -> Engine:
+        self.url = await asyncio.to_thread(db.resolve_database_url, self._database_url, self._data_dir)
+        self._pool = await db.create_pool(self.url, max_size=self._pool_size)
+        async with self._pool.acquire() as conn:
+            if self._auto_migrate:
+                await db.upgrade(conn)
+            else:
+                waiting = await db.pending(conn)
+                if waiting:
+                    raise ThreadlineError(
+                        f"{len(waiting)} migrations are pending: run `threadline db upgrade`"
+                    )
+            if self._want_worker:
+                self.worker_id = await conn.fetchval(
+                    store.REGISTER_WORKER, socket.gethostname(), os.getpid(), self.version
+                )
+        self._journal = Journal(self._pool, self.worker_id)
+        await self._listen()
+        if self._want_worker:
+            self.worker = Worker(self, self.worker_id, **self._worker_options)  # type: ignore[arg-type]
+            self.worker.start()
+        return self
+
+    async def close(self, drain_timeout: float = 30.0) -> None:
+        self._closing = True
+        if self._reconnect_task is not None:
+            self._reconnect_task.cancel()
+        if self.worker is not None:
+            await self.worker.stop(drain_timeout)
+            try:
+                async with self.pool.acquire() as conn:
+                    await conn.execute(store.STOP_WORKER, self.worker_id)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                pass
+        if self._journal is not None:
+            await self._journal.drain()
+        if self._listener is not None and not self._listener.is_closed():
+            await self._listener.close()
+        if self._pool is not None:
+            await self._pool.close()
+
+    async def __aenter__(self) -> Engine:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _listen(self) -> None:
+        conn = await db.connect(self.url)
+        if self.worker_id:
+            # Session-level: held as long as this connection lives, released by its death.
+            await conn.execute("SELECT pg_advisory_lock($1, $2)", store.WORKER_LOCK_CLASS,
+                               self.worker_id)
+        for channel in _CHANNELS:
+            await conn.add_listener(channel, self._on_notify)  # type: ignore[arg-type]
+        conn.add_termination_listener(self._on_listener_lost)  # type: ignore[arg-type]
+        self._listener = conn
+
+    def _on_listener_lost(self, conn: asyncpg.Connection) -> None:
+        if self._closing:
+            return
+        log.warning("lost the listener connection; reconnecting")
+        self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = 0.1
+        while not self._closing:
+            try:
+                await self._listen()
+            except (OSError, ThreadlineError, asyncpg.PostgresError):
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            # Anything may have happened while deaf: wake every waiter to re-check.
+            for run_id in list(self._result_waiters):
+                self._resolve(run_id, None)
+            for watchers in self._event_watchers.values():
+                for signal in watchers:
+                    signal.set()
+            if self.worker is not None:
+                self.worker.wakeup.set()
+            return
+
+    def _on_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
+        if channel == "threadline_work":
+            if self.worker is not None:
+                self.worker.wakeup.set()
+            return
+        run_ids = json.loads(payload)
+        if channel == "threadline_done":
+            for run_id in run_ids:
+                self._resolve(run_id, None)
+                self._signal_events(run_id)
+        elif channel == "threadline_events":
+            for run_id in run_ids:
+                self._signal_events(run_id)
+        elif channel == "threadline_cancel" and self.worker is not None:
+            self.worker.cancel_local(run_ids)
+
+    def _resolve(self, run_id: str, outcome: Outcome | None) -> None:
+        for fut in self._result_waiters.pop(run_id, ()):
+            if not fut.done():
+                fut.set_result(outcome)
+
+    def _signal_events(self, run_id: str) -> None:
+        for signal in self._event_watchers.get(run_id, ()):
+            signal.set()
+
+    def run_finished(self, run_id: str, outcome: Outcome | None) -> None:
+        """Called by the local worker once a run's outcome is durable (None: it was not)."""
+        self._resolve(run_id, outcome)
+        self._signal_events(run_id)
+
+    # -- starting and awaiting runs -----------------------------------------------------------
+
+    def _workflow(self, target: WorkflowFn | str) -> Workflow:
+        wf = as_workflow(target, self.registry)
+        if isinstance(wf, str):
+            known = ", ".join(sorted(self.registry.workflows)) or "none"
+            raise UnknownWorkflow(f"no workflow named {wf!r} is registered (known: {known})")
+        if self.registry.get(wf.name) is None:
+            self.registry.add(wf)
+        return wf
+
+    async def start(
+        self,
+        workflow: WorkflowFn | str,
+        *args: Any,
+        run_id: str | None = None,
+        queue: str | None = None,
+        queue_key: str | None = None,
+        parent_id: str | None = None,
+        **kwargs: Any,
+    ) -> RunHandle:
+        """Start a run; idempotent on `run_id` (a second start returns the first run)."""
+        wf = self._workflow(workflow)
+        if run_id is None:
+            run_id = os.urandom(12).hex()
+        elif not run_id or len(run_id) > 200:
+            raise ConfigurationError("run_id must be 1 to 200 characters")
+        queue_name = queue or wf.queue
+        input_json = dumps({"args": list(args), "kwargs": kwargs}, f"the input of {wf.name}",
+                           self.max_payload)
+        q = self.queues.get(queue_name)
+        worker = self.worker
+        owned = worker is not None and (q is None or not q.limited) and worker.try_reserve()
+        try:
+            created = await self.journal.add_run(
+                run_id, wf.name, self.version, input_json, queue=queue_name,
+                queue_key=queue_key, parent_id=parent_id, owned=owned,
+            )
+        finally:
+            if owned and worker is not None:
+                worker.unreserve()
+        if created and owned and worker is not None:
+            worker.launch(wf, input_json, WorkflowContext(self, run_id, wf.name))
+        elif not created and worker is not None and run_id not in worker.active:
+            await self._adopt_if_orphaned(run_id)
+        return RunHandle(self, run_id, created)
+
+    async def _adopt_if_orphaned(self, run_id: str) -> None:
+        # A retried insert can find its own earlier write: a run owned by us that nobody runs.
+        async with self.pool.acquire() as conn:
+            await conn.execute(store.RELEASE, run_id, self.worker_id)
+
+    async def result(self, run_id: str, timeout: float | None = None) -> Any:
+        """The run's result; raises WorkflowFailed / WorkflowCancelled / TimeoutError."""
+        async with asyncio.timeout(timeout):
+            while True:
+                fut: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
+                self._result_waiters[run_id].append(fut)
+                local = self.worker is not None and run_id in self.worker.active
+                outcome = None if local else await self._fetch_outcome(run_id)
+                if outcome is None:
+                    try:
+                        outcome = await asyncio.wait_for(asyncio.shield(fut), 5.0)
+                    except TimeoutError:
+                        outcome = None
+                if outcome is not None:
+                    return self._unwrap(run_id, outcome)
+
+    async def _fetch_outcome(self, run_id: str) -> Outcome | None:
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(store.RUN_STATUS, run_id)
+        if row is None:
+            raise UnknownRun(f"no run with id {run_id!r}")
+        if row["status"] not in TERMINAL:
+            return None
+        return row["status"], row["output"], row["error"]
+
+    @staticmethod
+    def _unwrap(run_id: str, outcome: Outcome) -> Any:
+        status, output, error = outcome
+        if status == "succeeded":
+            return loads(output)
+        if status == "cancelled":
+            raise WorkflowCancelled(run_id)
+        err = loads(error) or {}
+        raise WorkflowFailed(run_id, err.get("type", "Error"), err.get("message", ""))
+
+    # -- messages, cancellation, events -------------------------------------------------------
+
+    async def send(
+        self, run_id: str, topic: str, payload: Any, *, idempotency_key: str | None = None
+    ) -> None:
+        """Deliver a message to a run; a run waiting in `receive(topic)` wakes up."""
+        body = dumps(payload, f"the message on {topic!r}", self.max_payload)
+
+        async def deliver() -> bool:
+            async with self.pool.acquire() as conn, conn.transaction():
+                status = await conn.fetchval(store.LOCK_RUN, run_id)
+                if status is None:
+                    raise UnknownRun(f"no run with id {run_id!r}")
+                if status in TERMINAL:
+                    raise ThreadlineError(f"run {run_id!r} has already {status}")
+                await conn.execute(store.INSERT_MESSAGE, run_id, topic, body, idempotency_key)
+                woke = await conn.fetchval(store.WAKE_FOR_TOPIC, run_id, topic)
+                if woke == "pending" and status == "waiting":
+                    await conn.execute("SELECT pg_notify('threadline_work', '')")
+                    return True
+                return False
+
+        await with_db_retry(deliver, what="send")
+
+    async def cancel(self, run_id: str) -> list[str]:
+        """Cancel a run and its children; returns the ids that were still unfinished."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(store.CANCEL_TREE, run_id)
+            if not rows and await conn.fetchval(store.LOCK_RUN, run_id) is None:
+                raise UnknownRun(f"no run with id {run_id!r}")
+            ids = [r["id"] for r in rows]
+            for row in rows:
+                if row["parent_id"] and row["parent_id"] not in ids:
+                    await conn.fetchval(store.WAKE_FOR_TOPIC, row["parent_id"], f"child:{row['id']}")
+            if ids:
+                payload = json.dumps(ids)
+                await conn.execute("SELECT pg_notify('threadline_cancel', $1)", payload)
+                await conn.execute("SELECT pg_notify('threadline_done', $1)", payload)
+                await conn.execute("SELECT pg_notify('threadline_work', '')")
+        return ids
+
+    async def events(
+        self, run_id: str, after_seq: int = 0, follow: bool = True
+    ) -> AsyncIterator[Event]:
+        """The run's events after `after_seq`, in order; with `follow`, live until it ends."""
+        signal = asyncio.Event()
+        self._event_watchers[run_id].add(signal)
+        seq = after_seq
+        try:
+            while True:
+                signal.clear()
+                async with self.pool.acquire() as conn:
+                    rows = await conn.fetch(store.READ_EVENTS, run_id, seq, 500)
+                    status = None if rows else await conn.fetchval(
+                        "SELECT status FROM threadline.runs WHERE id = $1", run_id)
+                for row in rows:
+                    seq = row["seq"]
+                    yield Event(seq, row["kind"], loads(row["data"]), row["at"])
+                if rows:
+                    continue
+                if status is None and not await self._exists(run_id):
+                    raise UnknownRun(f"no run with id {run_id!r}")
+                if not follow or status in TERMINAL:
+                    return
+                try:
+                    await asyncio.wait_for(signal.wait(), 2.0)
+                except TimeoutError:
+                    pass
+        finally:
+            watchers = self._event_watchers.get(run_id)
+            if watchers is not None:
+                watchers.discard(signal)
+                if not watchers:
+                    del self._event_watchers[run_id]
+
+    async def _exists(self, run_id: str) -> bool:
+        async with self.pool.acquire() as conn:
+            return bool(await conn.fetchval("SELECT 1 FROM threadline.runs WHERE id = $1", run_id))
+
+    # -- inspection ---------------------------------------------------------------------------
+
+    async def list_runs(self, **filters: Any) -> list[store.RunInfo]:
+        async with self.pool.acquire() as conn:
+            return await store.list_runs(conn, **filters)
+
+    async def get_run(self, run_id: str) -> store.RunInfo:
+        async with self.pool.acquire() as conn:
+            return await store.get_run(conn, run_id)
+
+    async def get_steps(self, run_id: str) -> list[store.StepInfo]:
+        async with self.pool.acquire() as conn:
+            return await store.get_steps(conn, run_id)
+
+    # -- waiting (called by WorkflowContext) --------------------------------------------------
+
+    async def suspend(
+        self,
+        ctx: WorkflowContext,
+        step_no: int,
+        name: str | None,
+        output: str | None,
+        *,
+        wake_at: float | None,
+        topic: str | None,
+    ) -> None:
+        """Record `name` (if given) and park the run until `wake_at` or a wake-up on `topic`."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            owned = await conn.fetchval(store.LOCK_OWN_RUN, ctx.run_id, self.worker_id)
+            if owned is None:
+                raise RunLost
+            if name is not None:
+                await conn.execute(store.INSERT_STEP, ctx.run_id, step_no, name, output, None)
+            await conn.execute(
+                store.SUSPEND, ctx.run_id, self.worker_id,
+                None if wake_at is None else utc(wake_at), topic, step_no,
+            )
+        if wake_at is not None and self.worker is not None:
+            self.worker.note_wake(wake_at)
+        raise Suspended
+
+    async def receive_or_suspend(
+        self, ctx: WorkflowContext, step_no: int, topic: str, deadline: float | None
+    ) -> Any:
+        name = f"receive:{topic}"
+        async with self.pool.acquire() as conn, conn.transaction():
+            if await conn.fetchval(store.LOCK_OWN_RUN, ctx.run_id, self.worker_id) is None:
+                raise RunLost
+            payload = await conn.fetchval(store.CONSUME_MESSAGE, ctx.run_id, topic)
+            timed_out = payload is None and deadline is not None and deadline <= time.time()
+            if payload is not None or timed_out:
+                output = "null" if payload is None else f"[{payload}]"
+                await conn.execute(store.INSERT_STEP, ctx.run_id, step_no, name, output, None)
+            else:
+                await conn.execute(
+                    store.SUSPEND, ctx.run_id, self.worker_id,
+                    None if deadline is None else utc(deadline), topic, step_no,
+                )
+        if payload is None and not timed_out:
+            if deadline is not None and self.worker is not None:
+                self.worker.note_wake(deadline)
+            raise Suspended
+        return None if payload is None else loads(payload)
+
+    async def child_or_suspend(self, ctx: WorkflowContext, step_no: int, child_id: str) -> Recorded:
+        name = f"wait:{child_id}"
+        async with self.pool.acquire() as conn, conn.transaction():
+            if await conn.fetchval(store.LOCK_OWN_RUN, ctx.run_id, self.worker_id) is None:
+                raise RunLost
+            row = await conn.fetchrow(store.CHILD_OUTCOME, child_id)
+            if row is None:
+                raise UnknownRun(f"no child run with id {child_id!r}")
+            done = row["status"] in TERMINAL
+            if done:
+                output = json.dumps({
+                    "status": row["status"],
+                    "output": loads(row["output"]),
+                    "error": loads(row["error"]),
+                })
+                await conn.execute(store.INSERT_STEP, ctx.run_id, step_no, name, output, None)
+            else:
+                await conn.execute(
+                    store.SUSPEND, ctx.run_id, self.worker_id, None, f"child:{child_id}", step_no
+                )
+        if not done:
+            raise Suspended
+        return Recorded(name, output, None)

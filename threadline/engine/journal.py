@@ -1,0 +1,233 @@
+"""Group commit: many runs' durable writes in one statement, each caller awaiting its own.
+
+Runs hand their writes (a new run, a step result, an event, a run's outcome) to the journal
+and await a future. Whenever fewer than `max_inflight` flushes are in progress, everything
+queued goes to PostgreSQL as one statement — one round trip and one commit for the whole
+batch — so the batch size grows by itself with the load. Step results and outcomes are only
+accepted for runs this worker still owns (fencing), so a worker presumed dead cannot
+overwrite the work of the one that took over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from .dbretry import with_db_retry
+
+log = logging.getLogger(__name__)
+
+# Each kind of write is a data-modifying CTE over unnest()ed arrays; a flush joins the kinds
+# present in its batch into one statement, so it is one round trip and one commit. (A single
+# statement for all four kinds, mostly empty, plans and runs at twice the cost.)
+_RUNS = """
+new_runs AS (
+    INSERT INTO threadline.runs (id, workflow, app_version, status, input, queue, queue_key,
+                                 parent_id, owner, started_at)
+    SELECT n.id, n.workflow, n.app_version, n.status, n.input::jsonb, n.queue, n.queue_key,
+           n.parent_id, n.owner, CASE WHEN n.owner IS NULL THEN NULL ELSE now() END
+    FROM unnest({0}::text[], {1}::text[], {2}::text[], {3}::text[], {4}::text[], {5}::text[],
+                {6}::text[], {7}::text[], {8}::int[])
+         AS n(id, workflow, app_version, status, input, queue, queue_key, parent_id, owner)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id, status),
+runs_notice AS (
+    SELECT pg_notify('threadline_work', '')
+    WHERE EXISTS (SELECT 1 FROM new_runs WHERE status = 'pending'))"""
+
+_STEPS = """
+new_steps AS (
+    INSERT INTO threadline.steps (run_id, step_no, name, output, error)
+    SELECT s.run_id, s.step_no, s.name, s.output::jsonb, s.error::jsonb
+    FROM unnest({0}::text[], {1}::int[], {2}::text[], {3}::text[], {4}::text[])
+         AS s(run_id, step_no, name, output, error)
+    JOIN threadline.runs r ON r.id = s.run_id AND r.owner = $1 AND r.status = 'running'
+    ON CONFLICT DO NOTHING
+    RETURNING run_id, step_no)"""
+
+_EVENTS = """
+new_events AS (
+    INSERT INTO threadline.events (run_id, seq, kind, data)
+    SELECT e.run_id, e.seq, e.kind, e.data::jsonb
+    FROM unnest({0}::text[], {1}::int[], {2}::text[], {3}::text[]) AS e(run_id, seq, kind, data)
+    ON CONFLICT DO NOTHING
+    RETURNING run_id, seq),
+events_notice AS (
+    SELECT pg_notify('threadline_events', json_agg(DISTINCT run_id)::text) FROM
+        (SELECT run_id, (row_number() OVER ()) / 30 AS grp FROM new_events) d GROUP BY grp)"""
+
+_OUTCOMES = """
+finished AS (
+    UPDATE threadline.runs r
+    SET status = f.status, output = f.output::jsonb, error = f.error::jsonb,
+        finished_at = now(), owner = NULL, wake_at = NULL, waiting_topic = NULL
+    FROM unnest({0}::text[], {1}::text[], {2}::text[], {3}::text[])
+         AS f(id, status, output, error)
+    WHERE r.id = f.id AND r.owner = $1 AND r.status = 'running'
+    RETURNING r.id, r.parent_id),
+woken_parents AS (
+    -- Always touch the parent row: if the parent is mid-suspend, this waits for its lock and
+    -- then re-reads its status, so a child finishing as its parent suspends is never missed.
+    UPDATE threadline.runs p
+    SET status = CASE WHEN p.status = 'waiting' AND p.waiting_topic = ANY(w.topics)
+                      THEN 'pending' ELSE p.status END,
+        wake_at = CASE WHEN p.status = 'waiting' AND p.waiting_topic = ANY(w.topics)
+                       THEN NULL ELSE p.wake_at END
+    FROM (SELECT parent_id, array_agg('child:' || id) AS topics
+          FROM finished WHERE parent_id IS NOT NULL GROUP BY parent_id) w
+    WHERE p.id = w.parent_id
+    RETURNING p.id, p.status),
+outcomes_notice AS (
+    SELECT pg_notify('threadline_done', json_agg(id)::text) FROM
+        (SELECT id, (row_number() OVER ()) / 30 AS grp FROM finished) d GROUP BY grp
+    UNION ALL
+    SELECT pg_notify('threadline_work', '')
+    WHERE EXISTS (SELECT 1 FROM woken_parents WHERE status = 'pending'))"""
+
+# kind letter, CTE template, number of arrays, what it returns, its notice CTE (if any)
+_PARTS = (
+    ("r", _RUNS, 9, "SELECT 'r' AS kind, id, 0 AS n FROM new_runs", "runs_notice"),
+    ("s", _STEPS, 5, "SELECT 's', run_id, step_no FROM new_steps", None),
+    ("e", _EVENTS, 4, "SELECT 'e', run_id, seq FROM new_events", "events_notice"),
+    ("f", _OUTCOMES, 4, "SELECT 'f', id, 0 FROM finished", "outcomes_notice"),
+)
+
+
+@functools.cache
+def flush_sql(present: tuple[bool, bool, bool, bool]) -> str:
+    """The statement for a batch holding the given kinds of write ($1 is the worker id)."""
+    ctes, selects = [], []
+    param = 2
+    for (_, template, width, select, notice), used in zip(_PARTS, present, strict=True):
+        if not used:
+            continue
+        ctes.append(template.format(*(f"${param + i}" for i in range(width))))
+        param += width
+        selects.append(select)
+        if notice:  # a SELECT CTE only runs when the main query reads it
+            selects.append(f"SELECT 'x', NULL, count(*)::int FROM {notice}")
+    ctes.insert(0, "\nme AS (SELECT $1::int AS worker_id)")  # types $1 when nothing else uses it
+    return "WITH" + ",".join(ctes) + "\n" + "\nUNION ALL ".join(selects)
+
+
+@dataclass
+class _Batch:
+    runs: list[tuple[Any, ...]] = field(default_factory=list)
+    steps: list[tuple[Any, ...]] = field(default_factory=list)
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+    outcomes: list[tuple[Any, ...]] = field(default_factory=list)
+    waiters: list[tuple[str, tuple[str, int], asyncio.Future[bool]]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.waiters)
+
+
+class Journal:
+    """The batching writer. One per worker (its id fences step results and outcomes)."""
+
+    def __init__(self, pool: asyncpg.Pool, worker_id: int, max_inflight: int = 2) -> None:
+        self._pool = pool
+        self._worker_id = worker_id
+        self._max_inflight = max_inflight
+        self._inflight = 0
+        self._batch = _Batch()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.flushes = 0
+        self.writes = 0
+
+    def _future(self, kind: str, key: tuple[str, int]) -> asyncio.Future[bool]:
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._batch.waiters.append((kind, key, fut))
+        self._kick()
+        return fut
+
+    def add_run(
+        self,
+        run_id: str,
+        workflow: str,
+        app_version: str,
+        input_json: str,
+        *,
+        queue: str,
+        queue_key: str | None,
+        parent_id: str | None,
+        owned: bool,
+    ) -> asyncio.Future[bool]:
+        """Insert a run; True if it is new. `owned`: this worker runs it at once."""
+        owner = self._worker_id if owned else None
+        status = "running" if owned else "pending"
+        self._batch.runs.append(
+            (run_id, workflow, app_version, status, input_json, queue, queue_key, parent_id, owner)
+        )
+        return self._future("r", (run_id, 0))
+
+    def add_step(
+        self, run_id: str, step_no: int, name: str, output: str | None, error: str | None
+    ) -> asyncio.Future[bool]:
+        """Record a step; False if this worker no longer owns the run."""
+        self._batch.steps.append((run_id, step_no, name, output, error))
+        return self._future("s", (run_id, step_no))
+
+    def add_event(self, run_id: str, seq: int, kind: str, data: str) -> asyncio.Future[bool]:
+        self._batch.events.append((run_id, seq, kind, data))
+        return self._future("e", (run_id, seq))
+
+    def add_outcome(
+        self, run_id: str, status: str, output: str | None, error: str | None
+    ) -> asyncio.Future[bool]:
+        """Record how the run ended; False if it was cancelled or taken over meanwhile."""
+        self._batch.outcomes.append((run_id, status, output, error))
+        return self._future("f", (run_id, 0))
+
+    def _kick(self) -> None:
+        if self._inflight >= self._max_inflight or not self._batch:
+            return
+        batch, self._batch = self._batch, _Batch()
+        self._inflight += 1
+        task = asyncio.get_running_loop().create_task(self._flush(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _flush(self, batch: _Batch) -> None:
+        try:
+            accepted = await with_db_retry(lambda: self._execute(batch), what="journal flush")
+        except BaseException as exc:
+            for _, _, fut in batch.waiters:
+                if not fut.done():
+                    fut.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            self.flushes += 1
+            self.writes += len(batch.waiters)
+            for kind, key, fut in batch.waiters:
+                if not fut.done():
+                    fut.set_result((kind, *key) in accepted)
+        finally:
+            self._inflight -= 1
+            self._kick()
+
+    async def _execute(self, batch: _Batch) -> set[tuple[str, str, int]]:
+        groups = (batch.runs, batch.steps, batch.events, batch.outcomes)
+        args: list[Any] = [self._worker_id]
+        for rows, (_, _, width, _, _) in zip(groups, _PARTS, strict=True):
+            if rows:
+                args += [list(col) for col in zip(*rows, strict=True)]
+        sql = flush_sql(tuple(bool(rows) for rows in groups))  # type: ignore[arg-type]
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(sql, *args)
+        return {(r[0], r[1], r[2]) for r in rows if r[0] != "x"}
+
+    async def drain(self) -> None:
+        """Wait until everything queued so far is written."""
+        while self._tasks or self._batch:
+            if self._tasks:
+                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            else:
+                self._kick()
+                await asyncio.sleep(0)

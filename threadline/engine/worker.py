@@ -1,0 +1,249 @@
+"""The worker: claims runs, executes them, recovers the runs of dead workers, wakes timers.
+
+A worker holds a session-level advisory lock keyed by its id on the engine's listener
+connection. When the process dies, PostgreSQL drops the connection and the lock at once, so
+any other worker sees the death on its next recovery pass (every `recover_interval` seconds)
+rather than after a lease runs out; the heartbeat lease covers a process that hangs while its
+connection stays open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import asyncpg
+
+from ..errors import NonDeterminismError
+from . import store
+from .context import CancelledRun, Recorded, RunLost, Suspended, WorkflowContext, _current
+from .dbretry import with_db_retry
+from .registry import Workflow
+from .serialization import dumps, loads
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Queue:
+    """A named queue. `concurrency` caps its running runs across all workers; `per_key`
+    caps them per queue key (e.g. per tenant)."""
+
+    name: str
+    concurrency: int | None = None
+    per_key: int | None = None
+
+    @property
+    def limited(self) -> bool:
+        return self.concurrency is not None or self.per_key is not None
+
+
+class Worker:
+    def __init__(
+        self,
+        engine: Engine,
+        worker_id: int,
+        *,
+        concurrency: int,
+        poll_interval: float,
+        recover_interval: float,
+        lease: float,
+    ) -> None:
+        self.engine = engine
+        self.id = worker_id
+        self.concurrency = concurrency
+        self.poll_interval = poll_interval
+        self.recover_interval = recover_interval
+        self.lease = lease
+        self.active: dict[str, tuple[asyncio.Task[None], WorkflowContext]] = {}
+        self.reserved = 0
+        self.wakeup = asyncio.Event()
+        self._next_wake = float("inf")
+        self._stopping = False
+        self._starved = False  # capacity ran out: pending work may be waiting for a slot
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- capacity -----------------------------------------------------------------------------
+
+    def try_reserve(self) -> bool:
+        if self._stopping or len(self.active) + self.reserved >= self.concurrency:
+            return False
+        self.reserved += 1
+        return True
+
+    def unreserve(self) -> None:
+        self.reserved -= 1
+
+    def note_wake(self, at: float) -> None:
+        if at < self._next_wake:
+            self._next_wake = at
+            self.wakeup.set()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._claim_loop(), name="threadline-claim"),
+            loop.create_task(self._heartbeat_loop(), name="threadline-heartbeat"),
+        ]
+
+    async def stop(self, drain_timeout: float = 30.0) -> None:
+        """Stop claiming, let running runs reach an end, then hand back the rest."""
+        self._stopping = True
+        self.wakeup.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.active:
+            tasks = [task for task, _ in self.active.values()]
+            await asyncio.wait(tasks, timeout=drain_timeout)
+        leftover = list(self.active.items())
+        for run_id, (task, _) in leftover:
+            task.cancel()
+        await asyncio.gather(*(t for _, (t, _) in leftover), return_exceptions=True)
+        if leftover:
+            async with self.engine.pool.acquire() as conn:
+                for run_id, _ in leftover:
+                    await conn.execute(store.RELEASE, run_id, self.id)
+        await self.engine.journal.drain()
+
+    def cancel_local(self, run_ids: Iterable[str]) -> None:
+        for run_id in run_ids:
+            entry = self.active.get(run_id)
+            if entry is not None:
+                entry[1].cancelled = True
+
+    # -- loops --------------------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 4)
+            try:
+                async with self.engine.pool.acquire() as conn:
+                    await conn.execute(store.HEARTBEAT, self.id)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("heartbeat failed: %s", exc)
+
+    async def _claim_loop(self) -> None:
+        last_recover = 0.0
+        while not self._stopping:
+            self.wakeup.clear()
+            try:
+                now = time.monotonic()
+                if now - last_recover >= self.recover_interval:
+                    last_recover = now
+                    await self._recover()
+                await self._claim()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("claim loop: %s", exc)
+            timeout = min(self.poll_interval, self.recover_interval)
+            if self._next_wake != float("inf"):
+                timeout = max(0.0, min(timeout, self._next_wake - time.time() + 0.005))
+            try:
+                await asyncio.wait_for(self.wakeup.wait(), timeout)
+            except TimeoutError:
+                pass
+            if self._next_wake <= time.time():
+                self._next_wake = float("inf")
+
+    async def _recover(self) -> None:
+        async with self.engine.pool.acquire() as conn:
+            rows = await conn.fetch(store.RECOVER_ORPHANS, self.id, self.lease)
+        if rows:
+            log.info("recovered %d runs of dead workers", len(rows))
+
+    async def _claim(self) -> None:
+        free = self.concurrency - len(self.active) - self.reserved
+        if free <= 0 or self._stopping:
+            self._starved = True
+            return
+        engine = self.engine
+        names = list(engine.registry.workflows)
+        limited = [q for q in engine.queues.values() if q.limited]
+        async with engine.pool.acquire() as conn:
+            await conn.execute(store.PROMOTE_DUE)
+            rows = list(
+                await conn.fetch(
+                    store.CLAIM_UNLIMITED, self.id, [q.name for q in limited], names,
+                    engine.version, free,
+                )
+            )
+            for queue in limited:
+                if len(rows) >= free:
+                    break
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", queue.name)
+                    rows += await conn.fetch(
+                        store.CLAIM_LIMITED, self.id, queue.name, names, engine.version,
+                        free - len(rows), queue.per_key, queue.concurrency,
+                    )
+            self._starved = len(rows) >= free
+            for row in rows:
+                journal = {
+                    r["step_no"]: Recorded(r["name"], r["output"], r["error"])
+                    for r in await conn.fetch(store.LOAD_JOURNAL, row["id"])
+                }
+                last_seq = await conn.fetchval(store.LAST_EVENT_SEQ, row["id"])
+                wf = engine.registry.workflows[row["workflow"]]
+                ctx = WorkflowContext(
+                    engine, row["id"], wf.name, journal, last_event_seq=last_seq,
+                    waiting_step=row["waiting_step"], wake_at=row["wake_at"],
+                )
+                self.launch(wf, row["input"], ctx)
+
+    # -- execution ----------------------------------------------------------------------------
+
+    def launch(self, wf: Workflow, input_json: str, ctx: WorkflowContext) -> None:
+        task = asyncio.get_running_loop().create_task(self._execute(wf, input_json, ctx))
+        self.active[ctx.run_id] = (task, ctx)
+
+    async def _execute(self, wf: Workflow, input_json: str, ctx: WorkflowContext) -> None:
+        engine = self.engine
+        run_id = ctx.run_id
+        outcome: tuple[str, str | None, str | None] | None = None
+        _current.set(ctx)
+        try:
+            params = loads(input_json)
+            value = await wf.fn(ctx, *params["args"], **params["kwargs"])
+            outcome = ("succeeded", dumps(value, "the workflow's result", engine.max_payload), None)
+        except (Suspended, CancelledRun):
+            pass
+        except RunLost:
+            await self._release(run_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not isinstance(exc, NonDeterminismError):
+                log.debug("run %s failed", run_id, exc_info=True)
+            error = dumps({"type": type(exc).__name__, "message": str(exc)}, "error")
+            outcome = ("failed", None, error)
+        finally:
+            _current.set(None)
+        try:
+            if outcome is not None:
+                accepted = await engine.journal.add_outcome(run_id, *outcome)
+                engine.run_finished(run_id, outcome if accepted else None)
+        except Exception:
+            # The database stayed unreachable past the journal's retries: leave the run to
+            # recovery (our lease or lock will lapse) rather than guess at its outcome.
+            log.exception("could not record the outcome of run %s", run_id)
+        finally:
+            self.active.pop(run_id, None)
+            if self._starved:
+                self._starved = False
+                self.wakeup.set()
+
+    async def _release(self, run_id: str) -> None:
+        async def release() -> None:
+            async with self.engine.pool.acquire() as conn:
+                await conn.execute(store.RELEASE, run_id, self.id)
+
+        await with_db_retry(release, what="release run")
