@@ -1,0 +1,289 @@
+"""`threadline ...`: the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import json
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from . import db
+from .engine import Engine, Registry
+from .errors import ThreadlineError
+
+T = TypeVar("T")
+console = Console()
+err_console = Console(stderr=True)
+
+_db_url = click.option(
+    "--database-url", envvar="DATABASE_URL", default=None,
+    help="PostgreSQL URL. Default: $DATABASE_URL, else the embedded server.",
+)
+_app = click.option(
+    "--app", "app_path", envvar="THREADLINE_APP", default=None, metavar="MODULE:OBJECT",
+    help="Where your workflows live: an Engine or a Registry object. Default: $THREADLINE_APP.",
+)
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except ThreadlineError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        sys.exit(1)
+
+
+def load_app(path: str | None, database_url: str | None, **options: Any) -> Engine:
+    """Import MODULE:OBJECT and make an Engine of it (a Registry gets a new Engine)."""
+    if not path:
+        return Engine(database_url, **options)
+    module_name, _, attr = path.partition(":")
+    if not attr:
+        raise click.BadParameter("expected MODULE:OBJECT, e.g. myapp.workflows:engine", param_hint="--app")
+    sys.path.insert(0, ".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise click.BadParameter(f"cannot import {module_name!r}: {exc}", param_hint="--app") from exc
+    obj = getattr(module, attr, None)
+    if isinstance(obj, Engine):
+        if database_url:
+            obj._database_url = database_url
+        for key, value in options.items():
+            if key == "worker":
+                obj._want_worker = value
+            elif key == "concurrency":
+                obj._worker_options["concurrency"] = value
+        return obj
+    if isinstance(obj, Registry):
+        return Engine(database_url, registry=obj, **options)
+    raise click.BadParameter(f"{path} is not an Engine or a Registry", param_hint="--app")
+
+
+async def _with_engine(engine: Engine, fn: Callable[[Engine], Awaitable[T]]) -> T:
+    async with engine:
+        return await fn(engine)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log what threadline does.")
+def main(verbose: bool) -> None:
+    """threadline: durable, cost-aware LLM conversations and workflows on PostgreSQL."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+# -- db ---------------------------------------------------------------------------------------
+
+
+@main.group("db")
+def db_group() -> None:
+    """Database schema: apply and list migrations."""
+
+
+@db_group.command("upgrade")
+@_db_url
+def db_upgrade(database_url: str | None) -> None:
+    """Apply pending migrations (safe to run from many processes at once)."""
+
+    async def go() -> None:
+        url = db.resolve_database_url(database_url)
+        conn = await db.connect(url)
+        try:
+            done = await db.upgrade(conn)
+        finally:
+            await conn.close()
+        if done:
+            for m in done:
+                console.print(f"applied {m.version:04d}_{m.name}")
+        else:
+            console.print("the schema is up to date")
+
+    _run(go())
+
+
+@db_group.command("status")
+@_db_url
+def db_status(database_url: str | None) -> None:
+    """List applied and pending migrations."""
+
+    async def go() -> None:
+        url = db.resolve_database_url(database_url)
+        conn = await db.connect(url)
+        try:
+            states = await db.status(conn)
+        finally:
+            await conn.close()
+        table = Table("migration", "name", "state")
+        for s in states:
+            state = "pending" if s.applied_at is None else f"applied {s.applied_at:%Y-%m-%d %H:%M}"
+            if not s.known:
+                state += " (unknown to this version of threadline)"
+            table.add_row(f"{s.version:04d}", s.name, state)
+        console.print(table)
+
+    _run(go())
+
+
+# -- worker -----------------------------------------------------------------------------------
+
+
+@main.command()
+@_app
+@_db_url
+@click.option("--concurrency", default=100, show_default=True, help="Runs executed at once.")
+def worker(app_path: str | None, database_url: str | None, concurrency: int) -> None:
+    """Run a worker: claim runs, execute them, recover those of dead workers.
+
+    SIGTERM or Ctrl-C drains: no new runs are claimed, running ones finish (up to 30 s),
+    and whatever is left is handed back for another worker.
+    """
+    engine = load_app(app_path, database_url, concurrency=concurrency)
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with engine:
+            names = ", ".join(sorted(engine.registry.workflows)) or "none"
+            err_console.print(
+                f"worker {engine.worker_id} ready (version {engine.version}); workflows: {names}"
+            )
+            await stop.wait()
+            err_console.print("draining...")
+
+    _run(go())
+
+
+# -- runs -------------------------------------------------------------------------------------
+
+
+@main.group()
+def runs() -> None:
+    """Inspect and cancel workflow runs."""
+
+
+@runs.command("list")
+@_db_url
+@click.option("--status", type=click.Choice(
+    ["pending", "running", "waiting", "succeeded", "failed", "cancelled"]))
+@click.option("--workflow", default=None, help="Only runs of this workflow.")
+@click.option("--limit", default=50, show_default=True)
+def runs_list(database_url: str | None, status: str | None, workflow: str | None, limit: int) -> None:
+    """The most recent runs."""
+    engine = Engine(database_url, worker=False)
+    found = _run(_with_engine(engine, lambda e: e.list_runs(
+        status=status, workflow=workflow, limit=limit)))
+    table = Table("run", "workflow", "status", "created", "finished", "recoveries")
+    for r in found:
+        table.add_row(
+            r.id, r.workflow, r.status, f"{r.created_at:%Y-%m-%d %H:%M:%S}",
+            f"{r.finished_at:%H:%M:%S}" if r.finished_at else "", str(r.recoveries),
+        )
+    console.print(table)
+
+
+@runs.command("show")
+@_db_url
+@click.argument("run_id")
+def runs_show(database_url: str | None, run_id: str) -> None:
+    """One run: its input, steps, outcome and events."""
+
+    async def go(e: Engine) -> None:
+        run = await e.get_run(run_id)
+        steps = await e.get_steps(run_id)
+        events = [ev async for ev in e.events(run_id, follow=False)]
+        console.print(f"[bold]{run.id}[/bold]  {run.workflow}  [bold]{run.status}[/bold]")
+        console.print(f"version {run.app_version}  queue {run.queue}"
+                      + (f" key {run.queue_key}" if run.queue_key else "")
+                      + (f"  parent {run.parent_id}" if run.parent_id else ""))
+        console.print(f"input  {json.dumps(run.input)}")
+        if run.status == "succeeded":
+            console.print(f"output {json.dumps(run.output)}")
+        if run.error:
+            console.print(f"[red]error  {run.error.get('type')}: {run.error.get('message')}[/red]")
+        if run.status == "waiting":
+            console.print(f"waiting for {run.waiting_topic or 'timer'} until {run.wake_at}")
+        table = Table("step", "name", "result", "at", title="steps")
+        for s in steps:
+            shown = json.dumps(s.error if s.error else s.output)
+            table.add_row(str(s.step_no), s.name, shown[:80], f"{s.created_at:%H:%M:%S.%f}"[:-3])
+        console.print(table)
+        if events:
+            table = Table("seq", "kind", "data", title="events")
+            for ev in events:
+                table.add_row(str(ev.seq), ev.kind, json.dumps(ev.data)[:80])
+            console.print(table)
+
+    _run(_with_engine(Engine(database_url, worker=False), go))
+
+
+@runs.command("cancel")
+@_db_url
+@click.argument("run_id")
+def runs_cancel(database_url: str | None, run_id: str) -> None:
+    """Cancel a run and its children (effective at their next step)."""
+    ids = _run(_with_engine(Engine(database_url, worker=False), lambda e: e.cancel(run_id)))
+    console.print(f"cancelled {len(ids)} run(s)" + (f": {', '.join(ids)}" if ids else
+                                                     " (it had already finished)"))
+
+
+# -- start ------------------------------------------------------------------------------------
+
+
+@main.command()
+@_app
+@_db_url
+@click.argument("workflow")
+@click.option("--input", "input_json", default="[]", show_default=True,
+              help='Arguments as JSON: a list (positional) or an object (keywords).')
+@click.option("--run-id", default=None, help="Idempotency key: a second start returns the first run.")
+@click.option("--queue", default=None)
+@click.option("--queue-key", default=None, help="Per-key concurrency group (e.g. a tenant).")
+@click.option("--wait/--no-wait", default=False, help="Wait for the result and print it.")
+def start(app_path: str | None, database_url: str | None, workflow: str, input_json: str,
+          run_id: str | None, queue: str | None, queue_key: str | None, wait: bool) -> None:
+    """Start WORKFLOW (its registered name) with --input; prints the run id."""
+    try:
+        params = json.loads(input_json)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--input") from exc
+    args, kwargs = (params, {}) if isinstance(params, list) else ([], params)
+    if not isinstance(kwargs, dict):
+        raise click.BadParameter("give a JSON list or object", param_hint="--input")
+    engine = load_app(app_path, database_url, worker=wait)
+
+    async def go(e: Engine) -> None:
+        handle = await e.start(workflow, *args, run_id=run_id, queue=queue,
+                               queue_key=queue_key, **kwargs)
+        console.print(handle.run_id if handle.created else f"{handle.run_id} (already started)")
+        if wait:
+            console.print_json(json.dumps(await handle.result()))
+
+    _run(_with_engine(engine, go))
+
+
+@main.command()
+@_db_url
+def demo(database_url: str | None) -> None:
+    """Run the example pipeline on the embedded database and show its progress."""
+    from .examples import pipeline
+
+    with contextlib.suppress(KeyboardInterrupt):
+        _run(pipeline.main(database_url))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
