@@ -14,15 +14,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def spawn_worker(database_url: str, app: str, log: Path | None = None,
-                 extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def spawn_worker(
+    database_url: str, app: str, log: Path | None = None, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     env = dict(os.environ, DATABASE_URL=database_url, PYTHONUNBUFFERED="1")
     if log is not None:
         env["THREADLINE_TEST_LOG"] = str(log)
     env.update(extra_env or {})
     return subprocess.Popen(
         [sys.executable, "-m", "threadline.cli", "worker", "--app", app],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -33,8 +37,9 @@ def kill(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> str:
     return out.decode(errors="replace")
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0,
-                     what: str = "condition") -> None:
+async def eventually(
+    check: Callable[[], Awaitable[bool]], timeout: float = 30.0, what: str = "condition"
+) -> None:
     """Poll `check` until it is true; fail the test with `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while not await check():

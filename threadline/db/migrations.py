@@ -16,6 +16,7 @@ from pathlib import Path
 import asyncpg
 
 from ..errors import SchemaError
+from .connect import Connection
 
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # A fixed key for pg_advisory_lock: "tl" "mg" in ASCII.
@@ -77,7 +78,7 @@ CREATE TABLE IF NOT EXISTS threadline.schema_migrations (
 """
 
 
-async def _applied(conn: asyncpg.Connection) -> dict[int, asyncpg.Record]:
+async def _applied(conn: Connection) -> dict[int, asyncpg.Record]:
     exists = await conn.fetchval("SELECT to_regclass('threadline.schema_migrations') IS NOT NULL")
     if not exists:
         return {}
@@ -85,7 +86,7 @@ async def _applied(conn: asyncpg.Connection) -> dict[int, asyncpg.Record]:
     return {row["version"]: row for row in rows}
 
 
-async def status(conn: asyncpg.Connection, folder: Path | None = None) -> list[MigrationState]:
+async def status(conn: Connection, folder: Path | None = None) -> list[MigrationState]:
     """Every migration known to the code or the database, oldest first."""
     known = {m.version: m for m in load_migrations(folder)}
     applied = await _applied(conn)
@@ -114,7 +115,7 @@ def check_not_newer(states: list[MigrationState]) -> None:
         )
 
 
-async def upgrade(conn: asyncpg.Connection, folder: Path | None = None) -> list[Migration]:
+async def upgrade(conn: Connection, folder: Path | None = None) -> list[Migration]:
     """Apply pending migrations; returns those applied by this call."""
     await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
     try:
@@ -140,7 +141,7 @@ async def upgrade(conn: asyncpg.Connection, folder: Path | None = None) -> list[
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
 
 
-async def pending(conn: asyncpg.Connection, folder: Path | None = None) -> list[MigrationState]:
+async def pending(conn: Connection, folder: Path | None = None) -> list[MigrationState]:
     states = await status(conn, folder)
     check_not_newer(states)
     return [s for s in states if s.applied_at is None]

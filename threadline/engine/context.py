@@ -121,17 +121,20 @@ class WorkflowContext:
         **kwargs: Any,
     ) -> T:
         """Run `fn(*args, **kwargs)` as a durable step and return its (JSON) result."""
-        options = getattr(fn, "__threadline_step__", None)
-        target = inspect.unwrap(fn) if options is not None else fn
+        base: StepOptions | None = getattr(fn, "__threadline_step__", None)
+        target = inspect.unwrap(fn) if base is not None else fn
+        options = base
         if options is None or name or retries or retry or timeout:
-            base: StepOptions | None = options
+            default_name = str(getattr(fn, "__qualname__", repr(fn)))
             options = StepOptions(
-                name or (base.name if base else getattr(fn, "__qualname__", repr(fn))),
-                retry or (RetryPolicy(max_attempts=retries + 1) if retries else None)
+                name or (base.name if base else default_name),
+                retry
+                or (RetryPolicy(max_attempts=retries + 1) if retries else None)
                 or (base.retry if base else NO_RETRY),
                 timeout if timeout is not None else (base.timeout if base else None),
             )
-        return await self.run_step(target, options, args, kwargs)
+        result: T = await self.run_step(target, options, args, kwargs)
+        return result
 
     async def run_step(
         self,
@@ -242,8 +245,13 @@ class WorkflowContext:
             return str(loads(recorded.output))
         child_id = f"{self.run_id}:{n}"
         await self._engine.start(
-            workflow, *args, run_id=child_id, queue=queue, queue_key=queue_key,
-            parent_id=self.run_id, **kwargs,
+            workflow,
+            *args,
+            run_id=child_id,
+            queue=queue,
+            queue_key=queue_key,
+            parent_id=self.run_id,
+            **kwargs,
         )
         await self._record(n, f"child:{wf_name}", dumps(child_id, "child id"), None)
         return child_id

@@ -21,7 +21,11 @@ _TRANSIENT_SQLSTATES = {
     "57P01",  # admin_shutdown (server restarting)
     "57P02",  # crash_shutdown
     "57P03",  # cannot_connect_now (server starting)
-    "08000", "08003", "08006", "08001", "08004",  # connection exceptions
+    "08000",
+    "08003",
+    "08006",
+    "08001",
+    "08004",  # connection exceptions
 }
 
 
@@ -39,9 +43,7 @@ def is_transient(exc: BaseException) -> bool:
     ) and not isinstance(exc, asyncpg.exceptions.InterfaceWarning)
 
 
-async def with_db_retry(
-    fn: Callable[[], Awaitable[T]], *, what: str, deadline: float = 60.0
-) -> T:
+async def with_db_retry(fn: Callable[[], Awaitable[T]], *, what: str, deadline: float = 60.0) -> T:
     """Run `fn`, retrying transient database errors with backoff for up to `deadline` s."""
     loop = asyncio.get_running_loop()
     give_up = loop.time() + deadline

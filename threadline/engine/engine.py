@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -142,7 +143,12 @@ class Engine:
         return self._journal
 
     async def open(self) -> Engine:
-        self.url = await asyncio.to_thread(db.resolve_database_url, self._database_url, self._data_dir)
+        if self._pool is not None:
+            raise ConfigurationError("this engine is already open")
+        self._closing = False
+        self.url = await asyncio.to_thread(
+            db.resolve_database_url, self._database_url, self._data_dir
+        )
         self._pool = await db.create_pool(self.url, max_size=self._pool_size)
         async with self._pool.acquire() as conn:
             if self._auto_migrate:
@@ -181,6 +187,11 @@ class Engine:
             await self._listener.close()
         if self._pool is not None:
             await self._pool.close()
+        # Forget this connection's state so the same Engine object can be opened again.
+        self._pool = self._listener = self._journal = self.worker = None
+        self.worker_id = 0
+        self._result_waiters.clear()
+        self._event_watchers.clear()
 
     async def __aenter__(self) -> Engine:
         return await self.open()
@@ -192,8 +203,9 @@ class Engine:
         conn = await db.connect(self.url)
         if self.worker_id:
             # Session-level: held as long as this connection lives, released by its death.
-            await conn.execute("SELECT pg_advisory_lock($1, $2)", store.WORKER_LOCK_CLASS,
-                               self.worker_id)
+            await conn.execute(
+                "SELECT pg_advisory_lock($1, $2)", store.WORKER_LOCK_CLASS, self.worker_id
+            )
         for channel in _CHANNELS:
             await conn.add_listener(channel, self._on_notify)  # type: ignore[arg-type]
         conn.add_termination_listener(self._on_listener_lost)  # type: ignore[arg-type]
@@ -282,15 +294,22 @@ class Engine:
         elif not run_id or len(run_id) > 200:
             raise ConfigurationError("run_id must be 1 to 200 characters")
         queue_name = queue or wf.queue
-        input_json = dumps({"args": list(args), "kwargs": kwargs}, f"the input of {wf.name}",
-                           self.max_payload)
+        input_json = dumps(
+            {"args": list(args), "kwargs": kwargs}, f"the input of {wf.name}", self.max_payload
+        )
         q = self.queues.get(queue_name)
         worker = self.worker
         owned = worker is not None and (q is None or not q.limited) and worker.try_reserve()
         try:
             created = await self.journal.add_run(
-                run_id, wf.name, self.version, input_json, queue=queue_name,
-                queue_key=queue_key, parent_id=parent_id, owned=owned,
+                run_id,
+                wf.name,
+                self.version,
+                input_json,
+                queue=queue_name,
+                queue_key=queue_key,
+                parent_id=parent_id,
+                owned=owned,
             )
         finally:
             if owned and worker is not None:
@@ -374,7 +393,9 @@ class Engine:
             ids = [r["id"] for r in rows]
             for row in rows:
                 if row["parent_id"] and row["parent_id"] not in ids:
-                    await conn.fetchval(store.WAKE_FOR_TOPIC, row["parent_id"], f"child:{row['id']}")
+                    await conn.fetchval(
+                        store.WAKE_FOR_TOPIC, row["parent_id"], f"child:{row['id']}"
+                    )
             if ids:
                 payload = json.dumps(ids)
                 await conn.execute("SELECT pg_notify('threadline_cancel', $1)", payload)
@@ -394,8 +415,13 @@ class Engine:
                 signal.clear()
                 async with self.pool.acquire() as conn:
                     rows = await conn.fetch(store.READ_EVENTS, run_id, seq, 500)
-                    status = None if rows else await conn.fetchval(
-                        "SELECT status FROM threadline.runs WHERE id = $1", run_id)
+                    status = (
+                        None
+                        if rows
+                        else await conn.fetchval(
+                            "SELECT status FROM threadline.runs WHERE id = $1", run_id
+                        )
+                    )
                 for row in rows:
                     seq = row["seq"]
                     yield Event(seq, row["kind"], loads(row["data"]), row["at"])
@@ -405,10 +431,8 @@ class Engine:
                     raise UnknownRun(f"no run with id {run_id!r}")
                 if not follow or status in TERMINAL:
                     return
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(signal.wait(), 2.0)
-                except TimeoutError:
-                    pass
         finally:
             watchers = self._event_watchers.get(run_id)
             if watchers is not None:
@@ -454,8 +478,12 @@ class Engine:
             if name is not None:
                 await conn.execute(store.INSERT_STEP, ctx.run_id, step_no, name, output, None)
             await conn.execute(
-                store.SUSPEND, ctx.run_id, self.worker_id,
-                None if wake_at is None else utc(wake_at), topic, step_no,
+                store.SUSPEND,
+                ctx.run_id,
+                self.worker_id,
+                None if wake_at is None else utc(wake_at),
+                topic,
+                step_no,
             )
         if wake_at is not None and self.worker is not None:
             self.worker.note_wake(wake_at)
@@ -475,8 +503,12 @@ class Engine:
                 await conn.execute(store.INSERT_STEP, ctx.run_id, step_no, name, output, None)
             else:
                 await conn.execute(
-                    store.SUSPEND, ctx.run_id, self.worker_id,
-                    None if deadline is None else utc(deadline), topic, step_no,
+                    store.SUSPEND,
+                    ctx.run_id,
+                    self.worker_id,
+                    None if deadline is None else utc(deadline),
+                    topic,
+                    step_no,
                 )
         if payload is None and not timed_out:
             if deadline is not None and self.worker is not None:
@@ -494,11 +526,13 @@ class Engine:
                 raise UnknownRun(f"no child run with id {child_id!r}")
             done = row["status"] in TERMINAL
             if done:
-                output = json.dumps({
-                    "status": row["status"],
-                    "output": loads(row["output"]),
-                    "error": loads(row["error"]),
-                })
+                output = json.dumps(
+                    {
+                        "status": row["status"],
+                        "output": loads(row["output"]),
+                        "error": loads(row["error"]),
+                    }
+                )
                 await conn.execute(store.INSERT_STEP, ctx.run_id, step_no, name, output, None)
             else:
                 await conn.execute(

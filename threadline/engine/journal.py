@@ -215,13 +215,14 @@ class Journal:
     async def _execute(self, batch: _Batch) -> set[tuple[str, str, int]]:
         groups = (batch.runs, batch.steps, batch.events, batch.outcomes)
         args: list[Any] = [self._worker_id]
-        for rows, (_, _, width, _, _) in zip(groups, _PARTS, strict=True):
+        for rows, (_, _, _width, _, _) in zip(groups, _PARTS, strict=True):
             if rows:
                 args += [list(col) for col in zip(*rows, strict=True)]
-        sql = flush_sql(tuple(bool(rows) for rows in groups))  # type: ignore[arg-type]
+        runs, steps, events, outcomes = (bool(rows) for rows in groups)
+        sql = flush_sql((runs, steps, events, outcomes))
         async with self._pool.acquire() as conn:
-            rows = await conn.fetch(sql, *args)
-        return {(r[0], r[1], r[2]) for r in rows if r[0] != "x"}
+            written = await conn.fetch(sql, *args)
+        return {(r[0], r[1], r[2]) for r in written if r[0] != "x"}
 
     async def drain(self) -> None:
         """Wait until everything queued so far is written."""

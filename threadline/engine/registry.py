@@ -7,7 +7,7 @@ import hashlib
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
 
 from ..errors import ConfigurationError
 from .retry import NO_RETRY, RetryPolicy
@@ -19,6 +19,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 WorkflowFn = Callable[..., Awaitable[Any]]
+W = TypeVar("W", bound=WorkflowFn)
 
 
 @dataclass(frozen=True)
@@ -75,17 +76,23 @@ def workflow_name(fn: Callable[..., Any]) -> str:
     return f"{fn.__module__}.{fn.__qualname__}"
 
 
+@overload
+def workflow(fn: W, /) -> W: ...
+@overload
 def workflow(
-    fn: WorkflowFn | None = None,
+    *, name: str | None = None, queue: str = "default", registry: Registry | None = None
+) -> Callable[[W], W]: ...
+def workflow(
+    fn: W | None = None,
     *,
     name: str | None = None,
     queue: str = "default",
     registry: Registry | None = None,
-) -> Any:
+) -> W | Callable[[W], W]:
     """Mark an `async def f(ctx, ...)` as a durable workflow. Usable bare or with options."""
 
-    def wrap(f: WorkflowFn) -> WorkflowFn:
-        if not inspect.iscoroutinefunction(f):
+    def wrap(f: W) -> W:
+        if not inspect.iscoroutinefunction(cast(Any, f)):
             raise ConfigurationError(f"workflow {f.__qualname__} must be an async def")
         wf = Workflow(f, name or workflow_name(f), queue)
         (registry or default_registry).add(wf)
@@ -105,6 +112,16 @@ def as_workflow(target: WorkflowFn | str, registry: Registry) -> Workflow | str:
     return wf
 
 
+@overload
+def step(fn: Callable[P, Awaitable[R]], /) -> Callable[P, Awaitable[R]]: ...
+@overload
+def step(
+    *,
+    name: str | None = None,
+    retries: int = 0,
+    retry: RetryPolicy | None = None,
+    timeout: float | None = None,
+) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]: ...
 def step(
     fn: Callable[P, Awaitable[R]] | None = None,
     *,

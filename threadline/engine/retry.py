@@ -13,7 +13,7 @@ def _retry_everything(exc: BaseException) -> bool:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """`max_attempts` counts the first try; `retry_on` decides whether an error is worth retrying."""
+    """`max_attempts` counts the first try; `retry_on` says whether an error is worth a retry."""
 
     max_attempts: int = 1
     initial_delay: float = 0.1

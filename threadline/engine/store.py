@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from ..db.connect import Connection
 from ..errors import UnknownRun
 
 # Two-key advisory locks: (classid, objid) = (this constant, worker id). "tlwk" in ASCII.
@@ -207,7 +208,7 @@ def _run_info(row: asyncpg.Record) -> RunInfo:
 
 
 async def list_runs(
-    conn: asyncpg.Connection,
+    conn: Connection,
     *,
     status: str | None = None,
     workflow: str | None = None,
@@ -224,14 +225,14 @@ async def list_runs(
     return [_run_info(r) for r in rows]
 
 
-async def get_run(conn: asyncpg.Connection, run_id: str) -> RunInfo:
+async def get_run(conn: Connection, run_id: str) -> RunInfo:
     row = await conn.fetchrow(f"SELECT {_RUN_FIELDS} FROM threadline.runs WHERE id = $1", run_id)
     if row is None:
         raise UnknownRun(f"no run with id {run_id!r}")
     return _run_info(row)
 
 
-async def get_steps(conn: asyncpg.Connection, run_id: str) -> list[StepInfo]:
+async def get_steps(conn: Connection, run_id: str) -> list[StepInfo]:
     rows = await conn.fetch(
         "SELECT step_no, name, output::text AS output, error::text AS error, created_at "
         "FROM threadline.steps WHERE run_id = $1 ORDER BY step_no",

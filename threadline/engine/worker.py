@@ -10,6 +10,7 @@ connection stays open.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -106,7 +107,7 @@ class Worker:
             tasks = [task for task, _ in self.active.values()]
             await asyncio.wait(tasks, timeout=drain_timeout)
         leftover = list(self.active.items())
-        for run_id, (task, _) in leftover:
+        for _, (task, _) in leftover:
             task.cancel()
         await asyncio.gather(*(t for _, (t, _) in leftover), return_exceptions=True)
         if leftover:
@@ -147,10 +148,8 @@ class Worker:
             timeout = min(self.poll_interval, self.recover_interval)
             if self._next_wake != float("inf"):
                 timeout = max(0.0, min(timeout, self._next_wake - time.time() + 0.005))
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wakeup.wait(), timeout)
-            except TimeoutError:
-                pass
             if self._next_wake <= time.time():
                 self._next_wake = float("inf")
 
@@ -172,8 +171,12 @@ class Worker:
             await conn.execute(store.PROMOTE_DUE)
             rows = list(
                 await conn.fetch(
-                    store.CLAIM_UNLIMITED, self.id, [q.name for q in limited], names,
-                    engine.version, free,
+                    store.CLAIM_UNLIMITED,
+                    self.id,
+                    [q.name for q in limited],
+                    names,
+                    engine.version,
+                    free,
                 )
             )
             for queue in limited:
@@ -182,8 +185,14 @@ class Worker:
                 async with conn.transaction():
                     await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", queue.name)
                     rows += await conn.fetch(
-                        store.CLAIM_LIMITED, self.id, queue.name, names, engine.version,
-                        free - len(rows), queue.per_key, queue.concurrency,
+                        store.CLAIM_LIMITED,
+                        self.id,
+                        queue.name,
+                        names,
+                        engine.version,
+                        free - len(rows),
+                        queue.per_key,
+                        queue.concurrency,
                     )
             self._starved = len(rows) >= free
             for row in rows:
@@ -194,8 +203,13 @@ class Worker:
                 last_seq = await conn.fetchval(store.LAST_EVENT_SEQ, row["id"])
                 wf = engine.registry.workflows[row["workflow"]]
                 ctx = WorkflowContext(
-                    engine, row["id"], wf.name, journal, last_event_seq=last_seq,
-                    waiting_step=row["waiting_step"], wake_at=row["wake_at"],
+                    engine,
+                    row["id"],
+                    wf.name,
+                    journal,
+                    last_event_seq=last_seq,
+                    waiting_step=row["waiting_step"],
+                    wake_at=row["wake_at"],
                 )
                 self.launch(wf, row["input"], ctx)
 

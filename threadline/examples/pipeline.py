@@ -22,10 +22,18 @@ registry = Registry()
 console = Console()
 
 TRANSACTIONS = [
-    ("Coffee Corner", 4.20), ("City Rail monthly pass", 89.00), ("Grocer & Sons", 63.15),
-    ("Cloud hosting invoice", 240.00), ("Corner Bakery", 7.80), ("Airline ticket LIS", 310.40),
-    ("Bookshop", 22.50), ("Electricity bill", 71.30), ("Taxi", 18.90), ("Gym membership", 35.00),
-    ("Pharmacy", 12.60), ("Hotel Porto", 180.00),
+    ("Coffee Corner", 4.20),
+    ("City Rail monthly pass", 89.00),
+    ("Grocer & Sons", 63.15),
+    ("Cloud hosting invoice", 240.00),
+    ("Corner Bakery", 7.80),
+    ("Airline ticket LIS", 310.40),
+    ("Bookshop", 22.50),
+    ("Electricity bill", 71.30),
+    ("Taxi", 18.90),
+    ("Gym membership", 35.00),
+    ("Pharmacy", 12.60),
+    ("Hotel Porto", 180.00),
 ]
 _RULES = {
     "travel": ("rail", "airline", "taxi", "hotel"),
@@ -42,8 +50,7 @@ async def classify(description: str) -> str:
     if random.random() < 0.15:
         raise ConnectionError("classifier unavailable")
     lowered = description.lower()
-    return next((cat for cat, words in _RULES.items() if any(w in lowered for w in words)),
-                "other")
+    return next((cat for cat, words in _RULES.items() if any(w in lowered for w in words)), "other")
 
 
 @workflow(registry=registry, name="classify_one", queue="classifier")
@@ -77,10 +84,17 @@ async def main(database_url: str | None = None) -> None:
         handle = await engine.start(monthly_report, items, run_id="demo-monthly-report")
         if not handle.created and await handle.status() in ("succeeded", "failed", "cancelled"):
             handle = await engine.start(monthly_report, items)  # the fixed one already ended
-        console.print(f"run [bold]{handle.run_id}[/bold]"
-                      + ("" if handle.created else " (resuming the run already in the database)"))
-        with Progress(TextColumn("classifying"), BarColumn(), MofNCompleteColumn(),
-                      console=console, transient=True) as progress:
+        console.print(
+            f"run [bold]{handle.run_id}[/bold]"
+            + ("" if handle.created else " (resuming the run already in the database)")
+        )
+        with Progress(
+            TextColumn("classifying"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
             task = progress.add_task("", total=len(TRANSACTIONS))
             async for event in handle.events():
                 if event.kind == "progress":
@@ -89,8 +103,9 @@ async def main(database_url: str | None = None) -> None:
                     break
         console.print("all classified; sending the approval message")
         if await handle.status() not in ("succeeded", "failed", "cancelled"):
-            await engine.send(handle.run_id, "approval", "finance@example.com",
-                              idempotency_key="demo-approval")
+            await engine.send(
+                handle.run_id, "approval", "finance@example.com", idempotency_key="demo-approval"
+            )
         result = await handle.result()
         for category, total in sorted(result["totals"].items()):
             console.print(f"  {category:<10} {total:>8.2f}")
