@@ -31,3 +31,44 @@ async def test_three_steps_run_and_are_journaled(database_url: str) -> None:
         assert [s.output for s in steps] == [2, 3, 4]
         events = [e async for e in handle.events()]
         assert [(e.seq, e.kind, e.data) for e in events] == [(1, "done", {"c": 4})]
+
+
+@workflow(registry=registry, name="plain_three_steps")
+async def plain_three_steps(ctx: WorkflowContext, x: int) -> int:
+    return await add_one(await add_one(await add_one(x)))
+
+
+async def test_a_run_of_three_steps_takes_three_commits(database_url: str) -> None:
+    """The run's insert shares a commit with its first step, the last step with the outcome;
+    each step is still durable before the next one's body runs."""
+    async with Engine(database_url, registry=registry) as engine:
+        await (await engine.start(plain_three_steps, 0)).result(timeout=10)  # warm up
+        before = engine.journal.flushes
+        calls.clear()
+        handle = await engine.start(plain_three_steps, 10)
+        assert await handle.result(timeout=10) == 13
+        assert engine.journal.flushes - before == 3
+        assert calls["add_one"] == 3
+        assert [s.output for s in await engine.get_steps(handle.run_id)] == [11, 12, 13]
+
+
+async def test_a_step_body_waits_for_the_previous_record(database_url: str) -> None:
+    """When step 2 starts, step 1's record is already in the database."""
+    seen: list[int] = []
+
+    @step(name="look")
+    async def look(run_id: str) -> int:
+        async with engine.pool.acquire() as conn:
+            n = await conn.fetchval(
+                "SELECT count(*) FROM threadline.steps WHERE run_id = $1", run_id
+            )
+        seen.append(n)
+        return int(n)
+
+    @workflow(registry=registry, name="looking")
+    async def looking(ctx: WorkflowContext) -> list[int]:
+        return [await look(ctx.run_id), await look(ctx.run_id), await look(ctx.run_id)]
+
+    async with Engine(database_url, registry=registry) as engine:
+        handle = await engine.start(looking)
+        assert await handle.result(timeout=10) == [0, 1, 2]

@@ -82,6 +82,13 @@ class WorkflowContext:
         self._last_event_seq = last_event_seq
         self._waiting_step = waiting_step
         self._wake_at = wake_at
+        # Durability is awaited lazily: a step's record must be durable before the next step
+        # body runs (or anything else leaves the process), not before the workflow code goes
+        # on. So the last record can share one commit with the run's outcome, and the first
+        # with the insert of the run itself.
+        self.created: asyncio.Future[bool] | None = None  # the run's insert, when not awaited
+        self.last_write: asyncio.Future[bool] | None = None
+        self._unsettled: asyncio.Future[bool] | None = None
 
     # -- bookkeeping --------------------------------------------------------------------------
 
@@ -100,10 +107,24 @@ class WorkflowContext:
         return n, recorded
 
     async def _record(self, n: int, name: str, output: str | None, error: str | None) -> None:
-        accepted = await self._engine.journal.add_step(self.run_id, n, name, output, error)
-        if not accepted:
-            raise RunLost
+        """Queue the step's record; `_settle` later awaits that it was durably accepted."""
+        journal = self._engine.journal
+        await journal.follow(self.last_write)
+        self.last_write = self._unsettled = journal.add_step(self.run_id, n, name, output, error)
         self._recorded[n] = Recorded(name, output, error)
+
+    async def _settle(self) -> None:
+        """Before a step body runs: the previous step's record is durable and was accepted."""
+        fut, self._unsettled = self._unsettled, None
+        if fut is not None and not await fut:
+            raise RunLost
+
+    async def settle_all(self) -> None:
+        """Before anything that touches the run outside the journal: every write is durable."""
+        await self._settle()
+        for fut in (self.created, self.last_write):
+            if fut is not None:
+                await fut
 
     def _limit(self) -> int:
         return self._engine.max_payload
@@ -149,6 +170,7 @@ class WorkflowContext:
                 err = loads(recorded.error)
                 raise StepError(options.name, err["type"], err["message"])
             return loads(recorded.output)
+        await self._settle()
         try:
             value = await self._invoke(fn, options, args, kwargs)
         except Exception as exc:
@@ -195,6 +217,7 @@ class WorkflowContext:
     async def sleep_until(self, when: float | datetime) -> None:
         target = when.timestamp() if isinstance(when, datetime) else float(when)
         n, recorded = self._next("sleep")
+        await self.settle_all()
         if recorded is None:
             output = dumps(target, "sleep")
             if target <= time.time():
@@ -213,6 +236,7 @@ class WorkflowContext:
         if recorded is not None:
             box = loads(recorded.output)
             return None if box is None else box[0]
+        await self.settle_all()
         if self._waiting_step == n:
             deadline = self._wake_at.timestamp() if self._wake_at else None
         else:
@@ -224,6 +248,7 @@ class WorkflowContext:
         n, recorded = self._next(f"send:{topic}")
         if recorded is not None:
             return
+        await self.settle_all()
         await self._engine.send(run_id, topic, payload, idempotency_key=f"{self.run_id}:{n}")
         await self._record(n, f"send:{topic}", "null", None)
 
@@ -244,6 +269,7 @@ class WorkflowContext:
         if recorded is not None:
             return str(loads(recorded.output))
         child_id = f"{self.run_id}:{n}"
+        await self.settle_all()
         await self._engine.start(
             workflow,
             *args,
@@ -260,6 +286,7 @@ class WorkflowContext:
         """The result of a child run; the parent waits without holding a coroutine."""
         n, recorded = self._next(f"wait:{run_id}")
         if recorded is None:
+            await self.settle_all()
             recorded = await self._engine.child_or_suspend(self, n, run_id)
         outcome = loads(recorded.output)
         if outcome["status"] == "cancelled":
@@ -282,7 +309,10 @@ class WorkflowContext:
         if seq <= self._last_event_seq:
             return seq  # written before a replay
         payload = dumps(data, f"event {kind!r}", self._limit())
-        await self._engine.journal.add_event(self.run_id, seq, kind, payload)
+        journal = self._engine.journal
+        await journal.follow(self.last_write)
+        self.last_write = journal.add_event(self.run_id, seq, kind, payload)
+        await self.last_write
         return seq
 
 

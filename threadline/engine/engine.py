@@ -100,6 +100,7 @@ class Engine:
     ) -> None:
         self.registry = registry or default_registry
         self._version = version or os.environ.get("THREADLINE_APP_VERSION")
+        self._pinned_version: str | None = None
         self.queues = {q.name: q for q in queues}
         self.max_payload = max_payload
         self._database_url = database_url
@@ -128,7 +129,9 @@ class Engine:
 
     @property
     def version(self) -> str:
-        return self._version or self.registry.version()
+        """The code version runs are pinned to: fixed when the engine opens (hashing the
+        workflows' source on every start would cost more than the start itself)."""
+        return self._pinned_version or self._version or self.registry.version()
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -146,6 +149,7 @@ class Engine:
         if self._pool is not None:
             raise ConfigurationError("this engine is already open")
         self._closing = False
+        self._pinned_version = self._version or self.registry.version()
         self.url = await asyncio.to_thread(
             db.resolve_database_url, self._database_url, self._data_dir
         )
@@ -190,6 +194,7 @@ class Engine:
         # Forget this connection's state so the same Engine object can be opened again.
         self._pool = self._listener = self._journal = self.worker = None
         self.worker_id = 0
+        self._pinned_version = None
         self._result_waiters.clear()
         self._event_watchers.clear()
 
@@ -289,6 +294,7 @@ class Engine:
     ) -> RunHandle:
         """Start a run; idempotent on `run_id` (a second start returns the first run)."""
         wf = self._workflow(workflow)
+        generated = run_id is None
         if run_id is None:
             run_id = os.urandom(12).hex()
         elif not run_id or len(run_id) > 200:
@@ -300,8 +306,9 @@ class Engine:
         q = self.queues.get(queue_name)
         worker = self.worker
         owned = worker is not None and (q is None or not q.limited) and worker.try_reserve()
+        reserved = owned
         try:
-            created = await self.journal.add_run(
+            write = self.journal.add_run(
                 run_id,
                 wf.name,
                 self.version,
@@ -311,10 +318,20 @@ class Engine:
                 parent_id=parent_id,
                 owned=owned,
             )
+            early = owned and generated and worker is not None
+            if early and worker is not None:
+                # A fresh random id cannot exist yet: run at once, so the first step's
+                # record can share the commit of the run's insert (see ADR 0002).
+                ctx = WorkflowContext(self, run_id, wf.name)
+                ctx.created = ctx.last_write = write
+                worker.launch(wf, input_json, ctx)
+                worker.unreserve()  # the launched run now counts as active
+                reserved = False
+            created = await write
         finally:
-            if owned and worker is not None:
+            if reserved and worker is not None:
                 worker.unreserve()
-        if created and owned and worker is not None:
+        if created and owned and not early and worker is not None:
             worker.launch(wf, input_json, WorkflowContext(self, run_id, wf.name))
         elif not created and worker is not None and run_id not in worker.active:
             await self._adopt_if_orphaned(run_id)

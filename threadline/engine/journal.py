@@ -35,7 +35,7 @@ new_runs AS (
                 {6}::text[], {7}::text[], {8}::int[])
          AS n(id, workflow, app_version, status, input, queue, queue_key, parent_id, owner)
     ON CONFLICT (id) DO NOTHING
-    RETURNING id, status),
+    RETURNING id, status, owner),
 runs_notice AS (
     SELECT pg_notify('threadline_work', '')
     WHERE EXISTS (SELECT 1 FROM new_runs WHERE status = 'pending'))"""
@@ -46,7 +46,8 @@ new_steps AS (
     SELECT s.run_id, s.step_no, s.name, s.output::jsonb, s.error::jsonb
     FROM unnest({0}::text[], {1}::int[], {2}::text[], {3}::text[], {4}::text[])
          AS s(run_id, step_no, name, output, error)
-    JOIN threadline.runs r ON r.id = s.run_id AND r.owner = $1 AND r.status = 'running'
+    WHERE EXISTS (SELECT 1 FROM threadline.runs r
+                  WHERE r.id = s.run_id AND r.owner = $1 AND r.status = 'running'){{new_runs}}
     ON CONFLICT DO NOTHING
     RETURNING run_id, step_no)"""
 
@@ -111,7 +112,11 @@ def flush_sql(present: tuple[bool, bool, bool, bool]) -> str:
         selects.append(select)
         if notice:  # a SELECT CTE only runs when the main query reads it
             selects.append(f"SELECT 'x', NULL, count(*)::int FROM {notice}")
-    ctes.insert(0, "\nme AS (SELECT $1::int AS worker_id)")  # types $1 when nothing else uses it
+    ctes.insert(0, "\nme AS (SELECT $1::int AS worker_id)")  # types $1 when nothing else does
+    # A step may share a statement with the insert of its own run (a run's first step is
+    # recorded with the run itself); the CTEs share one snapshot, so look at new_runs too.
+    also = "\n       OR s.run_id IN (SELECT id FROM new_runs WHERE owner = $1)"
+    ctes = [c.replace("{new_runs}", also if present[0] else "") for c in ctes]
     return "WITH" + ",".join(ctes) + "\n" + "\nUNION ALL ".join(selects)
 
 
@@ -122,6 +127,7 @@ class _Batch:
     events: list[tuple[Any, ...]] = field(default_factory=list)
     outcomes: list[tuple[Any, ...]] = field(default_factory=list)
     waiters: list[tuple[str, tuple[str, int], asyncio.Future[bool]]] = field(default_factory=list)
+    queued: set[asyncio.Future[bool]] = field(default_factory=set)
 
     def __bool__(self) -> bool:
         return bool(self.waiters)
@@ -135,6 +141,7 @@ class Journal:
         self._worker_id = worker_id
         self._max_inflight = max_inflight
         self._inflight = 0
+        self._scheduled = False  # a flush task will take the batch on its first turn
         self._batch = _Batch()
         self._tasks: set[asyncio.Task[None]] = set()
         self.flushes = 0
@@ -143,8 +150,19 @@ class Journal:
     def _future(self, kind: str, key: tuple[str, int]) -> asyncio.Future[bool]:
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._batch.waiters.append((kind, key, fut))
+        self._batch.queued.add(fut)
         self._kick()
         return fut
+
+    def is_queued(self, fut: asyncio.Future[bool]) -> bool:
+        """Whether this write still waits in the batch: a write added now shares its commit."""
+        return fut in self._batch.queued
+
+    async def follow(self, previous: asyncio.Future[bool] | None) -> None:
+        """Return once a write added next cannot commit before `previous`: it shares its
+        batch (one transaction), or `previous` has finished."""
+        if previous is not None and not previous.done() and previous not in self._batch.queued:
+            await asyncio.wait([previous])
 
     def add_run(
         self,
@@ -185,15 +203,25 @@ class Journal:
         return self._future("f", (run_id, 0))
 
     def _kick(self) -> None:
-        if self._inflight >= self._max_inflight or not self._batch:
+        if self._scheduled or self._inflight >= self._max_inflight or not self._batch:
             return
-        batch, self._batch = self._batch, _Batch()
         self._inflight += 1
-        task = asyncio.get_running_loop().create_task(self._flush(batch))
+        self._scheduled = True
+        task = asyncio.get_running_loop().create_task(self._flush())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _flush(self, batch: _Batch) -> None:
+    async def _flush(self) -> None:
+        # One turn of the event loop first: the tasks that are ready now (a run's first step
+        # after its start, a workflow's outcome after its last step) join this commit.
+        try:
+            await asyncio.sleep(0)
+        except BaseException:
+            self._scheduled = False
+            self._inflight -= 1
+            raise
+        batch, self._batch = self._batch, _Batch()
+        self._scheduled = False
         try:
             accepted = await with_db_retry(lambda: self._execute(batch), what="journal flush")
         except BaseException as exc:

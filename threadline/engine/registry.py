@@ -30,6 +30,7 @@ class Workflow:
     name: str
     queue: str = "default"
 
+    @functools.cached_property
     def source_hash(self) -> str:
         try:
             source = inspect.getsource(self.fn)
@@ -65,7 +66,7 @@ class Registry:
         digest = hashlib.sha256()
         for name in sorted(self.workflows):
             digest.update(name.encode())
-            digest.update(self.workflows[name].source_hash().encode())
+            digest.update(self.workflows[name].source_hash.encode())
         return digest.hexdigest()[:12]
 
 

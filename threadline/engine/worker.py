@@ -243,6 +243,11 @@ class Worker:
             _current.set(None)
         try:
             if outcome is not None:
+                # The outcome may share a commit with the last step, never with the run's
+                # own insert (an UPDATE in that statement would not see the new row).
+                if ctx.created is not None:
+                    await ctx.created
+                await engine.journal.follow(ctx.last_write)
                 accepted = await engine.journal.add_outcome(run_id, *outcome)
                 engine.run_finished(run_id, outcome if accepted else None)
         except Exception:
