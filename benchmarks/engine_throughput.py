@@ -84,8 +84,11 @@ async def bench_threadline(
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     server_url = args.database_url or db.start_embedded(Path(tempfile.mkdtemp(prefix="tl-bench-")))
     sizes = {"runs": args.runs, "concurrency": args.concurrency, "warmup": args.warmup}
-    ours = await bench_threadline(await fresh_database(server_url, "tl_bench"), **sizes)
+    ours_url = await fresh_database(server_url, "tl_bench")
+    ours = await bench_threadline(ours_url, **sizes)
     rss = peak_rss_mib()
+    # One run at a time: the latency a single caller sees, end to end.
+    single = await bench_threadline(ours_url, runs=args.single_runs, concurrency=1, warmup=50)
     peer_results: dict[str, peers.PeerResult | str] = {}
     if not args.no_peers:
         for name in ("dbos", "langgraph", "temporal"):
@@ -106,6 +109,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "runs_per_s": ours["runs_per_s"],
         "p50_ms": ours["p50_ms"],
         "p99_ms": ours["p99_ms"],
+        "single_p50_ms": single["p50_ms"],
+        "single_p99_ms": single["p99_ms"],
         "peak_rss_mib": round(rss, 1),
         "runs": ours["runs"],
         "concurrency": args.concurrency,
@@ -153,7 +158,10 @@ def print_table(result: dict[str, Any]) -> None:
             f"{ratio:.1f}× faster",
         )
     Console().print(table)
-    Console().print(f"peak RSS {result['peak_rss_mib']} MiB, {result['runs']} timed runs")
+    Console().print(
+        f"one run at a time: p50 {result['single_p50_ms']} ms, p99 {result['single_p99_ms']} ms;"
+        f" peak RSS {result['peak_rss_mib']} MiB; {result['runs']} timed runs"
+    )
 
 
 def cli() -> None:
@@ -162,6 +170,7 @@ def cli() -> None:
     parser.add_argument("--runs", type=int, default=4000)
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--single-runs", type=int, default=500, help="runs one at a time")
     parser.add_argument("--no-peers", action="store_true", help="measure threadline alone")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--plot", type=Path, default=None, help="write a bar chart (PNG)")

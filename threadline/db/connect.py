@@ -29,6 +29,14 @@ def redact(url: str) -> str:
     return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Return a connection to the pool as it is. asyncpg's default reset (UNLISTEN, RESET ALL,
+    unlock advisory locks) is one more round trip per use; threadline keeps no session state
+    on pooled connections (its LISTENs and session locks live on their own connections)."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 async def create_pool(
     url: str,
     *,
@@ -46,6 +54,7 @@ async def create_pool(
             timeout=connect_timeout,
             statement_cache_size=256,
             server_settings={"application_name": "threadline"},
+            reset=_keep_session,
         )
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         raise DatabaseUnavailable(

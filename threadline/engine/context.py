@@ -90,6 +90,11 @@ class WorkflowContext:
         self.last_write: asyncio.Future[bool] | None = None
         self._unsettled: asyncio.Future[bool] | None = None
 
+    @property
+    def step_no(self) -> int:
+        """The number of the last durable operation this run has taken (0 before the first)."""
+        return self._step_no
+
     # -- bookkeeping --------------------------------------------------------------------------
 
     def _next(self, name: str) -> tuple[int, Recorded | None]:
