@@ -91,6 +91,11 @@ class WorkflowContext:
         self._unsettled: asyncio.Future[bool] | None = None
 
     @property
+    def engine(self) -> Engine:
+        """The engine running this workflow (its pool serves the layers above)."""
+        return self._engine
+
+    @property
     def step_no(self) -> int:
         """The number of the last durable operation this run has taken (0 before the first)."""
         return self._step_no

@@ -1,0 +1,42 @@
+"""A worker killed between two LLM calls: the recovered run buys only the missing call."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from threadline import Engine
+from threadline.ledger import Ledger
+
+from ..helpers import eventually, kill, spawn_worker
+from .apps import registry, two_calls
+from ..llm.servers.base import ProviderServer
+
+APP = "tests.ledger.apps:engine"
+
+
+async def test_a_recovered_workflow_does_not_buy_a_call_twice(
+    database_url: str, tmp_path: Path, servers: dict[str, ProviderServer]
+) -> None:
+    api = servers["openai"]
+    api.script.reset()
+    api.script.reply(text="First answer.", input_tokens=40, output_tokens=3)
+    api.script.reply(text="Second answer.", input_tokens=60, output_tokens=3)
+    env = {"THREADLINE_TEST_OPENAI_URL": api.url + "/v1"}
+    log = tmp_path / "log"
+    paused = Path(str(log) + ".paused")
+    first = spawn_worker(database_url, APP, log, env)
+    async with Engine(database_url, registry=registry, worker=False) as client:
+        handle = await client.start(two_calls, "What is it?", run_id="two-calls")
+        await eventually(lambda: asyncio.sleep(0, paused.exists()), what="the first call")
+        kill(first)
+        second = spawn_worker(database_url, APP, log, env)
+        try:
+            assert await handle.result(timeout=60) == ["First answer.", "Second answer."]
+        finally:
+            kill(second)
+        rows = await Ledger(client.pool).calls(run_id="two-calls")
+    assert len(api.script.requests) == 2
+    assert [(r["input_tokens"], r["status"]) for r in rows] == [(40, "ok"), (60, "ok")]
+    assert [r["step_no"] for r in rows] == [1, 3]
+    assert all(r["session_id"] == "crash-session" for r in rows)

@@ -1,0 +1,79 @@
+"""One ledger row: what a single LLM call asked for, got, and cost."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Literal
+
+from .scope import Scope
+
+CallStatus = Literal["ok", "error", "cancelled", "cached"]
+
+
+@dataclass
+class CallRecord:
+    provider: str
+    requested_model: str
+    model: str
+    status: CallStatus
+    latency_ms: float
+    scope: Scope = field(default_factory=Scope)
+    attempt: int = 1
+    stop_reason: str | None = None
+    error_code: str | None = None
+    fallback_reason: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: Decimal | None = None  # None: the model has no known price ("unpriced")
+    saved_usd: Decimal = Decimal(0)
+    priced: bool = True
+    estimated: bool = False  # usage estimated (a stream cut before the provider reported it)
+    ttft_ms: float | None = None
+
+
+INSERT = """
+INSERT INTO threadline.llm_calls (
+    tenant, user_id, session_id, turn_id, run_id, step_no, agent,
+    provider, requested_model, model, attempt, status, stop_reason, error_code, fallback_reason,
+    input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
+    cost_usd, saved_usd, priced, estimated, latency_ms, ttft_ms)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+        $20, $21, $22, $23, $24, $25, $26)
+RETURNING id
+"""
+
+
+def insert_args(r: CallRecord) -> tuple[object, ...]:
+    s = r.scope
+    return (
+        s.tenant,
+        s.user,
+        s.session,
+        s.turn,
+        s.run_id,
+        s.step_no,
+        s.agent,
+        r.provider,
+        r.requested_model,
+        r.model,
+        r.attempt,
+        r.status,
+        r.stop_reason,
+        r.error_code,
+        r.fallback_reason,
+        r.input_tokens,
+        r.output_tokens,
+        r.cache_read_tokens,
+        r.cache_write_tokens,
+        r.reasoning_tokens,
+        r.cost_usd,
+        r.saved_usd,
+        r.priced,
+        r.estimated,
+        r.latency_ms,
+        r.ttft_ms,
+    )
