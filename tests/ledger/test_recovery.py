@@ -9,8 +9,8 @@ from threadline import Engine
 from threadline.ledger import Ledger
 
 from ..helpers import eventually, kill, spawn_worker
-from .apps import registry, two_calls
 from ..llm.servers.base import ProviderServer
+from .apps import registry, two_calls
 
 APP = "tests.ledger.apps:engine"
 

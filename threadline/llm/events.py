@@ -1,0 +1,200 @@
+"""What a model call produces: token usage, stream events and the final response.
+
+Usage counts follow genai-prices' convention, so a `Usage` prices without translation:
+`input_tokens` is *all* input, cached or not (it includes `cache_read_tokens` and
+`cache_write_tokens`); `output_tokens` is all output, including `reasoning_tokens`.
+
+Stop reasons are normalised to: "end_turn", "max_tokens", "tool_use", "stop_sequence"
+(a provider's unknown reason passes through unchanged). A refusal or safety block is not a
+stop reason: adapters raise `ContentFiltered` instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .errors import StreamInterrupted
+from .messages import Message, ToolCall, parse_arguments
+
+__all__ = [
+    "Response",
+    "ResponseBuilder",
+    "StreamEnd",
+    "StreamEvent",
+    "TextDelta",
+    "ToolCallDelta",
+    "Usage",
+    "UsageEvent",
+]
+
+END_TURN = "end_turn"
+MAX_TOKENS = "max_tokens"
+TOOL_USE = "tool_use"
+STOP_SEQUENCE = "stop_sequence"
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens a call consumed (see the module docstring for what each count includes)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            **{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)}
+        )
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def to_json(self) -> dict[str, int]:
+        return {f.name: int(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Usage:
+        return cls(**{f.name: int(data.get(f.name) or 0) for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """The next piece of the answer's text."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of tool call number `index`: `id` and `name` come with its first piece,
+    `arguments_delta` is the next fragment of its JSON arguments."""
+
+    index: int
+    id: str | None
+    name: str | None
+    arguments_delta: str = ""
+
+
+@dataclass(frozen=True)
+class UsageEvent:
+    """Usage known so far (cumulative), e.g. input tokens before the first text."""
+
+    usage: Usage
+
+
+@dataclass(frozen=True)
+class StreamEnd:
+    """Always the last event of a successful stream; `usage` is the final count."""
+
+    stop_reason: str
+    usage: Usage
+    model: str | None = None
+
+
+StreamEvent = TextDelta | ToolCallDelta | UsageEvent | StreamEnd
+
+
+@dataclass(frozen=True)
+class Response:
+    """A finished answer. `model` is the model id the provider reported."""
+
+    text: str
+    tool_calls: tuple[ToolCall, ...]
+    usage: Usage
+    stop_reason: str
+    model: str
+    provider: str
+
+    @property
+    def message(self) -> Message:
+        """The answer as an assistant message, to append to the history."""
+        return Message.assistant(self.text, self.tool_calls)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "tool_calls": [c.to_json() for c in self.tool_calls],
+            "usage": self.usage.to_json(),
+            "stop_reason": self.stop_reason,
+            "model": self.model,
+            "provider": self.provider,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Response:
+        return cls(
+            text=str(data["text"]),
+            tool_calls=tuple(ToolCall.from_json(c) for c in data.get("tool_calls") or ()),
+            usage=Usage.from_json(data.get("usage") or {}),
+            stop_reason=str(data["stop_reason"]),
+            model=str(data["model"]),
+            provider=str(data["provider"]),
+        )
+
+
+@dataclass
+class _PendingCall:
+    id: str | None = None
+    name: str | None = None
+    arguments: list[str] = field(default_factory=list)
+
+
+class ResponseBuilder:
+    """Collects stream events into the `Response` a plain call would have returned."""
+
+    def __init__(self, provider: str, model: str) -> None:
+        self.provider = provider
+        self.model = model
+        self._text: list[str] = []
+        self._calls: dict[int, _PendingCall] = {}
+        self.usage = Usage()
+        self.end: StreamEnd | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self._text)
+
+    def add(self, event: StreamEvent) -> None:
+        if isinstance(event, TextDelta):
+            self._text.append(event.text)
+        elif isinstance(event, ToolCallDelta):
+            call = self._calls.setdefault(event.index, _PendingCall())
+            call.id = call.id or event.id
+            call.name = call.name or event.name
+            call.arguments.append(event.arguments_delta)
+        elif isinstance(event, UsageEvent):
+            self.usage = event.usage
+        else:
+            self.usage = event.usage
+            self.end = event
+
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        return tuple(
+            ToolCall(
+                id=call.id or f"call_{index}",
+                name=call.name or "",
+                arguments=parse_arguments("".join(call.arguments)),
+            )
+            for index, call in sorted(self._calls.items())
+        )
+
+    def build(self) -> Response:
+        if self.end is None:
+            raise StreamInterrupted(
+                "the stream ended without its final event",
+                provider=self.provider,
+                partial_text=self.text,
+            )
+        return Response(
+            text=self.text,
+            tool_calls=self.tool_calls(),
+            usage=self.end.usage,
+            stop_reason=self.end.stop_reason,
+            model=self.end.model or self.model,
+            provider=self.provider,
+        )
