@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from ..llm.pricing import PriceOverrides
-from .record import INSERT, CallRecord, insert_args
+from .record import CallRecord
 from .reports import CostRow, cost_report
+from .writer import LedgerWriter
 
 
 class Ledger:
@@ -22,12 +24,19 @@ class Ledger:
     def __init__(self, pool: asyncpg.Pool, *, overrides: PriceOverrides | None = None) -> None:
         self.pool = pool
         self.overrides = PriceOverrides.from_env() if overrides is None else overrides
+        self._writer = LedgerWriter(pool)
 
-    async def record(self, call: CallRecord) -> int:
-        """Write one call; returns its row id."""
-        async with self.pool.acquire() as conn:
-            row_id: int = await conn.fetchval(INSERT, *insert_args(call))
-        return row_id
+    def submit(self, call: CallRecord) -> asyncio.Future[None]:
+        """Queue one call's row (group commit); the future resolves once it is durable."""
+        return self._writer.submit(call)
+
+    async def record(self, call: CallRecord) -> None:
+        """Write one call's row and wait until it is durable."""
+        await self._writer.submit(call)
+
+    async def drain(self) -> None:
+        """Wait until every row submitted so far is durable."""
+        await self._writer.drain()
 
     async def report(
         self,
@@ -37,6 +46,7 @@ class Ledger:
         until: datetime | None = None,
         tenant: str | None = None,
     ) -> list[CostRow]:
+        await self.drain()
         async with self.pool.acquire() as conn:
             return await cost_report(conn, by, since=since, until=until, tenant=tenant)
 
@@ -47,6 +57,7 @@ class Ledger:
         if unknown:
             raise ValueError(f"cannot filter ledger rows on {sorted(unknown)}")
         clauses = [f"{column} = ${i}" for i, column in enumerate(where, 1)]
+        await self.drain()
         sql = "SELECT * FROM threadline.llm_calls"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)

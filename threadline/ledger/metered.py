@@ -143,6 +143,10 @@ class LLM:
         return found
 
     async def aclose(self) -> None:
+        """Write pending ledger rows, then close the models' HTTP clients."""
+        for ledger in (self._ledger, self._engine_ledger):
+            if ledger is not None:
+                await ledger.drain()
         for model in self._models.values():
             await model.aclose()
         self._models.clear()
@@ -175,7 +179,7 @@ class LLM:
 
         async def step_body() -> dict[str, Any]:
             response = await self.call(
-                target, messages, options, step_scope, on_delta, note, ledger
+                target, messages, options, step_scope, on_delta, note, ledger, durable=True
             )
             return response.to_json()
 
@@ -215,7 +219,7 @@ class LLM:
             status, error = "error", exc
             raise
         finally:
-            await asyncio.shield(self._settle(ledger, meter, scope or Scope(), note, status, error))
+            ledger.submit(self._row(ledger, meter, scope or Scope(), note, status, error))
 
     async def call(
         self,
@@ -226,8 +230,13 @@ class LLM:
         on_delta: OnDelta | None = None,
         note: CallNote | None = None,
         ledger: Ledger | None = None,
+        durable: bool = False,
     ) -> Response:
-        """One metered call, not journaled (the router and `request` build on it)."""
+        """One metered call, not journaled (the router and `request` build on it).
+
+        Its ledger row is group-committed after it returns; with `durable` the call returns
+        only once the row is committed (a workflow step does, so that a recorded step always
+        has its row)."""
         ledger = ledger or self.ledger
         meter = _Meter(model, messages, options)
         status: CallStatus = "cancelled"
@@ -249,11 +258,13 @@ class LLM:
             status, error = "error", exc
             raise
         finally:
-            await asyncio.shield(self._settle(ledger, meter, scope, note, status, error))
+            written = ledger.submit(self._row(ledger, meter, scope, note, status, error))
+            if durable:
+                await asyncio.shield(written)
 
     # -- the ledger row -----------------------------------------------------------------------
 
-    async def _settle(
+    def _row(
         self,
         ledger: Ledger,
         meter: _Meter,
@@ -261,7 +272,7 @@ class LLM:
         note: CallNote | None,
         status: CallStatus,
         error: LLMError | None,
-    ) -> None:
+    ) -> CallRecord:
         model = meter.model
         end = meter.builder.end
         if end is not None:
@@ -273,26 +284,24 @@ class LLM:
         used_model = end.model if end is not None and end.model else model.name
         cost = price(model.provider, used_model, usage, overrides=ledger.overrides)
         note = note or CallNote()
-        await ledger.record(
-            CallRecord(
-                provider=model.provider,
-                requested_model=note.requested_model or model.spec,
-                model=used_model,
-                status=status,
-                latency_ms=meter.elapsed_ms(),
-                ttft_ms=meter.ttft_ms,
-                scope=scope,
-                attempt=note.attempt,
-                stop_reason=end.stop_reason if end is not None else None,
-                error_code=error.code if error is not None else None,
-                fallback_reason=note.fallback_reason,
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cache_read_tokens=usage.cache_read_tokens,
-                cache_write_tokens=usage.cache_write_tokens,
-                reasoning_tokens=usage.reasoning_tokens,
-                cost_usd=cost.total_usd,
-                priced=cost.priced,
-                estimated=estimated,
-            )
+        return CallRecord(
+            provider=model.provider,
+            requested_model=note.requested_model or model.spec,
+            model=used_model,
+            status=status,
+            latency_ms=meter.elapsed_ms(),
+            ttft_ms=meter.ttft_ms,
+            scope=scope,
+            attempt=note.attempt,
+            stop_reason=end.stop_reason if end is not None else None,
+            error_code=error.code if error is not None else None,
+            fallback_reason=note.fallback_reason,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            cost_usd=cost.total_usd,
+            priced=cost.priced,
+            estimated=estimated,
         )

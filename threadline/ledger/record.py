@@ -43,7 +43,6 @@ INSERT INTO threadline.llm_calls (
     cost_usd, saved_usd, priced, estimated, latency_ms, ttft_ms)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
         $20, $21, $22, $23, $24, $25, $26)
-RETURNING id
 """
 
 
