@@ -73,11 +73,23 @@ def bare_call(provider: str, url: str) -> Call:
         from google.genai import types
 
         g_client = genai.Client(api_key="k", http_options=types.HttpOptions(base_url=url))
-        return lambda: g_client.aio.models.generate_content(model=model, contents=QUESTION)
+        # The same request threadline's adapter sends: typed contents, AFC off.
+        config = types.GenerateContentConfig(
+            max_output_tokens=256,
+            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+        )
+        contents = [types.Content(role="user", parts=[types.Part(text=QUESTION)])]
+        return lambda: g_client.aio.models.generate_content(
+            model=model, contents=contents, config=config
+        )
     import ollama
 
     l_client = ollama.AsyncClient(host=url)
-    return lambda: l_client.chat(model=model, messages=[{"role": "user", "content": QUESTION}])
+    return lambda: l_client.chat(
+        model=model,
+        messages=[{"role": "user", "content": QUESTION}],
+        options={"num_predict": 256},
+    )
 
 
 def ours_call(provider: str, url: str, llm: LLM) -> Call:
