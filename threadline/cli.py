@@ -385,6 +385,49 @@ def costs(
 
 @main.command()
 @_db_url
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--no-worker", is_flag=True, help="Serve only; turns run on `threadline worker`s.")
+@click.option(
+    "--agents",
+    "agents_path",
+    default=None,
+    metavar="MODULE:OBJECT",
+    help="A list of Agents to serve. Default: the demo bots (memoir, support).",
+)
+def serve(
+    database_url: str | None, host: str, port: int, no_worker: bool, agents_path: str | None
+) -> None:
+    """Serve the chat API, the widget and the demo page, with a worker in the same process."""
+    from .web import serve as run_server
+
+    agents = _load_object(agents_path, "--agents") if agents_path else None
+    if agents is None:
+        from .demo import AGENTS
+
+        agents = AGENTS
+    console.print(f"threadline on [bold]http://{host}:{port}[/bold] (Ctrl-C to stop)")
+    with contextlib.suppress(KeyboardInterrupt):
+        _run(
+            run_server(
+                agents, host=host, port=port, database_url=database_url, worker=not no_worker
+            )
+        )
+
+
+def _load_object(path: str, hint: str) -> Any:
+    module_name, _, attr = path.partition(":")
+    if not attr:
+        raise click.BadParameter("expected MODULE:OBJECT", param_hint=hint)
+    sys.path.insert(0, ".")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise click.BadParameter(f"cannot load {path!r}: {exc}", param_hint=hint) from exc
+
+
+@main.command()
+@_db_url
 def demo(database_url: str | None) -> None:
     """Run the example pipeline on the embedded database and show its progress."""
     from .examples import pipeline

@@ -1,0 +1,69 @@
+"""`Agent`: configuration plus a state machine. Each named state is an async handler that
+takes the turn and returns the next state (or None to stay)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+
+from ..errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from .turn import Turn
+
+Handler = Callable[["Turn"], Awaitable[str | None]]
+
+_jinja = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+
+
+@dataclass
+class Agent:
+    """A conversational agent.
+
+    `prompt` is a Jinja2 template for the system prompt; it sees the session's `state`,
+    `data` and anything passed to `turn.reply(**vars)`. `model` is a `provider:model` name
+    (default: the first provider with a key set, else the offline demo model).
+    """
+
+    name: str
+    prompt: str = "You are a helpful assistant."
+    model: str | None = None
+    initial_state: str = "start"
+    title: str = ""
+    greeting: str | None = None
+    max_tokens: int = 512
+    states: dict[str, Handler] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        try:
+            self._template = _jinja.from_string(self.prompt)
+        except jinja2.TemplateSyntaxError as exc:
+            raise ConfigurationError(f"agent {self.name!r}: bad prompt template: {exc}") from exc
+
+    def state(self, name: str) -> Callable[[Handler], Handler]:
+        """Register the handler of state `name`: `@agent.state("intake")`."""
+
+        def register(fn: Handler) -> Handler:
+            self.states[name] = fn
+            return fn
+
+        return register
+
+    def handler(self, state: str) -> Handler:
+        found = self.states.get(state)
+        if found is None:
+            known = ", ".join(sorted(self.states)) or "none"
+            raise ConfigurationError(
+                f"agent {self.name!r} has no handler for state {state!r} (known: {known})"
+            )
+        return found
+
+    def render(self, **variables: Any) -> str:
+        try:
+            return self._template.render(**variables)
+        except jinja2.UndefinedError as exc:
+            raise ConfigurationError(f"agent {self.name!r}: prompt template: {exc}") from exc

@@ -1,0 +1,118 @@
+"""Two demo agents. With no provider key they run on the offline demo model, which answers
+from the context in its prompt and asks the next interview question."""
+
+from __future__ import annotations
+
+import re
+
+from ..agents import Agent, Turn
+
+# -- memoir: intake -> outline -> chapters -> review ------------------------------------------
+
+MEMOIR_PROMPT = """You are a warm, patient memoir interviewer helping someone write the story
+of their life. Stage: {{ state }}. Ask one question at a time and build on their answers.
+{% if state == "intake" %}Interview questions to ask, in order:
+- Ask where and when they were born.
+- Ask who the most important people of their childhood were.
+- Ask what they did for a living, and what they loved about it.
+{% elif state == "outline" %}Propose an outline of 3 to 5 chapters from what they told you
+({{ data.get("facts", [])|join("; ") }}), then ask which chapter to start with.
+{% elif state == "chapters" %}Interview them for chapter {{ data.get("chapter", 1) }}.
+Ask for a concrete memory: a place, a smell, a sentence someone said.
+{% else %}Read back a short summary of the chapters and ask what to change.{% endif %}"""
+
+memoir = Agent(
+    name="memoir",
+    title="Memoir interview",
+    prompt=MEMOIR_PROMPT,
+    initial_state="intake",
+    greeting="Hello! I'll help you write your memoir, one conversation at a time. "
+    "Shall we begin with where you grew up?",
+)
+
+INTAKE_QUESTIONS = 3
+CHAPTER_QUESTIONS = 3
+
+
+@memoir.state("intake")
+async def intake(turn: Turn) -> str | None:
+    facts = turn.data.setdefault("facts", [])
+    facts.append(turn.text[:200])
+    await turn.reply()
+    return "outline" if len(facts) >= INTAKE_QUESTIONS else None
+
+
+@memoir.state("outline")
+async def outline(turn: Turn) -> str | None:
+    await turn.reply()
+    turn.data["chapter"] = 1
+    turn.data["answers"] = 0
+    return "chapters"
+
+
+@memoir.state("chapters")
+async def chapters(turn: Turn) -> str | None:
+    turn.data["answers"] = turn.data.get("answers", 0) + 1
+    await turn.reply()
+    if turn.data["answers"] >= CHAPTER_QUESTIONS:
+        turn.data["chapter"] = turn.data.get("chapter", 1) + 1
+        turn.data["answers"] = 0
+        if turn.data["chapter"] > 3:
+            return "review"
+    return None
+
+
+@memoir.state("review")
+async def review(turn: Turn) -> str | None:
+    await turn.reply()
+    return None
+
+
+# -- support: answers from the product's knowledge base, hands off to a human ----------------
+
+KNOWLEDGE = """Context:
+## Kettle K2 (part code TL-4471)
+The Kettle K2 boils 1.7 litres in about three minutes. Its limescale filter is part TL-4471-F.
+## Warranty
+Every Threadline Home appliance has a two-year warranty from the date of delivery.
+## Returns
+Unused items can be returned within 30 days for a full refund; shipping back is free.
+## Delivery
+Orders placed before 14:00 ship the same day; delivery takes two to four working days.
+## Toaster T3 (part code TL-5120)
+The Toaster T3 has four slots and a bagel mode. Its crumb tray is part TL-5120-C."""
+
+SUPPORT_PROMPT = """You are the support assistant of Threadline Home, a (fictional) maker of
+kitchen appliances. Answer only from the context below, briefly, citing the section you
+used. If the answer is not there, say so and offer a human colleague.
+
+""" + KNOWLEDGE
+
+support = Agent(
+    name="support",
+    title="Support",
+    prompt=SUPPORT_PROMPT,
+    initial_state="answering",
+    greeting="Hi! I can answer questions about Threadline Home appliances, parts, "
+    "deliveries and returns.",
+)
+
+_HUMAN = re.compile(r"\b(human|person|agent|operator|someone real)\b", re.IGNORECASE)
+
+
+@support.state("answering")
+async def answering(turn: Turn) -> str | None:
+    if _HUMAN.search(turn.text):
+        await turn.say("I'm handing you over to a colleague; they will answer here shortly.")
+        return turn.handoff("asked for a human")
+    await turn.reply()
+    return None
+
+
+@support.state("handoff")
+async def waiting_for_operator(turn: Turn) -> str | None:
+    await turn.say("A colleague has your conversation and will answer here.")
+    return None
+
+
+AGENTS = [support, memoir]

@@ -1,0 +1,226 @@
+"""`Sessions`: durable conversations on the engine.
+
+A user message is stored (idempotent on its client id) and starts a turn: a durable workflow
+on the `threadline.turns` queue with one run at a time per session (queue key = session id),
+so later messages wait their turn in order. The turn loads the session, runs the current
+state's handler (its LLM calls are journaled steps) and commits the new state together with
+the assistant's message. Everything a client sees goes through the session's event log.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from ..agents import Agent, Turn
+from ..engine import Engine, Queue, WorkflowContext
+from ..engine.registry import workflow
+from ..errors import ConfigurationError, PayloadTooLarge
+from ..ledger import LLM, Scope
+from ..llm import Message, default_model_spec
+from . import store
+from .events import EventLog, SessionEvent, read_events
+from .store import SessionInfo, StoredMessage
+
+TURN_QUEUE = "threadline.turns"
+TURN_WORKFLOW = "threadline.turn"
+MAX_MESSAGE_CHARS = 8000
+
+
+class Sessions:
+    def __init__(
+        self,
+        engine: Engine,
+        agents: Iterable[Agent],
+        *,
+        llm: LLM | None = None,
+        max_message_chars: int = MAX_MESSAGE_CHARS,
+    ) -> None:
+        self.engine = engine
+        self.agents = {a.name: a for a in agents}
+        self.llm = llm or LLM()
+        self.max_message_chars = max_message_chars
+        self._events: EventLog | None = None
+        engine.queues.setdefault(TURN_QUEUE, Queue(TURN_QUEUE, per_key=1))
+
+        async def turn(ctx: WorkflowContext, session_id: str, seq: int) -> dict[str, Any]:
+            return await self._run_turn(ctx, session_id, seq)
+
+        workflow(registry=engine.registry, name=TURN_WORKFLOW, queue=TURN_QUEUE)(turn)
+
+    @property
+    def events(self) -> EventLog:
+        if self._events is None:
+            self._events = EventLog(self.engine.pool)
+        return self._events
+
+    def agent(self, name: str) -> Agent:
+        found = self.agents.get(name)
+        if found is None:
+            raise ConfigurationError(f"no agent named {name!r} (known: {', '.join(self.agents)})")
+        return found
+
+    # -- API ----------------------------------------------------------------------------------
+
+    async def create(
+        self, agent: str, *, tenant: str | None = None, user: str | None = None
+    ) -> SessionInfo:
+        spec = self.agent(agent)
+        session_id = "s_" + os.urandom(12).hex()
+        async with self.engine.pool.acquire() as conn:
+            info = await store.create_session(
+                conn, session_id, agent, spec.initial_state, tenant, user
+            )
+        if spec.greeting:
+            async with self.engine.pool.acquire() as conn:
+                await store.add_message(conn, session_id, "assistant", spec.greeting)
+            await self.events.append(
+                session_id, "message.greeting", {"text": spec.greeting, "agent": agent}
+            )
+        return info
+
+    async def get(self, session_id: str) -> SessionInfo:
+        async with self.engine.pool.acquire() as conn:
+            return await store.get_session(conn, session_id)
+
+    async def history(self, session_id: str) -> list[StoredMessage]:
+        async with self.engine.pool.acquire() as conn:
+            await store.get_session(conn, session_id)
+            return await store.messages(conn, session_id)
+
+    async def read(self, session_id: str, after_seq: int, limit: int = 500) -> list[SessionEvent]:
+        async with self.engine.pool.acquire() as conn:
+            return await read_events(conn, session_id, after_seq, limit)
+
+    async def send(self, session_id: str, text: str, client_id: str) -> tuple[int, bool]:
+        """Store a user message and start its turn; a resend with the same `client_id`
+        changes nothing. Returns (message seq, created)."""
+        if not text.strip():
+            raise ConfigurationError("the message is empty")
+        if len(text) > self.max_message_chars:
+            raise PayloadTooLarge(
+                f"the message has {len(text)} characters; the limit is {self.max_message_chars}"
+            )
+        if not client_id or len(client_id) > 100:
+            raise ConfigurationError("client_id must be 1 to 100 characters")
+        async with self.engine.pool.acquire() as conn:
+            seq, created = await store.add_message(
+                conn, session_id, "user", text, client_id=client_id
+            )
+        if created:
+            await self.events.append(
+                session_id, "message.user", {"text": text, "client_id": client_id, "seq": seq}
+            )
+        await self.engine.start(
+            TURN_WORKFLOW,
+            session_id,
+            seq,
+            run_id=f"turn:{session_id}:{seq}",
+            queue=TURN_QUEUE,
+            queue_key=session_id,
+        )
+        return seq, created
+
+    async def cancel(self, session_id: str) -> list[str]:
+        """Stop the session's running and queued turns (at their next step)."""
+        async with self.engine.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT id FROM threadline.runs WHERE queue = $1 AND queue_key = $2 "
+                "AND status IN ('pending', 'running', 'waiting')",
+                TURN_QUEUE,
+                session_id,
+            )
+        cancelled: list[str] = []
+        for row in rows:
+            cancelled += await self.engine.cancel(row["id"])
+        if cancelled:
+            await self.events.append(session_id, "message.cancelled", {"turns": cancelled})
+        return cancelled
+
+    # -- the turn workflow --------------------------------------------------------------------
+
+    async def _run_turn(self, ctx: WorkflowContext, session_id: str, seq: int) -> dict[str, Any]:
+        snap: dict[str, Any] = await ctx.step(self._snapshot, session_id, seq, name="load")
+        agent = self.agent(snap["agent"])
+        turn_id = ctx.run_id
+        turn = Turn(
+            agent=agent,
+            session_id=session_id,
+            turn_id=turn_id,
+            state=snap["state"],
+            data=snap["data"],
+            text=snap["text"],
+            history=[Message.from_json(m) for m in snap["history"]],
+            llm=self.llm,
+            emit=lambda kind, data: self._emit(session_id, kind, data),
+            scope=Scope(
+                tenant=snap["tenant"],
+                user=snap["user_id"],
+                session=session_id,
+                turn=turn_id,
+                agent=agent.name,
+            ),
+            model=agent.model or default_model_spec(),
+        )
+        next_state = await agent.handler(turn.state)(turn) or turn.state
+        text = "\n\n".join(turn.replies)
+        result: dict[str, Any] = await ctx.step(
+            self._commit, session_id, turn_id, next_state, turn.data, text, name="commit"
+        )
+        await self.events.append(
+            session_id,
+            "message.end",
+            {
+                "turn_id": turn_id,
+                "text": text,
+                "state": next_state,
+                "model": turn.model_used,
+                "usage": turn.usage.to_json(),
+                "cost": str(turn.cost) if turn.cost is not None else None,
+                "cached": False,
+            },
+        )
+        if next_state != turn.state:
+            await self.events.append(session_id, "session.state", {"state": next_state})
+        return result
+
+    async def _emit(self, session_id: str, kind: str, data: dict[str, Any]) -> None:
+        self.events.append(session_id, kind, data)
+
+    async def _snapshot(self, session_id: str, seq: int) -> dict[str, Any]:
+        async with self.engine.pool.acquire() as conn:
+            info = await store.get_session(conn, session_id)
+            history = await store.messages(conn, session_id, up_to=seq, limit=60)
+        *earlier, current = history
+        return {
+            "agent": info.agent,
+            "tenant": info.tenant,
+            "user_id": info.user_id,
+            "state": info.state,
+            "data": info.data,
+            "text": current.content,
+            "history": [_as_message(m).to_json() for m in earlier],
+        }
+
+    async def _commit(
+        self, session_id: str, turn_id: str, state: str, data: dict[str, Any], text: str
+    ) -> dict[str, Any]:
+        status = "handoff" if state == "handoff" else "active"
+        async with self.engine.pool.acquire() as conn, conn.transaction():
+            seq = None
+            if text:
+                seq, _ = await store.add_message(
+                    conn, session_id, "assistant", text, client_id=turn_id, turn_id=turn_id
+                )
+            await store.save_state(conn, session_id, state, data, status)
+        return {"state": state, "message_seq": seq}
+
+
+def _as_message(m: StoredMessage) -> Message:
+    if m.role == "user":
+        return Message.user(m.content)
+    return Message.assistant(m.content)
+
+
+__all__ = ["MAX_MESSAGE_CHARS", "TURN_QUEUE", "Sessions"]

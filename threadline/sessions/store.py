@@ -1,0 +1,168 @@
+"""SQL for sessions and their messages."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..db.connect import Connection
+from ..errors import ThreadlineError
+
+
+class UnknownSession(ThreadlineError):
+    """No session with this id (or not visible to this tenant)."""
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    id: str
+    agent: str
+    tenant: str | None
+    user_id: str | None
+    state: str
+    data: dict[str, Any]
+    status: str
+    event_seq: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    seq: int
+    role: str
+    content: str
+    client_id: str | None
+    turn_id: str | None
+    meta: dict[str, Any]
+    created_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "role": self.role,
+            "content": self.content,
+            "client_id": self.client_id,
+            "turn_id": self.turn_id,
+            "meta": self.meta,
+            "at": self.created_at.isoformat(),
+        }
+
+
+_SESSION_FIELDS = """id, agent, tenant, user_id, state, data::text AS data, status, event_seq,
+    created_at, updated_at"""
+
+
+async def create_session(
+    conn: Connection,
+    session_id: str,
+    agent: str,
+    state: str,
+    tenant: str | None,
+    user_id: str | None,
+) -> SessionInfo:
+    row = await conn.fetchrow(
+        f"INSERT INTO threadline.sessions (id, agent, state, tenant, user_id) "
+        f"VALUES ($1, $2, $3, $4, $5) RETURNING {_SESSION_FIELDS}",
+        session_id,
+        agent,
+        state,
+        tenant,
+        user_id,
+    )
+    return _session(row)
+
+
+async def get_session(conn: Connection, session_id: str) -> SessionInfo:
+    row = await conn.fetchrow(
+        f"SELECT {_SESSION_FIELDS} FROM threadline.sessions WHERE id = $1", session_id
+    )
+    if row is None:
+        raise UnknownSession(f"no session with id {session_id!r}")
+    return _session(row)
+
+
+def _session(row: Any) -> SessionInfo:
+    values = dict(row)
+    values["data"] = json.loads(values["data"])
+    return SessionInfo(**values)
+
+
+ADD_MESSAGE = """
+WITH existing AS (
+    SELECT seq FROM threadline.session_messages
+    WHERE session_id = $1 AND client_id = $4
+), bumped AS (
+    UPDATE threadline.sessions SET message_seq = message_seq + 1, updated_at = now(),
+        last_user_at = CASE WHEN $2 = 'user' THEN now() ELSE last_user_at END
+    WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM existing)
+    RETURNING message_seq
+), added AS (
+    INSERT INTO threadline.session_messages (session_id, seq, role, content, client_id, turn_id,
+                                             meta)
+    SELECT $1, message_seq, $2, $3, $4, $5, $6::jsonb FROM bumped
+    RETURNING seq
+)
+SELECT seq, true AS created FROM added
+UNION ALL SELECT seq, false FROM existing
+"""
+
+
+async def add_message(
+    conn: Connection,
+    session_id: str,
+    role: str,
+    content: str,
+    *,
+    client_id: str | None = None,
+    turn_id: str | None = None,
+    meta: dict[str, Any] | None = None,
+) -> tuple[int, bool]:
+    """Append a message; with a `client_id` already used, returns that message instead.
+    Returns (seq, created)."""
+    row = await conn.fetchrow(
+        ADD_MESSAGE, session_id, role, content, client_id, turn_id, json.dumps(meta or {})
+    )
+    if row is None:
+        raise UnknownSession(f"no session with id {session_id!r}")
+    return int(row["seq"]), bool(row["created"])
+
+
+async def messages(
+    conn: Connection, session_id: str, *, up_to: int | None = None, limit: int = 1000
+) -> list[StoredMessage]:
+    rows = await conn.fetch(
+        "SELECT seq, role, content, client_id, turn_id, meta::text AS meta, created_at "
+        "FROM threadline.session_messages WHERE session_id = $1 "
+        "AND ($2::int IS NULL OR seq <= $2) ORDER BY seq DESC LIMIT $3",
+        session_id,
+        up_to,
+        limit,
+    )
+    return [
+        StoredMessage(
+            r["seq"],
+            r["role"],
+            r["content"],
+            r["client_id"],
+            r["turn_id"],
+            json.loads(r["meta"]),
+            r["created_at"],
+        )
+        for r in reversed(rows)
+    ]
+
+
+async def save_state(
+    conn: Connection, session_id: str, state: str, data: dict[str, Any], status: str
+) -> None:
+    await conn.execute(
+        "UPDATE threadline.sessions SET state = $2, data = $3::jsonb, status = $4, "
+        "updated_at = now() WHERE id = $1",
+        session_id,
+        state,
+        json.dumps(data),
+        status,
+    )

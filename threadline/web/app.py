@@ -1,0 +1,197 @@
+"""The FastAPI application: REST under /v1, a WebSocket and an SSE stream per session, the
+widget script and the demo page."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, WebSocket
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
+from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel, Field
+
+from ..errors import ConfigurationError, PayloadTooLarge
+from ..ledger import Ledger
+from ..sessions import Sessions, UnknownSession
+from .auth import Auth, AuthError
+from .hub import Hub
+from .ws import Connection
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+
+class NewSession(BaseModel):
+    agent: str = Field(min_length=1, max_length=100)
+    user: str | None = Field(default=None, max_length=200)
+    tenant: str | None = Field(default=None, max_length=200)
+
+
+class NewMessage(BaseModel):
+    client_id: str = Field(min_length=1, max_length=100)
+    text: str = Field(min_length=1)
+
+
+def create_app(sessions: Sessions, hub: Hub, auth: Auth) -> FastAPI:
+    app = FastAPI(title="threadline", version="0.1.0", docs_url="/docs")
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(auth.allowed_origins),
+        allow_methods=["GET", "POST"],
+        allow_headers=["authorization", "content-type", "last-event-id"],
+    )
+
+    def session_access(
+        session_id: str,
+        authorization: Annotated[str | None, Header()] = None,
+        token: Annotated[str | None, Query()] = None,
+    ) -> str:
+        if auth.is_admin(authorization):
+            return session_id
+        bearer = authorization.partition(" ")[2] if authorization else None
+        try:
+            auth.verify(token or bearer, session_id)
+        except AuthError as exc:
+            raise HTTPException(401 if exc.code != "forbidden" else 403, str(exc)) from None
+        return session_id
+
+    def admin(authorization: Annotated[str | None, Header()] = None) -> None:
+        if not auth.is_admin(authorization):
+            raise HTTPException(401, "the admin API key is required")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index(request: Request) -> Any:
+        agents = [{"name": a.name, "title": a.title or a.name} for a in sessions.agents.values()]
+        return templates.TemplateResponse(request, "index.html", {"agents": agents})
+
+    @app.get("/widget.js", include_in_schema=False)
+    async def widget() -> FileResponse:
+        return FileResponse(HERE / "static" / "widget.js", media_type="text/javascript")
+
+    @app.post("/v1/sessions", status_code=201)
+    async def create_session(body: NewSession, request: Request) -> dict[str, Any]:
+        origin, host = request.headers.get("origin"), request.headers.get("host")
+        if not auth.origin_allowed(origin, host):
+            raise HTTPException(403, f"origin {origin} is not allowed")
+        tenant = body.tenant if auth.is_admin(request.headers.get("authorization")) else None
+        try:
+            info = await sessions.create(body.agent, tenant=tenant, user=body.user)
+        except ConfigurationError as exc:
+            raise HTTPException(404, str(exc)) from None
+        return {
+            "session_id": info.id,
+            "token": auth.issue(info.id),
+            "agent": info.agent,
+            "state": info.state,
+        }
+
+    @app.get("/v1/sessions/{session_id}")
+    async def get_session(session_id: Annotated[str, Depends(session_access)]) -> Any:
+        try:
+            info = await sessions.get(session_id)
+        except UnknownSession as exc:
+            raise HTTPException(404, str(exc)) from None
+        return {
+            "session_id": info.id,
+            "agent": info.agent,
+            "state": info.state,
+            "status": info.status,
+            "data": info.data,
+            "last_seq": info.event_seq,
+        }
+
+    @app.post("/v1/sessions/{session_id}/token")
+    async def refresh_token(session_id: Annotated[str, Depends(session_access)]) -> Any:
+        return {"token": auth.issue(session_id)}
+
+    @app.get("/v1/sessions/{session_id}/messages")
+    async def history(session_id: Annotated[str, Depends(session_access)]) -> Any:
+        try:
+            return [m.to_json() for m in await sessions.history(session_id)]
+        except UnknownSession as exc:
+            raise HTTPException(404, str(exc)) from None
+
+    @app.post("/v1/sessions/{session_id}/messages", status_code=202)
+    async def post_message(
+        body: NewMessage, session_id: Annotated[str, Depends(session_access)]
+    ) -> Any:
+        try:
+            seq, created = await sessions.send(session_id, body.text, body.client_id)
+        except PayloadTooLarge as exc:
+            raise HTTPException(413, str(exc)) from None
+        except UnknownSession as exc:
+            raise HTTPException(404, str(exc)) from None
+        except ConfigurationError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {"seq": seq, "created": created}
+
+    @app.post("/v1/sessions/{session_id}/cancel")
+    async def cancel(session_id: Annotated[str, Depends(session_access)]) -> Any:
+        return {"cancelled": await sessions.cancel(session_id)}
+
+    @app.get("/v1/sessions/{session_id}/events")
+    async def sse(
+        session_id: Annotated[str, Depends(session_access)],
+        after: int = 0,
+        last_event_id: Annotated[str | None, Header()] = None,
+    ) -> StreamingResponse:
+        start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
+        return StreamingResponse(
+            _sse_stream(sessions, hub, session_id, start), media_type="text/event-stream"
+        )
+
+    @app.get("/v1/costs", dependencies=[Depends(admin)])
+    async def costs(by: str = "model", tenant: str | None = None) -> Any:
+        try:
+            rows = await Ledger(sessions.engine.pool).report(by, tenant=tenant)
+        except ConfigurationError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return [
+            {**r.__dict__, "cost_usd": str(r.cost_usd), "saved_usd": str(r.saved_usd)} for r in rows
+        ]
+
+    @app.websocket("/v1/sessions/{session_id}/ws")
+    async def websocket(ws: WebSocket, session_id: str, token: str | None = None) -> None:
+        if not auth.origin_allowed(ws.headers.get("origin"), ws.headers.get("host")):
+            await ws.close(code=4403, reason="origin not allowed")
+            return
+        try:
+            auth.verify(token, session_id)
+            await sessions.get(session_id)
+        except AuthError as exc:
+            await ws.close(code=4401 if exc.code != "forbidden" else 4403, reason=str(exc))
+            return
+        except UnknownSession:
+            await ws.close(code=4404, reason="no such session")
+            return
+        await ws.accept()
+        await Connection(ws, sessions, hub, session_id).run()
+
+    return app
+
+
+async def _sse_stream(
+    sessions: Sessions, hub: Hub, session_id: str, after: int
+) -> AsyncIterator[str]:
+    wake = hub.subscribe(session_id)
+    cursor = after
+    try:
+        while True:
+            events = await sessions.read(session_id, cursor)
+            for event in events:
+                cursor = event.seq
+                yield f"id: {event.seq}\nevent: {event.type}\ndata: {json.dumps(event.frame())}\n\n"
+            if events:
+                continue
+            wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), 15.0)
+            yield ": keep-alive\n\n"
+    finally:
+        hub.unsubscribe(session_id, wake)

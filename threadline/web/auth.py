@@ -1,0 +1,62 @@
+"""Session tokens for browsers (short-lived, signed, scoped to one session), the admin key,
+and the allowed-origins check shared by CORS and the WebSocket handshake."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import jwt
+
+from ..errors import ThreadlineError
+
+
+class AuthError(ThreadlineError):
+    """A missing, invalid, expired or wrongly scoped credential."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Auth:
+    secret: str
+    admin_key: str | None = None
+    allowed_origins: tuple[str, ...] = ()
+    token_ttl: int = 3600
+
+    def issue(self, session_id: str, ttl: int | None = None) -> str:
+        now = int(time.time())
+        claims = {"sid": session_id, "iat": now, "exp": now + (ttl or self.token_ttl)}
+        return jwt.encode(claims, self.secret, algorithm="HS256")
+
+    def verify(self, token: str | None, session_id: str) -> None:
+        """Raise AuthError unless `token` is valid for `session_id`."""
+        if not token:
+            raise AuthError("unauthorized", "a session token is required")
+        try:
+            claims = jwt.decode(token, self.secret, algorithms=["HS256"])
+        except jwt.ExpiredSignatureError:
+            raise AuthError("token_expired", "the session token has expired") from None
+        except jwt.InvalidTokenError:
+            raise AuthError("unauthorized", "the session token is not valid") from None
+        if claims.get("sid") != session_id:
+            raise AuthError("forbidden", "the token is for another session")
+
+    def is_admin(self, authorization: str | None) -> bool:
+        if not self.admin_key or not authorization:
+            return False
+        scheme, _, key = authorization.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(key, self.admin_key)
+
+    def origin_allowed(self, origin: str | None, host: str | None) -> bool:
+        """No Origin (not a browser) or the server's own origin is always allowed; any other
+        must be listed ('*' allows all)."""
+        if origin is None:
+            return True
+        if "*" in self.allowed_origins or origin in self.allowed_origins:
+            return True
+        return host is not None and urlsplit(origin).netloc == host

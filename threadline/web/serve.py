@@ -1,0 +1,69 @@
+"""`threadline serve`: web server and worker in one process, on the embedded database unless
+`DATABASE_URL` says otherwise."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+
+import uvicorn
+
+from ..agents import Agent
+from ..db.embedded import default_data_dir
+from ..engine import Engine
+from ..sessions import Sessions
+from .app import create_app
+from .auth import Auth
+from .hub import Hub
+
+log = logging.getLogger(__name__)
+
+
+def load_secret(data_dir: Path | None) -> str:
+    """$THREADLINE_SECRET, else one kept in the data directory (tokens survive restarts)."""
+    configured = os.environ.get("THREADLINE_SECRET")
+    if configured:
+        return configured
+    path = (data_dir or default_data_dir()) / "secret"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def auth_from_env(data_dir: Path | None = None) -> Auth:
+    origins = os.environ.get("THREADLINE_ALLOWED_ORIGINS", "")
+    return Auth(
+        secret=load_secret(data_dir),
+        admin_key=os.environ.get("THREADLINE_ADMIN_KEY") or None,
+        allowed_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
+    )
+
+
+async def serve(
+    agents: Iterable[Agent],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    database_url: str | None = None,
+    worker: bool = True,
+    engine: Engine | None = None,
+) -> None:
+    engine = engine or Engine(database_url, worker=worker)
+    sessions = Sessions(engine, agents)
+    async with engine:
+        hub = Hub(engine.url)
+        await hub.start()
+        try:
+            app = create_app(sessions, hub, auth_from_env())
+            config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+            server = uvicorn.Server(config)
+            log.warning("threadline serving on http://%s:%d", host, port)
+            await server.serve()
+        finally:
+            await hub.stop()
+            await sessions.llm.aclose()

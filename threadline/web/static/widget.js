@@ -1,0 +1,259 @@
+/* threadline chat widget: <script src="https://HOST/widget.js" data-agent="support"></script>
+ *
+ * Draws a chat bubble inside a Shadow DOM (the host page's styles neither leak in nor out),
+ * streams answers over a WebSocket, keeps its session (id + token) in localStorage so a
+ * reload shows the history, reconnects after a network drop and resumes from the last event
+ * it saw, so nothing is missed or shown twice. Text from the server is only ever inserted as
+ * text nodes: Markdown is rendered by building elements, never through innerHTML.
+ */
+(function () {
+  "use strict";
+  var script = document.currentScript;
+  if (!script) return;
+  var agent = script.getAttribute("data-agent") || "support";
+  var title = script.getAttribute("data-title") || "Chat";
+  var showCost = script.getAttribute("data-show-cost") !== "false";
+  var base = new URL(script.src, location.href);
+  var server = base.origin;
+  var storeKey = "threadline:" + server + ":" + agent;
+
+  var host = document.createElement("div");
+  host.setAttribute("data-threadline-widget", agent);
+  var root = host.attachShadow({ mode: "open" });
+  root.innerHTML = [
+    "<style>",
+    ":host{all:initial}",
+    ".tl{position:fixed;right:20px;bottom:20px;font:14px/1.45 system-ui,sans-serif;z-index:2147483000;color:#1a202c}",
+    ".bubble{width:56px;height:56px;border-radius:50%;border:0;background:#2b6cb0;color:#fff;font-size:24px;cursor:pointer;box-shadow:0 4px 14px rgba(0,0,0,.25)}",
+    ".panel{display:none;flex-direction:column;width:360px;height:520px;max-height:80vh;background:#fff;border-radius:12px;box-shadow:0 8px 30px rgba(0,0,0,.3);overflow:hidden}",
+    ".open .panel{display:flex}.open .bubble{display:none}",
+    "header{display:flex;align-items:center;justify-content:space-between;padding:10px 14px;background:#2b6cb0;color:#fff;font-weight:600}",
+    "header button{background:none;border:0;color:#fff;font-size:18px;cursor:pointer}",
+    ".log{flex:1;overflow-y:auto;padding:12px;display:flex;flex-direction:column;gap:8px}",
+    ".msg{max-width:85%;padding:8px 11px;border-radius:10px;white-space:pre-wrap;word-wrap:break-word}",
+    ".user{align-self:flex-end;background:#2b6cb0;color:#fff}",
+    ".assistant,.operator{align-self:flex-start;background:#edf2f7}",
+    ".msg code{background:rgba(0,0,0,.07);padding:0 3px;border-radius:3px;font-family:ui-monospace,monospace}",
+    ".status{font-size:12px;color:#718096;padding:0 14px 4px;min-height:16px}",
+    "form{display:flex;gap:6px;padding:10px;border-top:1px solid #e2e8f0}",
+    "textarea{flex:1;resize:none;border:1px solid #cbd5e0;border-radius:8px;padding:7px;font:inherit;height:38px}",
+    "form button{border:0;border-radius:8px;padding:0 12px;background:#2b6cb0;color:#fff;cursor:pointer;font:inherit}",
+    "form button.stop{background:#c53030}",
+    "</style>",
+    '<div class="tl">',
+    '<button class="bubble" aria-label="Open chat">&#128172;</button>',
+    '<section class="panel" role="dialog" aria-label="Chat">',
+    '<header><span class="title"></span><button class="close" aria-label="Close chat">&times;</button></header>',
+    '<div class="log" role="log" aria-live="polite" aria-relevant="additions text"></div>',
+    '<div class="status" aria-live="polite"></div>',
+    '<form><label style="position:absolute;left:-9999px" for="tl-input">Message</label>',
+    '<textarea id="tl-input" placeholder="Type a message" maxlength="8000"></textarea>',
+    '<button type="submit" class="send">Send</button></form>',
+    "</section></div>",
+  ].join("");
+  document.body.appendChild(host);
+
+  var $ = function (sel) { return root.querySelector(sel); };
+  var wrap = $(".tl"), log = $(".log"), status = $(".status"), input = $("textarea");
+  var sendButton = $(".send");
+  $(".title").textContent = title;
+
+  var saved = {};
+  try { saved = JSON.parse(localStorage.getItem(storeKey) || "{}"); } catch (e) { saved = {}; }
+  var ws = null, lastSeq = saved.lastSeq || 0, retry = 0, busy = false;
+  var turns = {}; // turn_id -> the element its text streams into
+  var outbox = []; // frames waiting for an open connection
+
+  function save() {
+    saved.lastSeq = lastSeq;
+    localStorage.setItem(storeKey, JSON.stringify(saved));
+  }
+
+  /* Safe Markdown: paragraphs, line breaks, **bold**, *em*, `code`. Text nodes only. */
+  function render(el, text) {
+    el.textContent = "";
+    var pattern = /(\*\*[^*]+\*\*|\*[^*]+\*|`[^`]+`)/g;
+    var last = 0, m;
+    while ((m = pattern.exec(text)) !== null) {
+      if (m.index > last) el.appendChild(document.createTextNode(text.slice(last, m.index)));
+      var token = m[0], node;
+      if (token.slice(0, 2) === "**") { node = document.createElement("strong"); node.textContent = token.slice(2, -2); }
+      else if (token[0] === "*") { node = document.createElement("em"); node.textContent = token.slice(1, -1); }
+      else { node = document.createElement("code"); node.textContent = token.slice(1, -1); }
+      el.appendChild(node);
+      last = m.index + token.length;
+    }
+    if (last < text.length) el.appendChild(document.createTextNode(text.slice(last)));
+  }
+
+  function bubble(role, text, key) {
+    var el = document.createElement("div");
+    el.className = "msg " + role;
+    el.setAttribute("data-role", role);
+    if (key) el.setAttribute("data-key", key);
+    el._text = text || "";
+    render(el, el._text);
+    log.appendChild(el);
+    log.scrollTop = log.scrollHeight;
+    return el;
+  }
+
+  function setBusy(value) {
+    busy = value;
+    sendButton.textContent = value ? "Stop" : "Send";
+    sendButton.className = value ? "stop" : "send";
+    sendButton.setAttribute("aria-label", value ? "Stop the answer" : "Send message");
+  }
+
+  function turnBubble(turnId) {
+    if (!turns[turnId]) turns[turnId] = bubble("assistant", "", turnId);
+    return turns[turnId];
+  }
+
+  function onEvent(frame) {
+    if (typeof frame.seq === "number") {
+      if (frame.seq <= lastSeq) return; // already shown
+      lastSeq = frame.seq;
+      save();
+    }
+    var el;
+    switch (frame.type) {
+      case "session.state":
+        return;
+      case "message.greeting":
+        bubble("assistant", frame.text);
+        return;
+      case "message.user":
+        if (!log.querySelector('[data-key="' + CSS.escape(frame.client_id) + '"]')) bubble("user", frame.text, frame.client_id);
+        setBusy(true);
+        return;
+      case "message.start":
+        el = turnBubble(frame.turn_id);
+        el._text = ""; // a repeated start is a restart: the text begins again
+        render(el, "");
+        setBusy(true);
+        return;
+      case "message.restart":
+        el = turnBubble(frame.turn_id);
+        el._text = "";
+        render(el, "");
+        return;
+      case "message.delta":
+        el = turnBubble(frame.turn_id);
+        el._text += frame.text;
+        render(el, el._text);
+        log.scrollTop = log.scrollHeight;
+        return;
+      case "message.end":
+        el = turnBubble(frame.turn_id);
+        if (frame.text && el._text !== frame.text) { el._text = frame.text; render(el, frame.text); }
+        setBusy(false);
+        if (showCost && frame.cost !== null && frame.cost !== undefined) {
+          status.textContent = (frame.model || "") + " · $" + Number(frame.cost).toFixed(5);
+        }
+        return;
+      case "message.cancelled":
+        setBusy(false);
+        status.textContent = "Stopped.";
+        return;
+      case "operator.message":
+        bubble("operator", frame.text);
+        return;
+      case "error":
+        status.textContent = frame.message || "Something went wrong.";
+        return;
+    }
+  }
+
+  function connect() {
+    if (!saved.sessionId) return;
+    var url = server.replace(/^http/, "ws") + "/v1/sessions/" + encodeURIComponent(saved.sessionId) +
+      "/ws?token=" + encodeURIComponent(saved.token);
+    ws = new WebSocket(url);
+    ws.onopen = function () {
+      retry = 0;
+      status.textContent = "";
+      ws.send(JSON.stringify({ type: "resume", after_seq: lastSeq }));
+      while (outbox.length) ws.send(outbox.shift());
+    };
+    ws.onmessage = function (e) {
+      try { onEvent(JSON.parse(e.data)); } catch (err) { /* ignore a frame we cannot read */ }
+    };
+    ws.onclose = function (e) {
+      ws = null;
+      if (e.code === 4401 || e.code === 4404) { // expired or unknown: start afresh
+        saved = {}; lastSeq = 0; save();
+        status.textContent = "Your session ended; a new one starts with your next message.";
+        return;
+      }
+      status.textContent = "Reconnecting…";
+      retry = Math.min(retry + 1, 6);
+      setTimeout(connect, 250 * Math.pow(2, retry - 1));
+    };
+  }
+
+  function loadHistory() {
+    return fetch(server + "/v1/sessions/" + encodeURIComponent(saved.sessionId) + "/messages?token=" +
+      encodeURIComponent(saved.token)).then(function (r) {
+      if (!r.ok) throw new Error("history " + r.status);
+      return r.json();
+    }).then(function (messages) {
+      messages.forEach(function (m) {
+        var el = bubble(m.role, m.content, m.role === "user" ? m.client_id : m.turn_id);
+        if (m.turn_id && m.role === "assistant") turns[m.turn_id] = el;
+      });
+    });
+  }
+
+  function start() {
+    if (saved.sessionId) {
+      return loadHistory().then(connect, function () { saved = {}; lastSeq = 0; save(); });
+    }
+    return fetch(server + "/v1/sessions", {
+      method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ agent: agent }),
+    }).then(function (r) {
+      if (!r.ok) throw new Error("could not start a chat (" + r.status + ")");
+      return r.json();
+    }).then(function (s) {
+      saved = { sessionId: s.session_id, token: s.token, lastSeq: 0 };
+      lastSeq = 0;
+      save();
+      connect();
+    }).catch(function (err) { status.textContent = err.message; });
+  }
+
+  function send(text) {
+    var clientId = "c_" + Date.now().toString(36) + Math.random().toString(36).slice(2, 8);
+    bubble("user", text, clientId);
+    var frame = JSON.stringify({ type: "message.send", client_id: clientId, text: text });
+    if (ws && ws.readyState === 1) ws.send(frame); else outbox.push(frame);
+  }
+
+  $("form").addEventListener("submit", function (e) {
+    e.preventDefault();
+    if (busy) {
+      if (ws && ws.readyState === 1) ws.send(JSON.stringify({ type: "cancel" }));
+      return;
+    }
+    var text = input.value.trim();
+    if (!text) return;
+    input.value = "";
+    var go = saved.sessionId ? Promise.resolve() : start();
+    go.then(function () { send(text); });
+  });
+  input.addEventListener("keydown", function (e) {
+    if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("form").requestSubmit(); }
+  });
+  $(".bubble").addEventListener("click", function () {
+    wrap.classList.add("open");
+    input.focus();
+    if (!ws && saved.sessionId === undefined) start();
+  });
+  $(".close").addEventListener("click", function () { wrap.classList.remove("open"); });
+  root.addEventListener("keydown", function (e) { if (e.key === "Escape") wrap.classList.remove("open"); });
+
+  if (saved.sessionId) { wrap.classList.add("open"); start(); }
+  window.threadlineWidget = window.threadlineWidget || {};
+  window.threadlineWidget[agent] = { root: root, open: function () { $(".bubble").click(); } };
+})();
