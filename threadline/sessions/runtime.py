@@ -47,6 +47,8 @@ class Sessions:
         async def turn(ctx: WorkflowContext, session_id: str, seq: int) -> dict[str, Any]:
             return await self._run_turn(ctx, session_id, seq)
 
+        # One Sessions per engine runs turns; a newer one (tests, a reload) takes over.
+        engine.registry.workflows.pop(TURN_WORKFLOW, None)
         workflow(registry=engine.registry, name=TURN_WORKFLOW, queue=TURN_QUEUE)(turn)
 
     @property

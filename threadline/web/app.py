@@ -1,7 +1,7 @@
 """The FastAPI application: REST under /v1, a WebSocket and an SSE stream per session, the
 widget script and the demo page."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI reads these annotations at run time.
 
 import asyncio
 import contextlib
@@ -158,19 +158,24 @@ def create_app(sessions: Sessions, hub: Hub, auth: Auth) -> FastAPI:
 
     @app.websocket("/v1/sessions/{session_id}/ws")
     async def websocket(ws: WebSocket, session_id: str, token: str | None = None) -> None:
+        # Refusals accept first, then close with a code a browser can read (4401 bad or
+        # expired token, 4403 wrong session or origin, 4404 no such session): a refused
+        # handshake would only show the page a generic failure.
+        refusal: tuple[int, str] | None = None
         if not auth.origin_allowed(ws.headers.get("origin"), ws.headers.get("host")):
-            await ws.close(code=4403, reason="origin not allowed")
-            return
-        try:
-            auth.verify(token, session_id)
-            await sessions.get(session_id)
-        except AuthError as exc:
-            await ws.close(code=4401 if exc.code != "forbidden" else 4403, reason=str(exc))
-            return
-        except UnknownSession:
-            await ws.close(code=4404, reason="no such session")
-            return
+            refusal = (4403, "origin not allowed")
+        else:
+            try:
+                auth.verify(token, session_id)
+                await sessions.get(session_id)
+            except AuthError as exc:
+                refusal = (4401 if exc.code != "forbidden" else 4403, str(exc))
+            except UnknownSession:
+                refusal = (4404, "no such session")
         await ws.accept()
+        if refusal is not None:
+            await ws.close(code=refusal[0], reason=refusal[1])
+            return
         await Connection(ws, sessions, hub, session_id).run()
 
     return app

@@ -1,0 +1,94 @@
+"""A real server for chat tests: the FastAPI app under uvicorn in the test's event loop, on
+an ephemeral port, with an engine and worker on the test's database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+import websockets
+
+from threadline import Engine
+from threadline.agents import Agent, Turn
+from threadline.ledger import LLM
+from threadline.sessions import Sessions
+from threadline.web import Auth, Hub, create_app
+
+echo = Agent(name="echo", model="demo:threadline-demo", prompt="You are a test bot.")
+
+
+@echo.state("start")
+async def _answer(turn: Turn) -> str | None:
+    await turn.reply()
+    return None
+
+
+ORIGIN = "https://shop.example"
+
+
+@dataclass
+class ChatServer:
+    url: str
+    sessions: Sessions
+    auth: Auth
+    http: httpx.AsyncClient
+
+    async def new_session(self, agent: str = "echo") -> dict[str, Any]:
+        r = await self.http.post("/v1/sessions", json={"agent": agent})
+        assert r.status_code == 201, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    def ws_url(self, session: dict[str, Any], token: str | None = None) -> str:
+        base = self.url.replace("http", "ws")
+        return f"{base}/v1/sessions/{session['session_id']}/ws?token={token or session['token']}"
+
+    def connect(self, session: dict[str, Any], **kwargs: Any) -> Any:
+        return websockets.connect(self.ws_url(session), **kwargs)
+
+
+@pytest.fixture
+async def chat(database_url: str) -> AsyncIterator[ChatServer]:
+    engine = Engine(database_url, poll_interval=0.05)
+    llm = LLM(model_options={"demo": {"tokens_per_second": 100}})
+    sessions = Sessions(engine, [echo], llm=llm, max_message_chars=2000)
+    async with engine:
+        hub = Hub(engine.url)
+        await hub.start()
+        auth = Auth(
+            secret="test-secret-of-at-least-32-bytes!!",
+            admin_key="admin-key",
+            allowed_origins=(ORIGIN,),
+        )
+        app = create_app(sessions, hub, auth)
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", lifespan="off")
+        )
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        url = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=url) as http:
+            yield ChatServer(url, sessions, auth, http)
+        server.should_exit = True
+        await task
+        await hub.stop()
+        await llm.aclose()
+
+
+async def frames_until(ws: Any, kind: str, timeout: float = 20.0) -> list[dict[str, Any]]:
+    """Every frame up to and including the first of type `kind`."""
+    seen: list[dict[str, Any]] = []
+    async with asyncio.timeout(timeout):
+        while True:
+            frame = json.loads(await ws.recv())
+            seen.append(frame)
+            if frame["type"] == kind:
+                return seen

@@ -1,0 +1,195 @@
+"""Chat over a real server: streaming, resume after a dropped connection, idempotent resends,
+several tabs, history, and a clear error for every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import jwt
+import pytest
+import websockets
+
+from .conftest import ORIGIN, ChatServer, frames_until
+
+
+def answer_of(frames: list[dict]) -> tuple[str, str]:  # type: ignore[type-arg]
+    deltas = "".join(f["text"] for f in frames if f["type"] == "message.delta")
+    end = next(f for f in frames if f["type"] == "message.end")
+    return deltas, end["text"]
+
+
+async def test_an_answer_streams_in_pieces_and_lands_in_the_history(chat: ChatServer) -> None:
+    session = await chat.new_session()
+    async with chat.connect(session) as ws:
+        hello = json.loads(await ws.recv())
+        assert hello["type"] == "session.state" and hello["state"] == "start"
+        await ws.send(json.dumps({"type": "message.send", "client_id": "m1", "text": "Hello"}))
+        frames = await frames_until(ws, "message.end")
+    deltas, final = answer_of(frames)
+    assert len([f for f in frames if f["type"] == "message.delta"]) >= 3
+    assert deltas == final and final.startswith("[demo model]")
+    seqs = [f["seq"] for f in frames if "seq" in f]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # contiguous, in order
+    r = await chat.http.get(
+        f"/v1/sessions/{session['session_id']}/messages", params={"token": session["token"]}
+    )
+    assert [(m["role"], m["content"]) for m in r.json()] == [
+        ("user", "Hello"),
+        ("assistant", final),
+    ]
+
+
+async def test_a_dropped_connection_resumes_with_nothing_missing_or_twice(
+    chat: ChatServer,
+) -> None:
+    session = await chat.new_session()
+    seen: list[dict] = []  # type: ignore[type-arg]
+    async with chat.connect(session) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "resume", "after_seq": 0}))
+        await ws.send(json.dumps({"type": "message.send", "client_id": "m1", "text": "Tell me"}))
+        while len([f for f in seen if f["type"] == "message.delta"]) < 2:
+            seen.append(json.loads(await ws.recv()))
+    # The connection is gone mid-answer; the answer goes on being written to the log.
+    async with chat.connect(session) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "resume", "after_seq": seen[-1]["seq"]}))
+        seen += await frames_until(ws, "message.end")
+    seqs = [f["seq"] for f in seen]
+    assert seqs == list(range(1, len(seqs) + 1))
+    deltas, final = answer_of(seen)
+    assert deltas == final
+
+
+async def test_a_resend_with_the_same_client_id_is_not_a_second_turn(chat: ChatServer) -> None:
+    session = await chat.new_session()
+    sid, token = session["session_id"], session["token"]
+    body = {"client_id": "same", "text": "Once only"}
+    first = await chat.http.post(f"/v1/sessions/{sid}/messages?token={token}", json=body)
+    second = await chat.http.post(f"/v1/sessions/{sid}/messages?token={token}", json=body)
+    assert first.json()["created"] is True and second.json()["created"] is False
+    async with chat.connect(session) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "resume", "after_seq": 0}))
+        await frames_until(ws, "message.end")
+    history = (await chat.http.get(f"/v1/sessions/{sid}/messages?token={token}")).json()
+    assert [m["role"] for m in history] == ["user", "assistant"]
+
+
+async def test_two_tabs_on_one_session_both_see_the_answer(chat: ChatServer) -> None:
+    session = await chat.new_session()
+    async with chat.connect(session) as one, chat.connect(session) as two:
+        await one.recv()
+        await two.recv()
+        await two.send(json.dumps({"type": "resume", "after_seq": 0}))
+        await one.send(json.dumps({"type": "message.send", "client_id": "m1", "text": "Hi"}))
+        a, b = await frames_until(one, "message.end"), await frames_until(two, "message.end")
+    assert answer_of(a) == answer_of(b)
+    assert any(f["type"] == "message.user" and f["text"] == "Hi" for f in b)
+
+
+async def test_bad_frames_get_error_frames_and_the_connection_survives(chat: ChatServer) -> None:
+    session = await chat.new_session()
+    async with chat.connect(session) as ws:
+        await ws.recv()
+        cases = [
+            ("{not json", "bad_frame"),
+            (json.dumps(["a list"]), "bad_frame"),
+            (json.dumps({"type": "launch.rockets"}), "unknown_type"),
+            (json.dumps({"type": "resume", "after_seq": -3}), "bad_frame"),
+            (json.dumps({"type": "message.send", "text": 5}), "bad_frame"),
+            ("x" * 40_000, "too_large"),
+            (
+                json.dumps({"type": "message.send", "client_id": "big", "text": "y" * 3000}),
+                "too_large",
+            ),
+        ]
+        for raw, code in cases:
+            await ws.send(raw)
+            frame = json.loads(await ws.recv())
+            assert (frame["type"], frame["code"]) == ("error", code), raw[:40]
+        await ws.send(json.dumps({"type": "ping"}))
+        assert json.loads(await ws.recv())["type"] == "pong"
+
+
+async def test_a_flood_of_messages_is_refused_politely(chat: ChatServer) -> None:
+    session = await chat.new_session()
+    async with chat.connect(session) as ws:
+        await ws.recv()
+        for i in range(12):
+            await ws.send(json.dumps({"type": "message.send", "client_id": f"f{i}", "text": "hi"}))
+        errors = []
+        async with __import__("asyncio").timeout(20):
+            while len(errors) < 4:
+                frame = json.loads(await ws.recv())
+                if frame["type"] == "error":
+                    errors.append(frame["code"])
+    assert set(errors) == {"rate_limited"}
+
+
+async def test_tokens_are_scoped_to_one_session_and_expire(chat: ChatServer) -> None:
+    mine, other = await chat.new_session(), await chat.new_session()
+    expired = jwt.encode(
+        {"sid": mine["session_id"], "exp": int(time.time()) - 5},
+        "test-secret-of-at-least-32-bytes!!",
+        "HS256",
+    )
+    forged = jwt.encode(
+        {"sid": mine["session_id"], "exp": int(time.time()) + 60}, "y" * 32, "HS256"
+    )
+    for token, code in [(other["token"], 4403), (expired, 4401), (forged, 4401)]:
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+            async with websockets.connect(chat.ws_url(mine, token)) as ws:
+                await ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == code
+    r = await chat.http.get(f"/v1/sessions/{mine['session_id']}/messages?token={other['token']}")
+    assert r.status_code == 403
+    r = await chat.http.get(f"/v1/sessions/{mine['session_id']}/messages")
+    assert r.status_code == 401
+
+
+async def test_origins_are_checked_on_the_handshake_and_in_cors(chat: ChatServer) -> None:
+    session = await chat.new_session()
+    with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+        async with chat.connect(session, origin="https://evil.example") as ws:
+            await ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+    async with chat.connect(session, origin=ORIGIN) as ws:
+        assert json.loads(await ws.recv())["type"] == "session.state"
+    r = await chat.http.post(
+        "/v1/sessions", json={"agent": "echo"}, headers={"origin": "https://evil.example"}
+    )
+    assert r.status_code == 403
+    r = await chat.http.options(
+        "/v1/sessions",
+        headers={"origin": ORIGIN, "access-control-request-method": "POST"},
+    )
+    assert r.headers.get("access-control-allow-origin") == ORIGIN
+
+
+async def test_unknown_agent_and_session_are_clear_errors(chat: ChatServer) -> None:
+    r = await chat.http.post("/v1/sessions", json={"agent": "nobody"})
+    assert r.status_code == 404 and "nobody" in r.json()["detail"]
+    r = await chat.http.get("/v1/sessions/s_missing", headers={"authorization": "Bearer admin-key"})
+    assert r.status_code == 404
+
+
+async def test_sse_streams_the_same_events_and_resumes_from_last_event_id(
+    chat: ChatServer,
+) -> None:
+    session = await chat.new_session()
+    sid, token = session["session_id"], session["token"]
+    await chat.http.post(
+        f"/v1/sessions/{sid}/messages?token={token}", json={"client_id": "m1", "text": "Hi"}
+    )
+    ids: list[int] = []
+    async with chat.http.stream(
+        "GET", f"/v1/sessions/{sid}/events?token={token}", headers={"last-event-id": "1"}
+    ) as r:
+        async for line in r.aiter_lines():
+            if line.startswith("id: "):
+                ids.append(int(line[4:]))
+            if line.startswith("event: message.end"):
+                break
+    assert ids and ids[0] == 2 and ids == list(range(2, 2 + len(ids)))
