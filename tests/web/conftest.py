@@ -30,6 +30,7 @@ async def _answer(turn: Turn) -> str | None:
 
 
 ORIGIN = "https://shop.example"
+SECRET = "test-secret-of-at-least-32-bytes!!"
 
 
 @dataclass
@@ -71,7 +72,7 @@ async def chat(database_url: str) -> AsyncIterator[ChatServer]:
             uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", lifespan="off")
         )
         task = asyncio.create_task(server.serve())
-        while not server.started:
+        while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to await
             await asyncio.sleep(0.01)
         port = server.servers[0].sockets[0].getsockname()[1]
         url = f"http://127.0.0.1:{port}"
