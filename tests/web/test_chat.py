@@ -10,7 +10,7 @@ import jwt
 import pytest
 import websockets
 
-from .conftest import ORIGIN, SECRET, ChatServer, frames_until
+from .conftest import ORIGIN, ChatServer, frames_until
 
 
 def answer_of(frames: list[dict]) -> tuple[str, str]:  # type: ignore[type-arg]
