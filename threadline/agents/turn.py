@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -10,6 +11,11 @@ from typing import Any
 from ..ledger import LLM, Scope
 from ..llm import Message, StreamEvent, TextDelta, Usage, price
 from .agent import Agent
+
+
+class TurnCancelled(Exception):
+    """The turn was cancelled while its answer streamed."""
+
 
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
 
@@ -30,6 +36,7 @@ class Turn:
     emit: Emit
     scope: Scope
     model: str
+    cancelled: Callable[[], bool] = lambda: False
     replies: list[str] = field(default_factory=list)
     handoff_reason: str | None = None
     usage: Usage = field(default_factory=Usage)
@@ -49,11 +56,16 @@ class Turn:
 
         async def forward(event: StreamEvent) -> None:
             nonlocal started
+            if self.cancelled():  # the user pressed stop: end the call, it is billed so far
+                raise TurnCancelled(self.turn_id)
             if isinstance(event, TextDelta) and event.text:
                 if not started:
                     started = True
                     await self.emit("message.start", {"turn_id": self.turn_id})
-                await self.emit("message.delta", {"turn_id": self.turn_id, "text": event.text})
+                await self.emit(
+                    "message.delta",
+                    {"turn_id": self.turn_id, "text": event.text, "ts": time.time()},
+                )
 
         response = await self.llm.request(
             self.model,

@@ -82,11 +82,14 @@ Orders placed before 14:00 ship the same day; delivery takes two to four working
 ## Toaster T3 (part code TL-5120)
 The Toaster T3 has four slots and a bagel mode. Its crumb tray is part TL-5120-C."""
 
-SUPPORT_PROMPT = """You are the support assistant of Threadline Home, a (fictional) maker of
+SUPPORT_PROMPT = (
+    """You are the support assistant of Threadline Home, a (fictional) maker of
 kitchen appliances. Answer only from the context below, briefly, citing the section you
 used. If the answer is not there, say so and offer a human colleague.
 
-""" + KNOWLEDGE
+"""
+    + KNOWLEDGE
+)
 
 support = Agent(
     name="support",

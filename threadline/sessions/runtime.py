@@ -86,6 +86,10 @@ class Sessions:
         async with self.engine.pool.acquire() as conn:
             return await store.get_session(conn, session_id)
 
+    async def list_sessions(self, *, status: str | None = None, limit: int = 50) -> list[SessionInfo]:
+        async with self.engine.pool.acquire() as conn:
+            return await store.list_sessions(conn, status=status, limit=limit)
+
     async def history(self, session_id: str) -> list[StoredMessage]:
         async with self.engine.pool.acquire() as conn:
             await store.get_session(conn, session_id)
@@ -140,6 +144,50 @@ class Sessions:
             await self.events.append(session_id, "message.cancelled", {"turns": cancelled})
         return cancelled
 
+    async def operator_reply(self, session_id: str, text: str, operator: str = "operator") -> int:
+        """A human operator answers in the session (during a handoff, or any time)."""
+        if not text.strip():
+            raise ConfigurationError("the reply is empty")
+        async with self.engine.pool.acquire() as conn:
+            seq, _ = await store.add_message(
+                conn, session_id, "operator", text, meta={"operator": operator}
+            )
+        await self.events.append(
+            session_id, "operator.message", {"text": text, "operator": operator, "seq": seq}
+        )
+        return seq
+
+    async def set_state(self, session_id: str, state: str) -> None:
+        """Move the session to `state` (an operator ending a handoff, say)."""
+        info = await self.get(session_id)
+        self.agent(info.agent).handler(state)  # an unknown state is refused here
+        status = "handoff" if state == "handoff" else "active"
+        async with self.engine.pool.acquire() as conn:
+            await store.save_state(conn, session_id, state, info.data, status)
+        await self.events.append(session_id, "session.state", {"state": state, "status": status})
+
+    async def export(self, session_id: str) -> dict[str, Any]:
+        """The whole session as JSON: its settings, state and every message."""
+        info = await self.get(session_id)
+        return {
+            "session_id": info.id,
+            "agent": info.agent,
+            "tenant": info.tenant,
+            "user": info.user_id,
+            "state": info.state,
+            "status": info.status,
+            "data": info.data,
+            "created_at": info.created_at.isoformat(),
+            "messages": [m.to_json() for m in await self.history(session_id)],
+        }
+
+    async def export_markdown(self, session_id: str) -> str:
+        exported = await self.export(session_id)
+        lines = [f"# Session {exported['session_id']} ({exported['agent']})", ""]
+        for m in exported["messages"]:
+            lines += [f"**{m['role']}** · {m['at'][:16].replace('T', ' ')}", "", m["content"], ""]
+        return "\n".join(lines)
+
     # -- the turn workflow --------------------------------------------------------------------
 
     async def _run_turn(self, ctx: WorkflowContext, session_id: str, seq: int) -> dict[str, Any]:
@@ -164,6 +212,7 @@ class Sessions:
                 agent=agent.name,
             ),
             model=agent.model or default_model_spec(),
+            cancelled=lambda: ctx.cancelled,
         )
         next_state = await agent.handler(turn.state)(turn) or turn.state
         text = "\n\n".join(turn.replies)

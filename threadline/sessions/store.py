@@ -84,6 +84,18 @@ async def get_session(conn: Connection, session_id: str) -> SessionInfo:
     return _session(row)
 
 
+async def list_sessions(
+    conn: Connection, *, status: str | None = None, limit: int = 50
+) -> list[SessionInfo]:
+    rows = await conn.fetch(
+        f"SELECT {_SESSION_FIELDS} FROM threadline.sessions "
+        "WHERE ($1::text IS NULL OR status = $1) ORDER BY updated_at DESC LIMIT $2",
+        status,
+        limit,
+    )
+    return [_session(r) for r in rows]
+
+
 def _session(row: Any) -> SessionInfo:
     values = dict(row)
     values["data"] = json.loads(values["data"])

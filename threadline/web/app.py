@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, WebSocket
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 
@@ -31,6 +31,12 @@ class NewSession(BaseModel):
     agent: str = Field(min_length=1, max_length=100)
     user: str | None = Field(default=None, max_length=200)
     tenant: str | None = Field(default=None, max_length=200)
+
+
+class OperatorReply(BaseModel):
+    text: str | None = Field(default=None, max_length=8000)
+    operator: str = Field(default="operator", max_length=100)
+    state: str | None = Field(default=None, max_length=100)
 
 
 class NewMessage(BaseModel):
@@ -145,6 +151,45 @@ def create_app(sessions: Sessions, hub: Hub, auth: Auth) -> FastAPI:
         return StreamingResponse(
             _sse_stream(sessions, hub, session_id, start), media_type="text/event-stream"
         )
+
+    @app.get("/v1/sessions/{session_id}/export")
+    async def export(
+        session_id: Annotated[str, Depends(session_access)], format: str = "json"
+    ) -> Any:
+        try:
+            if format == "md":
+                text = await sessions.export_markdown(session_id)
+                return PlainTextResponse(text, media_type="text/markdown")
+            return await sessions.export(session_id)
+        except UnknownSession as exc:
+            raise HTTPException(404, str(exc)) from None
+
+    @app.post("/v1/sessions/{session_id}/operator", dependencies=[Depends(admin)])
+    async def operator(session_id: str, body: OperatorReply) -> Any:
+        try:
+            if body.text:
+                await sessions.operator_reply(session_id, body.text, body.operator)
+            if body.state:
+                await sessions.set_state(session_id, body.state)
+        except UnknownSession as exc:
+            raise HTTPException(404, str(exc)) from None
+        except ConfigurationError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {"ok": True}
+
+    @app.get("/v1/sessions", dependencies=[Depends(admin)])
+    async def list_sessions(status: str | None = None, limit: int = 50) -> Any:
+        return [
+            {
+                "session_id": s.id,
+                "agent": s.agent,
+                "state": s.state,
+                "status": s.status,
+                "tenant": s.tenant,
+                "updated_at": s.updated_at.isoformat(),
+            }
+            for s in await sessions.list_sessions(status=status, limit=min(limit, 500))
+        ]
 
     @app.get("/v1/costs", dependencies=[Depends(admin)])
     async def costs(by: str = "model", tenant: str | None = None) -> Any:

@@ -1,0 +1,69 @@
+"""Stopping an answer, handing a session to a human operator, exporting a session."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from threadline.ledger import Ledger
+
+from .conftest import ChatServer, frames_until
+
+ADMIN = {"authorization": "Bearer admin-key"}
+
+
+async def test_stop_ends_the_answer_and_the_session_goes_on(chat: ChatServer) -> None:
+    session = await chat.new_session()
+    sid = session["session_id"]
+    async with chat.connect(session) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "message.send", "client_id": "m1", "text": "Go"}))
+        deltas = 0
+        while deltas < 2:
+            frame = json.loads(await ws.recv())
+            deltas += frame["type"] == "message.delta"
+        await ws.send(json.dumps({"type": "cancel"}))
+        frames = await frames_until(ws, "message.cancelled")
+        assert not any(f["type"] == "message.end" for f in frames)
+        await ws.send(json.dumps({"type": "message.send", "client_id": "m2", "text": "Again"}))
+        frames = await frames_until(ws, "message.end")
+    assert frames[-1]["text"].startswith("[demo model]")
+    ledger = Ledger(chat.sessions.engine.pool)
+    statuses = []
+    for _ in range(50):  # the stopped call's row is written as its step ends
+        statuses = [r["status"] for r in await ledger.calls(session_id=sid)]
+        if len(statuses) == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert sorted(statuses) == ["cancelled", "ok"]
+
+
+async def test_an_operator_answers_during_a_handoff(chat: ChatServer) -> None:
+    session = await chat.new_session()
+    sid = session["session_id"]
+    r = await chat.http.post(f"/v1/sessions/{sid}/operator", json={"state": "handoff"})
+    assert r.status_code == 401  # the admin key is required
+    r = await chat.http.post(
+        f"/v1/sessions/{sid}/operator", json={"state": "nowhere"}, headers=ADMIN
+    )
+    assert r.status_code == 422 and "nowhere" in r.json()["detail"]
+    async with chat.connect(session) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "resume", "after_seq": 0}))
+        r = await chat.http.post(
+            f"/v1/sessions/{sid}/operator",
+            json={"text": "Hi, this is Ana from support.", "operator": "ana"},
+            headers=ADMIN,
+        )
+        assert r.status_code == 200
+        frame = (await frames_until(ws, "operator.message"))[-1]
+    assert (frame["text"], frame["operator"]) == ("Hi, this is Ana from support.", "ana")
+    exported = (await chat.http.get(f"/v1/sessions/{sid}/export", headers=ADMIN)).json()
+    assert [(m["role"], m["content"]) for m in exported["messages"]] == [
+        ("operator", "Hi, this is Ana from support.")
+    ]
+    md = await chat.http.get(f"/v1/sessions/{sid}/export?format=md&token={session['token']}")
+    assert md.headers["content-type"].startswith("text/markdown")
+    assert "**operator**" in md.text and "Ana from support" in md.text
+    listed = (await chat.http.get("/v1/sessions", headers=ADMIN)).json()
+    assert sid in [s["session_id"] for s in listed]

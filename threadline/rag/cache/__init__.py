@@ -1,0 +1,25 @@
+"""The semantic cache: exact, then verified nearest-neighbour hits inside a scope."""
+
+from .calibration import Calibration
+from .entries import CachedAnswer, DocumentVersion, EntryInfo
+from .scope import CacheScope
+from .semantic import CacheDecision, CacheHit, SemanticCache
+from .serve import CachedLLM, CachedResponse, replay_stream
+from .verifier import Candidate, CosineVerifier, HitVerifier
+
+__all__ = [
+    "CacheDecision",
+    "CacheHit",
+    "CacheScope",
+    "CachedAnswer",
+    "CachedLLM",
+    "CachedResponse",
+    "Calibration",
+    "Candidate",
+    "CosineVerifier",
+    "DocumentVersion",
+    "EntryInfo",
+    "HitVerifier",
+    "SemanticCache",
+    "replay_stream",
+]

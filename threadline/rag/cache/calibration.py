@@ -1,0 +1,86 @@
+"""From an accepted false-hit rate to a score threshold, with an error bound.
+
+Calibration replays held-out questions through the cache (every question asked, its best
+candidate scored) and records, for each candidate threshold, how many hits there were and
+how many served a wrong answer. A threshold is allowed for a false-hit rate r when the
+95 % upper confidence bound (Wilson) on its false-hit share is at most r, at it and at
+every higher threshold; the lowest allowed threshold is used."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Calibration", "ScoredQuery"]
+
+_Z = 1.645  # one-sided 95 %
+NEVER = 1.01  # a threshold no score reaches
+
+
+@dataclass(frozen=True)
+class ScoredQuery:
+    score: float  # the best candidate's score (0: no candidate)
+    right: bool  # serving that candidate would have been right
+    duplicate: bool  # the question has a duplicate in the cache
+
+
+@dataclass(frozen=True)
+class Point:
+    threshold: float
+    hits: int
+    false_hits: int
+
+    @property
+    def upper_bound(self) -> float:
+        return wilson_upper(self.false_hits, self.hits)
+
+
+def wilson_upper(failures: int, trials: int, z: float = _Z) -> float:
+    if trials == 0:
+        return 1.0
+    p = failures / trials
+    centre = p + z * z / (2 * trials)
+    spread = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
+    return min(1.0, (centre + spread) / (1 + z * z / trials))
+
+
+class Calibration:
+    def __init__(self, points: Sequence[Point]) -> None:
+        self.points = sorted(points, key=lambda p: p.threshold)
+
+    @classmethod
+    def fit(cls, run: Sequence[ScoredQuery], steps: int = 400) -> Calibration:
+        scored = sorted((q for q in run if q.score > 0), key=lambda q: -q.score)
+        points, hits, false_hits = [], 0, 0
+        every = max(1, len(scored) // steps)
+        for i, q in enumerate(scored, 1):
+            hits += 1
+            false_hits += not q.right
+            last = i == len(scored) or scored[i].score < q.score
+            if last and (i % every == 0 or i == len(scored)):
+                points.append(Point(q.score, hits, false_hits))
+        return cls(points)
+
+    def threshold(self, false_hit_rate: float) -> float:
+        """The lowest threshold whose hits, and those of every higher one, are wrong at
+        most `false_hit_rate` of the time (upper bound); `NEVER` if none is."""
+        allowed = NEVER
+        for point in reversed(self.points):  # highest threshold first
+            if point.upper_bound > false_hit_rate:
+                break
+            allowed = point.threshold
+        return allowed
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [
+            {"threshold": p.threshold, "hits": p.hits, "false_hits": p.false_hits}
+            for p in self.points
+        ]
+
+    @classmethod
+    def from_json(cls, data: Sequence[dict[str, Any]]) -> Calibration:
+        return cls(
+            [Point(float(d["threshold"]), int(d["hits"]), int(d["false_hits"])) for d in data]
+        )

@@ -1,0 +1,227 @@
+"""The SQL of the semantic cache: one class that talks to `threadline.cache_entries`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from ..vectors import to_pgvector
+from .scope import CacheScope
+from .verifier import Candidate
+
+__all__ = ["CachedAnswer", "DocumentVersion", "Entries", "EntryInfo"]
+
+_LIVE = "(expires_at IS NULL OR expires_at > now())"
+
+
+@dataclass(frozen=True)
+class DocumentVersion:
+    """A document an answer was built from, as it was then."""
+
+    document_id: int
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class CachedAnswer:
+    entry_id: int
+    prompt: str
+    answer: str
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Decimal
+
+
+@dataclass(frozen=True)
+class EntryInfo:
+    id: int
+    scope: CacheScope
+    prompt: str
+    answer: str
+    model: str
+    cost_usd: Decimal
+    hits: int
+    saved_usd: Decimal
+    created_at: datetime
+    expires_at: datetime | None
+    documents: list[int]
+
+
+_ANSWER_COLUMNS = "id, prompt, answer, provider, model, input_tokens, output_tokens, cost_usd"
+
+
+def _answer(row: asyncpg.Record) -> CachedAnswer:
+    return CachedAnswer(
+        row["id"],
+        row["prompt"],
+        row["answer"],
+        row["provider"],
+        row["model"],
+        row["input_tokens"],
+        row["output_tokens"],
+        row["cost_usd"],
+    )
+
+
+class Entries:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def exact(self, scope_key: str, prompt_hash: str) -> CachedAnswer | None:
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_ANSWER_COLUMNS} FROM threadline.cache_entries "
+                f"WHERE scope_key = $1 AND prompt_hash = $2 AND {_LIVE}",
+                scope_key,
+                prompt_hash,
+            )
+        return None if row is None else _answer(row)
+
+    async def nearest(
+        self, scope_key: str, vector: Any, k: int, min_cosine: float
+    ) -> list[Candidate]:
+        """Up to k live entries of the scope nearest to the vector, at least `min_cosine`."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            # A filtered HNSW scan goes on until k rows pass the scope filter (pgvector 0.8).
+            await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            rows = await conn.fetch(
+                "SELECT id, prompt, 1 - distance AS cosine FROM ("
+                "  SELECT id, prompt, embedding <=> $2::vector AS distance"
+                "    FROM threadline.cache_entries"
+                f"  WHERE scope_key = $1 AND {_LIVE}"
+                "   ORDER BY embedding <=> $2::vector LIMIT $3) n "
+                "WHERE 1 - distance >= $4 ORDER BY distance",
+                scope_key,
+                to_pgvector(vector),
+                k,
+                min_cosine,
+            )
+        return [Candidate(r["id"], r["prompt"], float(r["cosine"])) for r in rows]
+
+    async def answer(self, entry_id: int) -> CachedAnswer | None:
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_ANSWER_COLUMNS} FROM threadline.cache_entries WHERE id = $1 AND {_LIVE}",
+                entry_id,
+            )
+        return None if row is None else _answer(row)
+
+    async def count_hit(self, entry_id: int, saved: Decimal) -> None:
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE threadline.cache_entries SET hits = hits + 1, "
+                "saved_usd = saved_usd + $2, last_hit_at = now() WHERE id = $1",
+                entry_id,
+                saved,
+            )
+
+    async def put(
+        self,
+        scope: CacheScope,
+        prompt: str,
+        prompt_hash: str,
+        vector: Any,
+        answer: CachedAnswer,
+        ttl: timedelta | None,
+        documents: Sequence[DocumentVersion],
+    ) -> int | None:
+        """Insert or replace the scope's entry for this prompt; None (nothing stored) if a
+        document the answer used has changed or gone since it was read."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if documents and not await _documents_unchanged(conn, documents):
+                return None
+            entry_id: int = await conn.fetchval(
+                _PUT,
+                scope.key,
+                json.dumps(scope.to_json()),
+                prompt,
+                prompt_hash,
+                to_pgvector(vector),
+                answer.answer,
+                answer.provider,
+                answer.model,
+                answer.input_tokens,
+                answer.output_tokens,
+                answer.cost_usd,
+                ttl,
+            )
+            await conn.execute(
+                "DELETE FROM threadline.cache_entry_documents WHERE entry_id = $1", entry_id
+            )
+            await conn.executemany(
+                "INSERT INTO threadline.cache_entry_documents VALUES ($1, $2, $3) "
+                "ON CONFLICT DO NOTHING",
+                [(entry_id, d.document_id, d.content_hash) for d in documents],
+            )
+        return entry_id
+
+    async def list(self, where: str, args: Sequence[Any], limit: int) -> list[EntryInfo]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT e.*, ARRAY(SELECT document_id FROM threadline.cache_entry_documents d "
+                "                 WHERE d.entry_id = e.id ORDER BY 1) AS documents "
+                f"FROM threadline.cache_entries e WHERE {where} "
+                f"ORDER BY e.id DESC LIMIT ${len(args) + 1}",
+                *args,
+                limit,
+            )
+        return [_info(r) for r in rows]
+
+    async def delete(self, where: str, args: Sequence[Any]) -> int:
+        async with self.pool.acquire() as conn:
+            status: str = await conn.execute(
+                f"DELETE FROM threadline.cache_entries e WHERE {where}", *args
+            )
+        return int(status.split()[-1])
+
+
+_PUT = """
+INSERT INTO threadline.cache_entries
+    (scope_key, scope, prompt, prompt_hash, embedding, answer, provider, model,
+     input_tokens, output_tokens, cost_usd, expires_at)
+VALUES ($1, $2::jsonb, $3, $4, $5::vector, $6, $7, $8, $9, $10, $11, now() + $12::interval)
+ON CONFLICT (scope_key, prompt_hash) DO UPDATE
+   SET prompt = EXCLUDED.prompt, embedding = EXCLUDED.embedding, answer = EXCLUDED.answer,
+       provider = EXCLUDED.provider, model = EXCLUDED.model,
+       input_tokens = EXCLUDED.input_tokens, output_tokens = EXCLUDED.output_tokens,
+       cost_usd = EXCLUDED.cost_usd, created_at = now(), expires_at = EXCLUDED.expires_at
+RETURNING id
+"""
+
+
+async def _documents_unchanged(
+    conn: asyncpg.pool.PoolConnectionProxy, documents: Sequence[DocumentVersion]
+) -> bool:
+    # FOR SHARE: a concurrent change of these documents waits for this transaction, and
+    # its trigger then drops the entry written here.
+    rows = await conn.fetch(
+        "SELECT id, content_hash FROM threadline.rag_documents WHERE id = ANY($1::bigint[]) "
+        "FOR SHARE",
+        [d.document_id for d in documents],
+    )
+    current = {r["id"]: r["content_hash"] for r in rows}
+    return all(current.get(d.document_id) == d.content_hash for d in documents)
+
+
+def _info(row: asyncpg.Record) -> EntryInfo:
+    return EntryInfo(
+        row["id"],
+        CacheScope.from_json(json.loads(row["scope"])),
+        row["prompt"],
+        row["answer"],
+        f"{row['provider']}:{row['model']}" if row["provider"] else row["model"],
+        row["cost_usd"],
+        row["hits"],
+        row["saved_usd"],
+        row["created_at"],
+        row["expires_at"],
+        list(row["documents"]),
+    )

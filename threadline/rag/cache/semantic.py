@@ -1,0 +1,260 @@
+"""`SemanticCache`: answers of earlier questions, served again to the same question asked
+again — or asked in other words — inside the same scope.
+
+A lookup tries the exact (normalised) question first, then the nearest cached questions of
+the scope, which a `HitVerifier` scores; the best one is served if its score clears the
+threshold for the false-hit rate the cache was configured with."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+
+import asyncpg
+
+from ...ledger import CallRecord, Ledger, Scope
+from ..embedder import Embedder, Encoded, HashEmbedder, default_embedder
+from ..retrieval import Passage
+from ..vectors import content_hash, normalise_prompt
+from .entries import CachedAnswer, DocumentVersion, Entries, EntryInfo
+from .scope import CacheScope
+from .verifier import Candidate, CosineVerifier, HitVerifier
+
+__all__ = ["CacheDecision", "CacheHit", "SemanticCache"]
+
+
+@dataclass(frozen=True)
+class CacheHit:
+    answer: CachedAnswer
+    exact: bool
+    score: float  # 1.0 for an exact match
+    latency_ms: float
+
+    @property
+    def saved_usd(self) -> Decimal:
+        return self.answer.cost_usd
+
+
+@dataclass(frozen=True)
+class CacheDecision:
+    """What a lookup saw and decided (the admin hit-test shows it)."""
+
+    hit: CacheHit | None
+    threshold: float
+    candidates: list[tuple[Candidate, float]] = field(default_factory=list)  # (found, score)
+
+
+class SemanticCache:
+    """The semantic cache on a pool of the threadline database.
+
+    `false_hit_rate` is the share of hits allowed to serve another question's answer; the
+    verifier turns it into its threshold. With the test `HashEmbedder` and no verifier,
+    only exact repeats and near-verbatim rewordings hit (cosine ≥ 0.9)."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        embedder: Embedder | None = None,
+        verifier: HitVerifier | None = None,
+        false_hit_rate: float = 0.05,
+        neighbours: int = 4,
+        ttl: timedelta | None = None,
+        ledger: Ledger | None = None,
+    ) -> None:
+        if not 0.0 < false_hit_rate < 1.0:
+            raise ValueError("false_hit_rate must be between 0 and 1")
+        self.pool = pool
+        self.embedder = embedder or default_embedder()
+        self.verifier = verifier or _default_verifier(self.embedder)
+        self.false_hit_rate = false_hit_rate
+        self.neighbours = neighbours
+        self.ttl = ttl
+        self.ledger = ledger or Ledger(pool)
+        self._entries = Entries(pool)
+
+    @property
+    def threshold(self) -> float:
+        return self.verifier.threshold(self.false_hit_rate)
+
+    # -- lookup -------------------------------------------------------------------------------
+
+    async def lookup(self, prompt: str, scope: CacheScope) -> CacheHit | None:
+        """The cached answer for this question in this scope, or None."""
+        decision = await self.decide(prompt, scope)
+        if decision.hit is not None:
+            await self._entries.count_hit(decision.hit.answer.entry_id, decision.hit.saved_usd)
+        return decision.hit
+
+    async def decide(self, prompt: str, scope: CacheScope) -> CacheDecision:
+        """Look up without counting a hit, and say why (for hit-testing)."""
+        started = time.perf_counter()
+        threshold = self.threshold
+        exact = await self._entries.exact(scope.key, _prompt_hash(prompt))
+        if exact is not None:
+            return CacheDecision(CacheHit(exact, True, 1.0, _ms(started)), threshold)
+        query = await self._encode(prompt)
+        candidates = await self._entries.nearest(
+            scope.key, query.vector, self.neighbours, self.verifier.min_cosine
+        )
+        if not candidates:
+            return CacheDecision(None, threshold)
+        scores = await self._score(query, candidates)
+        scored = sorted(zip(candidates, scores, strict=True), key=lambda cs: -cs[1])
+        best, score = scored[0]
+        hit = None
+        if score >= threshold and (answer := await self._entries.answer(best.entry_id)):
+            hit = CacheHit(answer, False, score, _ms(started))
+        return CacheDecision(hit, threshold, scored)
+
+    async def _encode(self, prompt: str) -> Encoded:
+        if not self.verifier.wants_tokens:
+            return Encoded(await self.embedder.embed_one(prompt))
+        encoded = await asyncio.to_thread(self.embedder.encode_sync, [prompt])
+        return encoded[0]
+
+    async def _score(self, query: Encoded, candidates: Sequence[Candidate]) -> list[float]:
+        if isinstance(self.verifier, CosineVerifier):
+            return self.verifier.scores(self.embedder, query, candidates)
+        return await asyncio.to_thread(self.verifier.scores, self.embedder, query, candidates)
+
+    async def get(self, entry_id: int) -> CachedAnswer | None:
+        """A live entry's answer by id."""
+        return await self._entries.answer(entry_id)
+
+    # -- store --------------------------------------------------------------------------------
+
+    async def store(
+        self,
+        prompt: str,
+        answer: str,
+        scope: CacheScope,
+        *,
+        provider: str = "",
+        model: str = "",
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cost_usd: Decimal | None = None,
+        documents: Sequence[Passage | DocumentVersion] = (),
+        ttl: timedelta | None = None,
+    ) -> int | None:
+        """Cache `answer` for `prompt` in `scope`, with what producing it cost (a hit saves
+        that much) and the documents it was built from (changing one drops the entry).
+        Returns the entry id, or None when a document changed since it was retrieved."""
+        vector = await self.embedder.embed_one(prompt)
+        cached = CachedAnswer(
+            0,
+            prompt,
+            answer,
+            provider,
+            model,
+            input_tokens,
+            output_tokens,
+            cost_usd or Decimal(0),
+        )
+        versions = {
+            (d.document_id, d.content_hash): DocumentVersion(d.document_id, d.content_hash)
+            for d in documents
+        }
+        return await self._entries.put(
+            scope,
+            prompt,
+            _prompt_hash(prompt),
+            vector,
+            cached,
+            ttl or self.ttl,
+            list(versions.values()),
+        )
+
+    # -- the ledger ---------------------------------------------------------------------------
+
+    def record_hit(self, hit: CacheHit, scope: Scope) -> asyncio.Future[None]:
+        """Write the hit's ledger row: status `cached`, cost 0, saved what the original call
+        cost. The future resolves once the row is durable."""
+        answer = hit.answer
+        spec = f"{answer.provider}:{answer.model}" if answer.provider else answer.model
+        return self.ledger.submit(
+            CallRecord(
+                provider=answer.provider or "cache",
+                requested_model=spec or "cache",
+                model=answer.model or "cache",
+                status="cached",
+                latency_ms=hit.latency_ms,
+                scope=scope,
+                input_tokens=answer.input_tokens,
+                output_tokens=answer.output_tokens,
+                cost_usd=Decimal(0),
+                saved_usd=answer.cost_usd,
+                priced=True,
+            )
+        )
+
+    # -- admin --------------------------------------------------------------------------------
+
+    async def entries(
+        self,
+        scope: CacheScope | None = None,
+        *,
+        tenant: str | None = None,
+        agent: str | None = None,
+        limit: int = 100,
+    ) -> list[EntryInfo]:
+        """Cached entries, newest first, of one scope or filtered by tenant / agent."""
+        where, args = _filters(scope, tenant, agent, None, False)
+        return await self._entries.list(where, args, limit)
+
+    async def purge(
+        self,
+        scope: CacheScope | None = None,
+        *,
+        tenant: str | None = None,
+        agent: str | None = None,
+        entry_id: int | None = None,
+        expired_only: bool = False,
+    ) -> int:
+        """Delete entries (all of them when no filter is given); returns how many."""
+        where, args = _filters(scope, tenant, agent, entry_id, expired_only)
+        return await self._entries.delete(where, args)
+
+
+def _filters(
+    scope: CacheScope | None,
+    tenant: str | None,
+    agent: str | None,
+    entry_id: int | None,
+    expired_only: bool,
+) -> tuple[str, list[object]]:
+    clauses: list[str] = []
+    args: list[object] = []
+    for clause, value in (
+        ("e.scope_key = ${}", scope.key if scope else None),
+        ("e.scope->>'tenant' = ${}", tenant),
+        ("e.scope->>'agent' = ${}", agent),
+        ("e.id = ${}", entry_id),
+    ):
+        if value is not None:
+            args.append(value)
+            clauses.append(clause.format(len(args)))
+    if expired_only:
+        clauses.append("e.expires_at <= now()")
+    return " AND ".join(clauses) or "true", args
+
+
+def _prompt_hash(prompt: str) -> str:
+    return content_hash(normalise_prompt(prompt))
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+def _default_verifier(embedder: Embedder) -> HitVerifier:
+    if isinstance(embedder, HashEmbedder):
+        return CosineVerifier(0.9)
+    from .learned import LearnedVerifier
+
+    return LearnedVerifier.bundled()
