@@ -213,14 +213,18 @@
       method: "POST", headers: { "content-type": "application/json" },
       body: JSON.stringify({ agent: agent }),
     }).then(function (r) {
-      if (!r.ok) throw new Error("could not start a chat (" + r.status + ")");
+      if (!r.ok) throw new Error("the server answered " + r.status);
       return r.json();
     }).then(function (s) {
       saved = { sessionId: s.session_id, token: s.token, lastSeq: 0 };
       lastSeq = 0;
       save();
       connect();
-    }).catch(function (err) { status.textContent = err.message; });
+    }).catch(function (err) {
+      // A site not on the server's allowed-origins list fails here (CORS or 403).
+      status.textContent = "Could not start a chat: " + err.message;
+      throw err;
+    });
   }
 
   function send(text) {
@@ -240,7 +244,7 @@
     if (!text) return;
     input.value = "";
     var go = saved.sessionId ? Promise.resolve() : start();
-    go.then(function () { send(text); });
+    go.then(function () { send(text); }, function () { input.value = text; });
   });
   input.addEventListener("keydown", function (e) {
     if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("form").requestSubmit(); }
@@ -255,5 +259,10 @@
 
   if (saved.sessionId) { wrap.classList.add("open"); start(); }
   window.threadlineWidget = window.threadlineWidget || {};
-  window.threadlineWidget[agent] = { root: root, open: function () { $(".bubble").click(); } };
+  window.threadlineWidget[agent] = {
+    root: root,
+    open: function () { $(".bubble").click(); },
+    // Drops the connection as a network failure would (for diagnostics and tests).
+    drop: function () { if (ws) ws.close(); },
+  };
 })();

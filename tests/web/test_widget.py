@@ -1,0 +1,172 @@
+"""The widget in a real browser (Debian's Chromium through Playwright)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from functools import partial
+from http.server import HTTPServer, SimpleHTTPRequestHandler
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright
+
+from .conftest import ChatServer
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+XSS = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield b
+        await b.close()
+
+
+async def open_widget(page: Page, chat: ChatServer) -> None:
+    await page.goto(f"{chat.url}/?agent=echo")
+    await page.click(".bubble")
+
+
+async def send(page: Page, text: str) -> None:
+    await page.fill("textarea", text)
+    await page.press("textarea", "Enter")
+
+
+async def assistant_texts(page: Page) -> list[str]:
+    texts: list[str] = await page.eval_on_selector_all(
+        ".msg.assistant", "els => els.map(e => e.textContent)"
+    )
+    return texts
+
+
+async def wait_idle(page: Page) -> None:
+    """Until the answer has ended (the stop button turned back into send)."""
+    await page.wait_for_selector("form button.send", timeout=20_000)
+
+
+async def test_an_answer_streams_in_piece_by_piece(browser: Browser, chat: ChatServer) -> None:
+    page = await browser.new_page()
+    await open_widget(page, chat)
+    await send(page, "Hello there")
+    lengths: list[int] = []
+    for _ in range(400):
+        texts = await assistant_texts(page)
+        lengths.append(len(texts[-1]) if texts else 0)
+        if await page.query_selector("form button.send") and lengths[-1] > 0:
+            break
+        await asyncio.sleep(0.01)
+    growth = sorted(set(n for n in lengths if n > 0))
+    assert len(growth) >= 3, growth  # seen at three or more lengths on the way
+    assert (await assistant_texts(page))[-1].startswith("[demo model]")
+
+
+async def test_a_reload_shows_the_history(browser: Browser, chat: ChatServer) -> None:
+    page = await browser.new_page()
+    await open_widget(page, chat)
+    await send(page, "Remember me")
+    await page.wait_for_selector("form button.stop")
+    await wait_idle(page)
+    before = await assistant_texts(page)
+    await page.reload()
+    await page.wait_for_selector(".msg.user")
+    user = await page.eval_on_selector_all(".msg.user", "els => els.map(e => e.textContent)")
+    assert user == ["Remember me"]
+    assert await assistant_texts(page) == before
+
+
+async def test_a_dropped_connection_mid_answer_loses_nothing(
+    browser: Browser, chat: ChatServer
+) -> None:
+    page = await browser.new_page()
+    await open_widget(page, chat)
+    await send(page, "Tell me a long story")
+    await page.wait_for_function(
+        "() => [...window.threadlineWidget.echo.root.querySelectorAll('.msg.assistant')]"
+        ".some(e => e.textContent.length > 10)"
+    )
+    await page.evaluate("window.threadlineWidget.echo.drop()")
+    await wait_idle(page)
+    shown = (await assistant_texts(page))[-1]
+    stored = (await chat.http.get(*await history_request(page, chat))).json()
+    assert shown == stored[-1]["content"]
+
+
+async def history_request(page: Page, chat: ChatServer) -> tuple[str]:
+    saved = await page.evaluate("JSON.parse(localStorage.getItem(Object.keys(localStorage)[0]))")
+    return (f"/v1/sessions/{saved['sessionId']}/messages?token={saved['token']}",)
+
+
+async def test_two_tabs_on_one_session_both_see_the_answer(
+    browser: Browser, chat: ChatServer
+) -> None:
+    context = await browser.new_context()
+    first = await context.new_page()
+    await open_widget(first, chat)
+    await send(first, "Hello from tab one")
+    await first.wait_for_selector("form button.stop")
+    second = await context.new_page()  # shares localStorage: the same session
+    await second.goto(f"{chat.url}/?agent=echo")
+    await wait_idle(first)
+    await wait_idle(second)
+    await second.wait_for_function(
+        "() => window.threadlineWidget.echo.root.querySelectorAll('.msg.assistant').length > 0"
+    )
+    assert (await assistant_texts(first))[-1] == (await assistant_texts(second))[-1]
+
+
+async def test_html_in_a_message_stays_text(browser: Browser, chat: ChatServer) -> None:
+    page = await browser.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: dialogs.append(d.message))
+    await open_widget(page, chat)
+    await send(page, XSS)
+    await wait_idle(page)
+    user = await page.eval_on_selector_all(".msg.user", "els => els.map(e => e.textContent)")
+    assert user == [XSS]
+    assert await page.query_selector(".msg img") is None
+    await page.reload()
+    await page.wait_for_selector(".msg.user")
+    assert await page.query_selector(".msg img") is None
+    assert dialogs == []
+
+
+@pytest.fixture
+def other_origin(tmp_path: Path, chat: ChatServer) -> AsyncIterator[str]:
+    """A page on another origin (not in the allowed list) that embeds the widget."""
+    (tmp_path / "index.html").write_text(
+        f'<!doctype html><html><body><p>Shop</p><script src="{chat.url}/widget.js" '
+        f'data-agent="echo"></script></body></html>'
+    )
+    handler = partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/index.html"
+    server.shutdown()
+
+
+async def test_a_page_from_a_disallowed_origin_is_refused(
+    browser: Browser, chat: ChatServer, other_origin: str
+) -> None:
+    page = await browser.new_page()
+    await page.goto(other_origin)
+    await page.click(".bubble")
+    await send(page, "Hello from elsewhere")
+    await page.wait_for_function(
+        "() => window.threadlineWidget.echo.root.querySelector('.status').textContent.length > 0"
+    )
+    status = await page.text_content(".status")
+    assert status is not None and "could not" in status.lower()
+    listed = await chat.http.get("/v1/sessions", headers={"authorization": "Bearer admin-key"})
+    assert listed.json() == []
