@@ -1,0 +1,160 @@
+"""Chat across real processes: a server killed with SIGKILL mid-answer and started again, and
+a web process whose turns run on a worker in another process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+
+from threadline import Engine
+from threadline.ledger import Ledger
+
+from ..helpers import ROOT, kill
+
+ENV = {"THREADLINE_SECRET": "process-test-secret-of-32-bytes!!", "THREADLINE_APP_VERSION": "t1"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def spawn(database_url: str, *args: str) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, DATABASE_URL=database_url, PYTHONUNBUFFERED="1", **ENV)
+    return subprocess.Popen(
+        [sys.executable, "-m", "threadline.cli", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def serve(database_url: str, port: int, *extra: str) -> subprocess.Popen[bytes]:
+    return spawn(
+        database_url, "serve", "--port", str(port), "--agents", "tests.web.apps:AGENTS", *extra
+    )
+
+
+async def until_up(url: str, proc: subprocess.Popen[bytes]) -> None:
+    async with asyncio.timeout(30):
+        while True:
+            assert proc.poll() is None, kill(proc)
+            try:
+                async with httpx.AsyncClient() as http:
+                    await http.get(url + "/widget.js")
+                return
+            except httpx.TransportError:
+                await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            kill(proc)
+
+
+async def new_session(url: str) -> dict[str, Any]:
+    async with httpx.AsyncClient() as http:
+        r = await http.post(url + "/v1/sessions", json={"agent": "slow"})
+        assert r.status_code == 201, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+
+def ws_url(url: str, session: dict[str, Any]) -> str:
+    sid, token = session["session_id"], session["token"]
+    return f"{url.replace('http', 'ws')}/v1/sessions/{sid}/ws?token={token}"
+
+
+async def read_until_end(ws: Any, frames: list[dict[str, Any]]) -> None:
+    async with asyncio.timeout(40):
+        while not frames or frames[-1]["type"] != "message.end":
+            frames.append(json.loads(await ws.recv()))
+
+
+def shown_answer(frames: list[dict[str, Any]]) -> str:
+    """What the widget shows: the deltas after the turn's last (re)start."""
+    last_start = max(i for i, f in enumerate(frames) if f["type"] == "message.start")
+    return "".join(f["text"] for f in frames[last_start:] if f["type"] == "message.delta")
+
+
+async def test_a_server_killed_mid_answer_finishes_the_turn_once_after_restart(
+    database_url: str, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    first_port, second_port = free_port(), free_port()
+    first = serve(database_url, first_port)
+    procs.append(first)
+    url = f"http://127.0.0.1:{first_port}"
+    await until_up(url, first)
+    session = await new_session(url)
+    frames: list[dict[str, Any]] = []
+    async with websockets.connect(ws_url(url, session)) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "resume", "after_seq": 0}))
+        await ws.send(json.dumps({"type": "message.send", "client_id": "m1", "text": "Tell me"}))
+        while sum(f["type"] == "message.delta" for f in frames) < 3:
+            frames.append(json.loads(await ws.recv()))
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    second = serve(database_url, second_port)
+    procs.append(second)
+    url = f"http://127.0.0.1:{second_port}"
+    await until_up(url, second)
+    async with websockets.connect(ws_url(url, session)) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "resume", "after_seq": frames[-1]["seq"]}))
+        await read_until_end(ws, frames)
+    seqs = [f["seq"] for f in frames]
+    assert seqs == sorted(set(seqs))  # nothing twice, in order
+    assert shown_answer(frames) == frames[-1]["text"]
+    async with Engine(database_url, worker=False) as client:
+        rows = await Ledger(client.pool).calls(session_id=session["session_id"])
+        run = (await client.list_runs(workflow="threadline.turn"))[0]
+        async with client.pool.acquire() as conn:
+            stored = await conn.fetch(
+                "SELECT role FROM threadline.session_messages WHERE session_id = $1 ORDER BY seq",
+                session["session_id"],
+            )
+    assert [r["role"] for r in stored] == ["user", "assistant"]
+    assert run.recoveries == 1 and run.status == "succeeded"
+    assert [r["status"] for r in rows] == ["ok"]  # the killed attempt wrote no second charge
+
+
+async def test_a_turn_runs_on_a_worker_in_another_process(
+    database_url: str, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    port = free_port()
+    web = serve(database_url, port, "--no-worker")
+    worker = spawn(database_url, "worker", "--app", "tests.web.apps:engine")
+    procs += [web, worker]
+    url = f"http://127.0.0.1:{port}"
+    await until_up(url, web)
+    session = await new_session(url)
+    frames: list[dict[str, Any]] = []
+    async with websockets.connect(ws_url(url, session)) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "message.send", "client_id": "m1", "text": "Hi"}))
+        await read_until_end(ws, frames)
+    assert shown_answer(frames) == frames[-1]["text"]
+    async with Engine(database_url, worker=False) as client:
+        run = (await client.list_runs(workflow="threadline.turn"))[0]
+        async with client.pool.acquire() as conn:
+            pids = [r["pid"] for r in await conn.fetch("SELECT pid FROM threadline.workers")]
+    assert run.status == "succeeded"
+    assert pids == [worker.pid]  # the web process runs no worker: the other process ran it
