@@ -193,3 +193,17 @@ async def test_sse_streams_the_same_events_and_resumes_from_last_event_id(
             if line.startswith("event: message.end"):
                 break
     assert ids and ids[0] == 2 and ids == list(range(2, 2 + len(ids)))
+
+
+async def test_event_numbers_are_contiguous_over_several_turns(chat: ChatServer) -> None:
+    session = await chat.new_session()
+    frames: list[dict] = []  # type: ignore[type-arg]
+    async with chat.connect(session) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "resume", "after_seq": 0}))
+        for i in range(3):
+            await ws.send(json.dumps({"type": "message.send", "client_id": f"m{i}", "text": "Hi"}))
+            frames += await frames_until(ws, "message.end")
+    assert [f["seq"] for f in frames] == list(range(1, len(frames) + 1))
+    users = [f for f in frames if f["type"] == "message.user"]
+    assert [u["message_seq"] for u in users] == [1, 3, 5]  # user, assistant, user, ...

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import os
 import re
 import time
 from collections import deque
@@ -45,6 +46,8 @@ __all__ = ["DemoFailure", "DemoModel"]
 
 PROVIDER = "demo"
 DEFAULT_NAME = "threadline-demo"
+DEFAULT_PACE = 30.0
+PACE_ENV = "THREADLINE_DEMO_TOKENS_PER_SECOND"
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,7 @@ class DemoModel(Model):
         self,
         name: str = DEFAULT_NAME,
         *,
-        tokens_per_second: float = 30.0,
+        tokens_per_second: float | None = None,
         fail_with: LLMError | Iterable[LLMError | DemoFailure | None] | None = None,
         context_window: int | None = None,
         api_key: str | None = None,
@@ -83,6 +86,8 @@ class DemoModel(Model):
         # api_key, base_url, timeout and max_retries are accepted (and ignored) so that any
         # `get_model` options work with the demo model too.
         super().__init__(name, context_window=context_window)
+        if tokens_per_second is None:  # the pace of demos and benchmarks, set from outside
+            tokens_per_second = float(os.environ.get(PACE_ENV, DEFAULT_PACE))
         if tokens_per_second < 0:
             raise ValueError("tokens_per_second must be >= 0")
         self.tokens_per_second = tokens_per_second

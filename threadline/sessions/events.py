@@ -42,9 +42,18 @@ WITH batch AS (
     SELECT b.session_id, x.base + row_number() OVER (PARTITION BY b.session_id ORDER BY b.ord),
            b.type, b.data
     FROM batch b JOIN bumped x ON x.id = b.session_id
-    RETURNING session_id, seq
+    RETURNING session_id, seq, type, data
+), numbered AS (
+    SELECT w.*, (row_number() OVER (ORDER BY session_id, seq) - 1) / 10 AS grp FROM written w
 ), notice AS (
-    SELECT pg_notify($4, json_agg(DISTINCT session_id)::text) FROM written
+    -- The events themselves ride on the NOTIFY (small ones whole, large ones as a pointer),
+    -- ten to a notification to stay far below its 8000-byte limit: readers in every
+    -- process forward them without a query, and read the log only to fill a gap.
+    SELECT pg_notify($4, json_agg(json_build_object(
+               's', session_id, 'q', seq, 't', type,
+               'd', CASE WHEN octet_length(data::text) <= 500 THEN data END)
+           ORDER BY session_id, seq)::text)
+    FROM numbered GROUP BY grp
 )
 SELECT w.session_id, w.seq, (SELECT count(*) FROM notice) AS notified FROM written w
 """
@@ -64,7 +73,7 @@ class SessionEvent:
 
     def frame(self) -> dict[str, Any]:
         """The frame a client receives: the event's fields plus `type` and `seq`."""
-        return {"type": self.type, "seq": self.seq, **self.data}
+        return {**self.data, "type": self.type, "seq": self.seq}
 
 
 class EventLog:

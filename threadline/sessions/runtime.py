@@ -86,7 +86,9 @@ class Sessions:
         async with self.engine.pool.acquire() as conn:
             return await store.get_session(conn, session_id)
 
-    async def list_sessions(self, *, status: str | None = None, limit: int = 50) -> list[SessionInfo]:
+    async def list_sessions(
+        self, *, status: str | None = None, limit: int = 50
+    ) -> list[SessionInfo]:
         async with self.engine.pool.acquire() as conn:
             return await store.list_sessions(conn, status=status, limit=limit)
 
@@ -116,7 +118,9 @@ class Sessions:
             )
         if created:
             await self.events.append(
-                session_id, "message.user", {"text": text, "client_id": client_id, "seq": seq}
+                session_id,
+                "message.user",
+                {"text": text, "client_id": client_id, "message_seq": seq},
             )
         await self.engine.start(
             TURN_WORKFLOW,
@@ -153,7 +157,7 @@ class Sessions:
                 conn, session_id, "operator", text, meta={"operator": operator}
             )
         await self.events.append(
-            session_id, "operator.message", {"text": text, "operator": operator, "seq": seq}
+            session_id, "operator.message", {"text": text, "operator": operator, "message_seq": seq}
         )
         return seq
 

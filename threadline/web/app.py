@@ -229,19 +229,21 @@ def create_app(sessions: Sessions, hub: Hub, auth: Auth) -> FastAPI:
 async def _sse_stream(
     sessions: Sessions, hub: Hub, session_id: str, after: int
 ) -> AsyncIterator[str]:
-    wake = hub.subscribe(session_id)
+    sub = hub.subscribe(session_id)
     cursor = after
     try:
         while True:
-            events = await sessions.read(session_id, cursor)
-            for event in events:
-                cursor = event.seq
-                yield f"id: {event.seq}\nevent: {event.type}\ndata: {json.dumps(event.frame())}\n\n"
-            if events:
-                continue
-            wake.clear()
+            events = [e.frame() for e in await sessions.read(session_id, cursor)]
+            while events:
+                for frame in events:
+                    cursor = frame["seq"]
+                    yield f"id: {cursor}\nevent: {frame['type']}\ndata: {json.dumps(frame)}\n\n"
+                events, gap = sub.take(cursor)
+                if gap:
+                    break
+            sub.wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), 15.0)
+                await asyncio.wait_for(sub.wake.wait(), 15.0)
             yield ": keep-alive\n\n"
     finally:
-        hub.unsubscribe(session_id, wake)
+        hub.unsubscribe(session_id, sub)

@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 from collections import defaultdict
+from typing import Any
 
 import asyncpg
 
@@ -16,11 +17,33 @@ from ..sessions.events import CHANNEL
 log = logging.getLogger(__name__)
 
 
+class Subscription:
+    """One reader's view of a session: notified events (`inbox`) and a `wake` signal."""
+
+    def __init__(self) -> None:
+        self.wake = asyncio.Event()
+        self.inbox: list[dict[str, Any]] = []
+
+    def take(self, cursor: int) -> tuple[list[dict[str, Any]], bool]:
+        """The notified frames that follow `cursor` without a gap, and whether the log must
+        be read (a gap, or an event too large to ride on the notification)."""
+        entries, self.inbox = sorted(self.inbox, key=lambda e: e["q"]), []
+        frames: list[dict[str, Any]] = []
+        for entry in entries:
+            if entry["q"] <= cursor:
+                continue
+            if entry["q"] != cursor + 1 or entry["d"] is None:
+                return frames, True
+            frames.append({**entry["d"], "type": entry["t"], "seq": entry["q"]})
+            cursor = entry["q"]
+        return frames, False
+
+
 class Hub:
     def __init__(self, url: str) -> None:
         self._url = url
         self._conn: asyncpg.Connection | None = None
-        self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._waiters: dict[str, set[Subscription]] = defaultdict(set)
         self._closing = False
 
     async def start(self) -> None:
@@ -33,22 +56,23 @@ class Hub:
         if self._conn is not None and not self._conn.is_closed():
             await self._conn.close()
 
-    def subscribe(self, session_id: str) -> asyncio.Event:
-        signal = asyncio.Event()
-        self._waiters[session_id].add(signal)
-        return signal
+    def subscribe(self, session_id: str) -> Subscription:
+        sub = Subscription()
+        self._waiters[session_id].add(sub)
+        return sub
 
-    def unsubscribe(self, session_id: str, signal: asyncio.Event) -> None:
+    def unsubscribe(self, session_id: str, sub: Subscription) -> None:
         waiters = self._waiters.get(session_id)
         if waiters is not None:
-            waiters.discard(signal)
+            waiters.discard(sub)
             if not waiters:
                 del self._waiters[session_id]
 
     def _on_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
-        for session_id in json.loads(payload):
-            for signal in self._waiters.get(session_id, ()):
-                signal.set()
+        for entry in json.loads(payload):
+            for sub in self._waiters.get(entry["s"], ()):
+                sub.inbox.append(entry)
+                sub.wake.set()
 
     def _on_lost(self, conn: object) -> None:
         if self._closing:
@@ -62,8 +86,8 @@ class Hub:
             with contextlib.suppress(Exception):
                 await self.start()
                 for waiters in self._waiters.values():  # re-read: events may have been missed
-                    for signal in waiters:
-                        signal.set()
+                    for sub in waiters:
+                        sub.wake.set()
                 return
             await asyncio.sleep(delay)
             delay = min(2.0, delay * 2)

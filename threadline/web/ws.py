@@ -31,7 +31,8 @@ class Connection:
         self.hub = hub
         self.session_id = session_id
         self.cursor: int | None = None  # the last seq sent; None until the stream starts
-        self.wake = hub.subscribe(session_id)
+        self.behind = False  # the log may hold events not yet sent
+        self.sub = hub.subscribe(session_id)
         self.sent_at: list[float] = []
         self._send_lock = asyncio.Lock()
 
@@ -65,7 +66,7 @@ class Connection:
             forwarder.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await forwarder
-            self.hub.unsubscribe(self.session_id, self.wake)
+            self.hub.unsubscribe(self.session_id, self.sub)
 
     async def _handle(self, raw: str) -> None:
         if len(raw.encode()) > MAX_FRAME_BYTES:
@@ -118,18 +119,33 @@ class Connection:
     def _start_at(self, after_seq: int) -> None:
         if self.cursor is None or after_seq < self.cursor:
             self.cursor = after_seq
-        self.wake.set()
+            self.behind = True
+        self.sub.wake.set()
 
     async def _forward(self) -> None:
         """Send logged events after the cursor, in order, each once; sleep until woken."""
         while True:
-            with contextlib.suppress(TimeoutError):  # a missed NOTIFY costs 2 s, not an event
-                await asyncio.wait_for(self.wake.wait(), 2.0)
-            self.wake.clear()
-            while self.cursor is not None:
-                events = await self.sessions.read(self.session_id, self.cursor)
-                if not events:
-                    break
-                for event in events:
-                    await self.send(event.frame())
-                    self.cursor = event.seq
+            try:
+                await asyncio.wait_for(self.sub.wake.wait(), 5.0)
+            except TimeoutError:  # a missed NOTIFY costs a few seconds, never an event
+                self.behind = True
+            self.sub.wake.clear()
+            if self.cursor is None:
+                continue
+            frames, gap = self.sub.take(self.cursor)
+            for frame in frames:
+                await self.send(frame)
+                self.cursor = frame["seq"]
+            if gap or self.behind:
+                self.behind = False
+                await self._catch_up()
+
+    async def _catch_up(self) -> None:
+        """Read the log after the cursor until it has nothing newer."""
+        while self.cursor is not None:
+            events = await self.sessions.read(self.session_id, self.cursor)
+            if not events:
+                return
+            for event in events:
+                await self.send(event.frame())
+                self.cursor = event.seq
