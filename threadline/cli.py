@@ -436,5 +436,15 @@ def demo(database_url: str | None) -> None:
         _run(pipeline.main(database_url))
 
 
+from .rag.cli import cache_group, ingest  # noqa: E402
+
+main.add_command(ingest)
+main.add_command(cache_group)
+
+from .ledger.cli import budgets_group  # noqa: E402
+
+main.add_command(budgets_group)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

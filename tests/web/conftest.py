@@ -16,6 +16,7 @@ import websockets
 
 from threadline import Engine
 from threadline.agents import Agent, Turn
+from threadline.demo import support
 from threadline.ledger import LLM
 from threadline.sessions import Sessions
 from threadline.web import Auth, Hub, create_app
@@ -58,7 +59,7 @@ class ChatServer:
 async def chat(database_url: str) -> AsyncIterator[ChatServer]:
     engine = Engine(database_url, poll_interval=0.05)
     llm = LLM(model_options={"demo": {"tokens_per_second": 100}})
-    sessions = Sessions(engine, [echo], llm=llm, max_message_chars=2000)
+    sessions = Sessions(engine, [echo, support], llm=llm, max_message_chars=2000)
     async with engine:
         hub = Hub(engine.url)
         await hub.start()

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 
 from ..errors import ConfigurationError
+from ..tools import Tool
 
 if TYPE_CHECKING:
     from .turn import Turn
@@ -35,6 +36,8 @@ class Agent:
     title: str = ""
     greeting: str | None = None
     max_tokens: int = 512
+    tools: list[Tool] = field(default_factory=list)
+    max_tool_rounds: int = 4
     states: dict[str, Handler] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -61,6 +64,9 @@ class Agent:
                 f"agent {self.name!r} has no handler for state {state!r} (known: {known})"
             )
         return found
+
+    def tool(self, name: str) -> Tool | None:
+        return next((t for t in self.tools if t.name == name), None)
 
     def render(self, **variables: Any) -> str:
         try:

@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from ..engine import WorkflowContext
 from ..ledger import LLM, Scope
-from ..llm import Message, StreamEvent, TextDelta, Usage, price
+from ..llm import Message, Response, StreamEvent, TextDelta, ToolCall, ToolDef, Usage, price
+from ..tools import Tool, ToolError
 from .agent import Agent
 
 
@@ -37,6 +39,8 @@ class Turn:
     scope: Scope
     model: str
     cancelled: Callable[[], bool] = lambda: False
+    ctx: WorkflowContext | None = None  # the turn's workflow: tool steps, approvals
+    confirm_timeout: float = 24 * 3600
     replies: list[str] = field(default_factory=list)
     handoff_reason: str | None = None
     usage: Usage = field(default_factory=Usage)
@@ -47,11 +51,30 @@ class Turn:
         self, *, instructions: str | None = None, max_tokens: int | None = None, **variables: Any
     ) -> str:
         """Ask the agent's model, with its rendered prompt and the history; the answer
-        streams to the session as it is generated."""
+        streams to the session as it is generated. Tool calls the model makes run as durable
+        steps (after approval, for tools that need it) and their results go back to it."""
         system = self.agent.render(state=self.state, data=self.data, **variables)
         if instructions:
             system += "\n\n" + instructions
         messages = [Message.system(system), *self.history, Message.user(self.text)]
+        tools = [t.definition for t in self.agent.tools]
+        texts: list[str] = []
+        for _ in range(self.agent.max_tool_rounds + 1):
+            response = await self._ask(messages, tools, max_tokens)
+            if response.text:
+                texts.append(response.text)
+            if not response.tool_calls:
+                break
+            messages.append(response.message)
+            for call in response.tool_calls:
+                messages.append(await self._call_tool(call))
+        text = "\n\n".join(texts)
+        self.replies.append(text)
+        return text
+
+    async def _ask(
+        self, messages: list[Message], tools: list[ToolDef], max_tokens: int | None
+    ) -> Response:
         started = False
 
         async def forward(event: StreamEvent) -> None:
@@ -71,10 +94,10 @@ class Turn:
             self.model,
             messages,
             scope=self.scope,
+            tools=tools,
             max_tokens=max_tokens or self.agent.max_tokens,
             on_delta=forward,
         )
-        self.replies.append(response.text)
         self.usage = self.usage + response.usage
         self.model_used = f"{response.provider}:{response.model}"
         call = price(
@@ -83,7 +106,40 @@ class Turn:
         self.cost = (
             None if self.cost is None or call.total_usd is None else self.cost + call.total_usd
         )
-        return response.text
+        return response
+
+    async def _call_tool(self, call: ToolCall) -> Message:
+        """Run one tool call (a durable step) and return the tool-result message."""
+        info = {"turn_id": self.turn_id, "call_id": call.id, "name": call.name}
+        await self.emit("tool.call", {**info, "arguments": call.arguments})
+        found = self.agent.tool(call.name)
+        result: Any
+        if found is None:
+            result = {"error": f"there is no tool named {call.name!r}"}
+        elif found.confirm and not await self._approved(call, info):
+            result = {"error": "the call was not approved"}
+        else:
+            result = await self._run_tool(found, call)
+        await self.emit("tool.result", {**info, "result": result})
+        return Message.tool_result(call.id, result, name=call.name)
+
+    async def _approved(self, call: ToolCall, info: dict[str, Any]) -> bool:
+        if self.ctx is None:
+            return False
+        await self.emit("tool.confirm", {**info, "arguments": call.arguments})
+        answer = await self.ctx.receive(f"confirm:{call.id}", timeout=self.confirm_timeout)
+        return bool(answer)
+
+    async def _run_tool(self, found: Tool, call: ToolCall) -> Any:
+        async def run() -> Any:
+            try:
+                return {"result": await found.run(call.arguments)}
+            except ToolError as exc:
+                return {"error": str(exc)}
+
+        if self.ctx is None:
+            return await run()
+        return await self.ctx.step(run, name=f"tool:{found.name}")
 
     async def say(self, text: str) -> None:
         """Answer with fixed text (no model call)."""

@@ -3,9 +3,11 @@ from the context in its prompt and asks the next interview question."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from ..agents import Agent, Turn
+from ..tools import tool
 
 # -- memoir: intake -> outline -> chapters -> review ------------------------------------------
 
@@ -91,8 +93,45 @@ used. If the answer is not there, say so and offer a human colleague.
     + KNOWLEDGE
 )
 
+PARTS = {
+    "TL-4471": {"name": "Kettle K2", "price_eur": 49.0, "in_stock": 120},
+    "TL-4471-F": {"name": "Limescale filter for the Kettle K2", "price_eur": 6.5, "in_stock": 800},
+    "TL-5120": {"name": "Toaster T3", "price_eur": 59.0, "in_stock": 35},
+    "TL-5120-C": {"name": "Crumb tray for the Toaster T3", "price_eur": 4.0, "in_stock": 0},
+}
+
+
+@tool
+def lookup_part(code: str) -> dict[str, object]:
+    """Look up a part by its code: its name, price and stock.
+
+    Args:
+        code: The part code, like TL-4471.
+    """
+    part = PARTS.get(code.upper())
+    return {"code": code.upper(), **part} if part else {"code": code, "found": False}
+
+
+@tool(confirm=True)
+def place_order(code: str, quantity: int = 1) -> dict[str, object]:
+    """Order a part for the customer (a colleague or the customer approves it first).
+
+    Args:
+        code: The part code, like TL-4471-F.
+        quantity: How many to order.
+    """
+    part = PARTS.get(code.upper())
+    if part is None:
+        return {"ordered": False, "reason": f"no part {code}"}
+    if quantity < 1 or quantity > 10:
+        return {"ordered": False, "reason": "between 1 and 10 items per order"}
+    number = "ORD-" + hashlib.sha1(f"{code}:{quantity}".encode()).hexdigest()[:8].upper()
+    return {"ordered": True, "order": number, "code": code.upper(), "quantity": quantity}
+
+
 support = Agent(
     name="support",
+    tools=[lookup_part, place_order],
     title="Support",
     prompt=SUPPORT_PROMPT,
     initial_state="answering",

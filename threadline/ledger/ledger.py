@@ -9,9 +9,10 @@ from typing import Any
 import asyncpg
 
 from ..llm.pricing import PriceOverrides
+from .budgets import DEFAULT_LEASE_S, Budgets
 from .record import CallRecord
 from .reports import CostRow, cost_report
-from .writer import LedgerWriter
+from .writer import LedgerWriter, NoticesHook
 
 
 class Ledger:
@@ -21,14 +22,24 @@ class Ledger:
     `$THREADLINE_PRICES`), applied to every call this ledger prices.
     """
 
-    def __init__(self, pool: asyncpg.Pool, *, overrides: PriceOverrides | None = None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        overrides: PriceOverrides | None = None,
+        lease: float = DEFAULT_LEASE_S,
+    ) -> None:
         self.pool = pool
         self.overrides = PriceOverrides.from_env() if overrides is None else overrides
-        self._writer = LedgerWriter(pool)
+        self.budgets = Budgets(pool, lease=lease)
+        self._writer = LedgerWriter(pool, self.budgets.dispatch)
 
-    def submit(self, call: CallRecord) -> asyncio.Future[None]:
-        """Queue one call's row (group commit); the future resolves once it is durable."""
-        return self._writer.submit(call)
+    def submit(
+        self, call: CallRecord, on_notices: NoticesHook | None = None
+    ) -> asyncio.Future[None]:
+        """Queue one call's row (group commit); the future resolves once it is durable.
+        `on_notices` receives the budget notices its settlement caused."""
+        return self._writer.submit(call, on_notices)
 
     async def record(self, call: CallRecord) -> None:
         """Write one call's row and wait until it is durable."""
@@ -37,6 +48,11 @@ class Ledger:
     async def drain(self) -> None:
         """Wait until every row submitted so far is durable."""
         await self._writer.drain()
+
+    async def close(self) -> None:
+        """Write pending rows and stop holding budget reservations."""
+        await self._writer.drain()
+        await self.budgets.close()
 
     async def report(
         self,

@@ -7,6 +7,10 @@ estimate (input from the prompt, output from the text received) and marked `esti
 Inside a workflow, `request` is a journaled step: its response is recorded, and a replay
 (after a crash) returns the recorded response without calling the model or writing a second
 ledger row.
+
+Every call is under the budgets of its scopes (see `budgets.py`): before it, its worst case is
+reserved against each limit (lowering `max_tokens` to what the tightest affords, never below
+`min_output_tokens`), or it raises `BudgetExceeded`; its ledger row settles the reservation.
 """
 
 from __future__ import annotations
@@ -14,11 +18,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from ..engine.context import current_context
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, StepError
 from ..llm import (
     LLMError,
     Message,
@@ -35,9 +39,16 @@ from ..llm import (
     get_model,
     price,
 )
+from .admission import CallBudget, admit, budget_error, refused
+from .estimates import prompt_bytes
 from .ledger import Ledger
+from .limits import Budget, Mode
 from .record import CallRecord, CallStatus
+from .reservations import BudgetNotice, Grant, Refusal
 from .scope import Scope
+
+if TYPE_CHECKING:
+    from ..engine.context import WorkflowContext
 
 OnDelta = Callable[[StreamEvent], Awaitable[None] | None]
 
@@ -65,6 +76,34 @@ class CallNote:
     requested_model: str | None = None
     attempt: int = 1
     fallback_reason: str | None = None
+
+
+@dataclass
+class Receipt:
+    """What a metered call leaves behind: its ledger row's write and, once that is committed,
+    the budget notices its settlement caused."""
+
+    written: asyncio.Future[None] | None = None
+    found: tuple[BudgetNotice, ...] = ()
+
+    def take(self, notices: Sequence[BudgetNotice]) -> None:
+        self.found = tuple(notices)
+
+    async def notices(self) -> tuple[BudgetNotice, ...]:
+        if self.written is not None:
+            await asyncio.shield(self.written)
+        return self.found
+
+
+def events_json(notices: Sequence[BudgetNotice]) -> list[dict[str, Any]]:
+    """Notices as the events a workflow emits for them (`budget.update`, `budget.overshoot`)."""
+    return [{"kind": n.kind, "data": n.to_json()} for n in notices]
+
+
+async def emit_events(ctx: WorkflowContext, events: Sequence[dict[str, Any]]) -> None:
+    """Emit events a step recorded, after it: on a replay, the same ones in the same order."""
+    for event in events:
+        await ctx.emit(str(event["kind"]), event["data"])
 
 
 class _Meter:
@@ -103,7 +142,10 @@ class LLM:
     """Metered access to models: `await llm.request("openai:gpt-4o-mini", messages)`.
 
     Models are named `provider:model` (see `threadline.llm.get_model`); `model_options`
-    maps a provider to options for its adapter (`api_key`, `base_url`, ...).
+    maps a provider to options for its adapter (`api_key`, `base_url`, ...). `mode` is how
+    budgets bound a call's input ("strict": an upper bound, "estimate": a calibrated
+    estimate); `min_output_tokens` the fewest output tokens worth a call when a budget lowers
+    `max_tokens`; `budget_wait` how long a call waits for money held by calls in flight.
     """
 
     def __init__(
@@ -111,11 +153,17 @@ class LLM:
         ledger: Ledger | None = None,
         *,
         model_options: dict[str, dict[str, Any]] | None = None,
+        mode: Mode = "strict",
+        min_output_tokens: int = 256,
+        budget_wait: float = 0.0,
     ) -> None:
         self._ledger = ledger
         self._model_options = model_options or {}
         self._models: dict[str, Model] = {}
         self._engine_ledger: Ledger | None = None
+        self.mode: Mode = mode
+        self.min_output_tokens = min_output_tokens
+        self.budget_wait = budget_wait
 
     @property
     def ledger(self) -> Ledger:
@@ -147,11 +195,24 @@ class LLM:
         for ledger in (self._ledger, self._engine_ledger):
             if ledger is not None:
                 await ledger.drain()
+        if self._engine_ledger is not None:
+            await self._engine_ledger.budgets.close()
         for model in self._models.values():
             await model.aclose()
         self._models.clear()
 
     # -- calls --------------------------------------------------------------------------------
+
+    def call_budget(
+        self,
+        scope: Scope,
+        budget: Budget | None = None,
+        *,
+        mode: Mode | None = None,
+        ctx: WorkflowContext | None = None,
+    ) -> CallBudget:
+        """The limits a call in this scope is under (with this LLM's mode and wait)."""
+        return CallBudget.of(scope, budget, ctx=ctx, mode=mode or self.mode, wait=self.budget_wait)
 
     async def request(
         self,
@@ -165,26 +226,95 @@ class LLM:
         stop: Sequence[str] | None = None,
         on_delta: OnDelta | None = None,
         note: CallNote | None = None,
+        budget: Budget | None = None,
+        mode: Mode | None = None,
     ) -> Response:
         """One answer. With `on_delta` the call streams and each event is passed on as it
-        arrives. Inside a workflow this is a journaled step named `llm:<provider:model>`."""
+        arrives. Inside a workflow this is a journaled step named `llm:<provider:model>`.
+        `budget` adds limits for this call (`usd`: the call itself; `per_*`: its scopes)."""
         target = self.model(model)
         options = CallOptions(tools, max_tokens, temperature, stop)
         scope = scope or Scope()
         ledger = self.ledger  # resolved here: inside a step body there is no workflow context
         ctx = current_context()
         if ctx is None:
-            return await self.call(target, messages, options, scope, on_delta, note, ledger)
+            plan = self.call_budget(scope, budget, mode=mode)
+            response, _ = await self._budgeted(
+                target, messages, options, scope, plan, on_delta, note, ledger
+            )
+            return response
         step_scope = scope.with_(run_id=scope.run_id or ctx.run_id, step_no=ctx.step_no + 1)
+        plan = self.call_budget(step_scope, budget, mode=mode, ctx=ctx)
 
         async def step_body() -> dict[str, Any]:
-            response = await self.call(
-                target, messages, options, step_scope, on_delta, note, ledger, durable=True
+            response, notices = await self._budgeted(
+                target, messages, options, step_scope, plan, on_delta, note, ledger, durable=True
             )
-            return response.to_json()
+            return response.to_json() | {"events": events_json(notices)}
 
-        recorded: dict[str, Any] = await ctx.step(step_body, name=f"llm:{target.spec}")
+        try:
+            recorded: dict[str, Any] = await ctx.step(step_body, name=f"llm:{target.spec}")
+        except StepError as exc:
+            exceeded = budget_error(exc)
+            if exceeded is None:
+                raise
+            await ctx.emit("budget.exceeded", exceeded.to_json())
+            raise exceeded from exc
+        await emit_events(ctx, recorded.get("events", ()))
         return Response.from_json(recorded)
+
+    async def _budgeted(
+        self,
+        model: Model,
+        messages: Sequence[Message],
+        options: CallOptions,
+        scope: Scope,
+        plan: CallBudget,
+        on_delta: OnDelta | None,
+        note: CallNote | None,
+        ledger: Ledger,
+        durable: bool = False,
+    ) -> tuple[Response, tuple[BudgetNotice, ...]]:
+        """Admit the call under its budgets, make it, and (if `durable`) await its settlement."""
+        grant = await self.admit(model, messages, options, scope, plan, note, ledger)
+        if isinstance(grant, Refusal):
+            raise refused(grant, model.spec)
+        receipt = Receipt()
+        response = await self.call(
+            model, messages, options, scope, on_delta, note, ledger, durable, grant, receipt
+        )
+        return response, (await receipt.notices() if durable else ())
+
+    async def admit(
+        self,
+        model: Model,
+        messages: Sequence[Message],
+        options: CallOptions,
+        scope: Scope,
+        plan: CallBudget,
+        note: CallNote | None = None,
+        ledger: Ledger | None = None,
+        *,
+        min_tokens: int | None = None,
+    ) -> Grant | Refusal:
+        """Reserve a call's worst case under `plan`, with at least `min_tokens` (default:
+        `min_output_tokens`) of output (see `admission.admit`)."""
+        ledger = ledger or self.ledger
+        note = note or CallNote()
+        return await admit(
+            ledger.budgets,
+            plan,
+            model,
+            messages,
+            options.tools,
+            max_tokens=options.max_tokens,
+            min_tokens=min_tokens or self.min_output_tokens,
+            scope=scope,
+            requested_model=note.requested_model or model.spec,
+            attempt=note.attempt,
+            fallback_reason=note.fallback_reason,
+            overrides=ledger.overrides,
+        )
 
     async def stream(
         self,
@@ -197,6 +327,8 @@ class LLM:
         temperature: float | None = None,
         stop: Sequence[str] | None = None,
         note: CallNote | None = None,
+        budget: Budget | None = None,
+        mode: Mode | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """The answer's events as they arrive (the last is `StreamEnd`). Not journaled: inside
         a workflow use `request(..., on_delta=...)`."""
@@ -207,6 +339,12 @@ class LLM:
         target = self.model(model)
         options = CallOptions(tools, max_tokens, temperature, stop)
         ledger = self.ledger
+        scope = scope or Scope()
+        plan = self.call_budget(scope, budget, mode=mode)
+        grant = await self.admit(target, messages, options, scope, plan, note, ledger)
+        if isinstance(grant, Refusal):
+            raise refused(grant, target.spec)
+        options = replace(options, max_tokens=grant.max_tokens)
         meter = _Meter(target, messages, options)
         status: CallStatus = "cancelled"
         error: LLMError | None = None
@@ -219,7 +357,7 @@ class LLM:
             status, error = "error", exc
             raise
         finally:
-            ledger.submit(self._row(ledger, meter, scope or Scope(), note, status, error))
+            ledger.submit(self._row(ledger, meter, scope, note, status, error, grant))
 
     async def call(
         self,
@@ -231,13 +369,18 @@ class LLM:
         note: CallNote | None = None,
         ledger: Ledger | None = None,
         durable: bool = False,
+        grant: Grant | None = None,
+        receipt: Receipt | None = None,
     ) -> Response:
         """One metered call, not journaled (the router and `request` build on it).
 
         Its ledger row is group-committed after it returns; with `durable` the call returns
         only once the row is committed (a workflow step does, so that a recorded step always
-        has its row)."""
+        has its row). With a `grant` (see `admit`) the call keeps to its `max_tokens` and its
+        row settles its reservation; `receipt` receives the row's write."""
         ledger = ledger or self.ledger
+        if grant is not None:
+            options = replace(options, max_tokens=grant.max_tokens)
         meter = _Meter(model, messages, options)
         status: CallStatus = "cancelled"
         error: LLMError | None = None
@@ -258,7 +401,10 @@ class LLM:
             status, error = "error", exc
             raise
         finally:
-            written = ledger.submit(self._row(ledger, meter, scope, note, status, error))
+            row = self._row(ledger, meter, scope, note, status, error, grant)
+            written = ledger.submit(row, receipt.take if receipt is not None else None)
+            if receipt is not None:
+                receipt.written = written
             if durable:
                 await asyncio.shield(written)
 
@@ -272,6 +418,7 @@ class LLM:
         note: CallNote | None,
         status: CallStatus,
         error: LLMError | None,
+        grant: Grant | None = None,
     ) -> CallRecord:
         model = meter.model
         end = meter.builder.end
@@ -304,4 +451,7 @@ class LLM:
             cost_usd=cost.total_usd,
             priced=cost.priced,
             estimated=estimated,
+            reservation_id=grant.reservation_id if grant else None,
+            reserved_usd=grant.amount_usd if grant and grant.reservation_id else None,
+            input_bytes=prompt_bytes(meter.messages, meter.options.tools),
         )

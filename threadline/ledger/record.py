@@ -33,6 +33,9 @@ class CallRecord:
     priced: bool = True
     estimated: bool = False  # usage estimated (a stream cut before the provider reported it)
     ttft_ms: float | None = None
+    reservation_id: int | None = None  # the budget reservation this call settles
+    reserved_usd: Decimal | None = None  # what that reservation held
+    input_bytes: int | None = None  # the prompt's UTF-8 size (estimate mode learns from it)
 
 
 INSERT = """
@@ -40,9 +43,10 @@ INSERT INTO threadline.llm_calls (
     tenant, user_id, session_id, turn_id, run_id, step_no, agent,
     provider, requested_model, model, attempt, status, stop_reason, error_code, fallback_reason,
     input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
-    cost_usd, saved_usd, priced, estimated, latency_ms, ttft_ms)
+    cost_usd, saved_usd, priced, estimated, latency_ms, ttft_ms, reservation_id, reserved_usd,
+    input_bytes)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-        $20, $21, $22, $23, $24, $25, $26)
+        $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)
 """
 
 
@@ -75,4 +79,7 @@ def insert_args(r: CallRecord) -> tuple[object, ...]:
         r.estimated,
         r.latency_ms,
         r.ttft_ms,
+        r.reservation_id,
+        r.reserved_usd,
+        r.input_bytes,
     )

@@ -67,8 +67,8 @@ APPLICABLE = f"WITH {_LIMITED} SELECT count(*) FROM limited"
 RESERVE = f"""
 WITH {_LIMITED},
 locked AS (
-    SELECT u.scope_kind, u.scope_key, u.bucket, u.spent_usd, u.reserved_usd, u.limit_usd AS old_limit,
-           l.limit_usd
+    SELECT u.scope_kind, u.scope_key, u.bucket, u.spent_usd, u.reserved_usd,
+           u.limit_usd AS old_limit, l.limit_usd
     FROM threadline.budget_usage u
     JOIN limited l ON u.scope_kind = l.scope_kind AND u.scope_key = l.scope_key
         AND u.bucket = l.bucket
@@ -331,6 +331,7 @@ async def reserve(
     needed = _ceil_usd(fixed_usd + per_token_usd * min_tokens)
     for _ in range(3):
         row = await conn.fetchrow(RESERVE, *args, *extra)
+        assert row is not None  # one row, always
         if row["wanted"] == 0:
             return Grant(max_tokens)  # no limit applies to this call
         if row["found"] == row["wanted"]:
@@ -340,8 +341,8 @@ async def reserve(
         raise RuntimeError("budget counters disappeared while reserving")
     if row["reservation_id"] is not None:
         return Grant(row["tokens"], row["reservation_id"], row["amount"])
-    counters = json.loads(row["counters"])
-    return _refusal(min(counters, key=_headroom), needed)
+    locked: list[dict[str, Any]] = json.loads(row["counters"])
+    return _refusal(min(locked, key=_headroom), needed)
 
 
 def _ceil_usd(value: Decimal) -> Decimal:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import os
 import re
 import threading
@@ -83,7 +84,7 @@ class HashEmbedder(Embedder):
     def _vector(self, text: str) -> Vectors:
         vector = np.zeros(self.dimensions, np.float32)
         words = re.findall(r"[a-z0-9]+(?:-[a-z0-9]+)*", text.lower())
-        for feature in words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]:
+        for feature in words + [f"{a} {b}" for a, b in itertools.pairwise(words)]:
             digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
             index = int.from_bytes(digest[:4], "little") % self.dimensions
             vector[index] += 1.0 if digest[4] & 1 else -1.0
@@ -168,7 +169,7 @@ class MiniLMEmbedder(Embedder):
     def encode_sync(self, texts: Sequence[str]) -> list[Encoded]:
         if not texts:
             return []
-        outputs: list[dict[str, Any]] = self.model().encode(
+        outputs: Any = self.model().encode(
             list(texts), batch_size=self.batch_size, output_value=None, show_progress_bar=False
         )
         return [_encoded(o) for o in outputs]

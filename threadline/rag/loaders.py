@@ -69,17 +69,18 @@ def load_bytes(data: bytes, kind: str, *, source: str, name: str = "") -> Loaded
     if kind == "pdf":
         return _pdf(data, source, name)
     text = data.decode("utf-8", errors="replace").replace("\r\n", "\n")
+    page_title = ""
     if kind == "markdown":
         sections = list(markdown_sections(text))
     elif kind == "html":
-        title, markdown = html_to_markdown(text)
+        page_title, markdown = html_to_markdown(text)
         sections = list(markdown_sections(markdown))
-        name = title or name
     elif kind == "text":
         sections = [Section((), text.strip())] if text.strip() else []
     else:
         raise ConfigurationError(f"unknown document kind {kind!r}")
-    title = next((s.headings[0] for s in sections if s.headings), "") or name
+    heading = next((s.headings[0] for s in sections if s.headings), "")
+    title = page_title or heading or name
     return LoadedDocument(source, kind, title, sections)
 
 

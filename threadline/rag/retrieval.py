@@ -22,7 +22,7 @@ from .vectors import to_pgvector
 __all__ = ["Citation", "Passage", "Retriever", "SearchMode", "format_context"]
 
 SearchMode = Literal["hybrid", "vector", "text"]
-_IDENTIFIER = re.compile(r"\b[\w]*\d[\w]*(?:[-./][\w]+)*\b")
+_WORD = re.compile(r"\w+(?:[-./]\w+)*")
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ class Retriever:
         if not targets or not query.strip():
             return []
         vector = to_pgvector(await self.embedder.embed_one(query))
-        identifiers = " ".join(_IDENTIFIER.findall(query))
+        identifiers = " ".join(w for w in _WORD.findall(query) if any(c.isdigit() for c in w))
         async with self.pool.acquire() as conn, conn.transaction():
             # Filtered HNSW scans keep going until enough rows pass the filter (pgvector 0.8).
             await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")

@@ -148,6 +148,21 @@ class Sessions:
             await self.events.append(session_id, "message.cancelled", {"turns": cancelled})
         return cancelled
 
+    async def confirm(self, session_id: str, call_id: str, approve: bool) -> bool:
+        """Approve or decline a tool call; False if the session has no turn in progress.
+        The answer goes to the turn's mailbox, so it may arrive before the turn waits."""
+        async with self.engine.pool.acquire() as conn:
+            run_id = await conn.fetchval(
+                "SELECT id FROM threadline.runs WHERE queue = $1 AND queue_key = $2 "
+                "AND status IN ('running', 'waiting') ORDER BY created_at LIMIT 1",
+                TURN_QUEUE,
+                session_id,
+            )
+        if run_id is None:
+            return False
+        await self.engine.send(run_id, f"confirm:{call_id}", approve, idempotency_key=call_id)
+        return True
+
     async def operator_reply(self, session_id: str, text: str, operator: str = "operator") -> int:
         """A human operator answers in the session (during a handoff, or any time)."""
         if not text.strip():
@@ -217,6 +232,7 @@ class Sessions:
             ),
             model=agent.model or default_model_spec(),
             cancelled=lambda: ctx.cancelled,
+            ctx=ctx,
         )
         next_state = await agent.handler(turn.state)(turn) or turn.state
         text = "\n\n".join(turn.replies)

@@ -91,6 +91,12 @@ class Connection:
             await self._send_message(frame)
         elif kind == "cancel":
             await self.sessions.cancel(self.session_id)
+        elif kind == "tool.confirm":
+            call_id, approve = frame.get("call_id"), frame.get("approve")
+            if not isinstance(call_id, str) or not isinstance(approve, bool):
+                await self.error("bad_frame", "tool.confirm needs call_id and approve (boolean)")
+            elif not await self.sessions.confirm(self.session_id, call_id, approve):
+                await self.error("not_waiting", f"no tool call {call_id!r} awaits approval")
         elif kind == "ping":
             await self.send({"type": "pong"})
         else:

@@ -4,7 +4,7 @@ Calibration replays held-out questions through the cache (every question asked, 
 candidate scored) and records, for each candidate threshold, how many hits there were and
 how many served a wrong answer. A threshold is allowed for a false-hit rate r when the
 95 % upper confidence bound (Wilson) on its false-hit share is at most r, at it and at
-every higher threshold; the lowest allowed threshold is used."""
+every higher threshold with enough hits to judge; the lowest allowed threshold is used."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ __all__ = ["Calibration", "ScoredQuery"]
 
 _Z = 1.645  # one-sided 95 %
 NEVER = 1.01  # a threshold no score reaches
+MIN_HITS = 100
 
 
 @dataclass(frozen=True)
@@ -53,24 +54,25 @@ class Calibration:
     @classmethod
     def fit(cls, run: Sequence[ScoredQuery], steps: int = 400) -> Calibration:
         scored = sorted((q for q in run if q.score > 0), key=lambda q: -q.score)
-        points, hits, false_hits = [], 0, 0
+        points, false_hits = [], 0
         every = max(1, len(scored) // steps)
-        for i, q in enumerate(scored, 1):
-            hits += 1
+        for hits, q in enumerate(scored, 1):
             false_hits += not q.right
-            last = i == len(scored) or scored[i].score < q.score
-            if last and (i % every == 0 or i == len(scored)):
+            last = hits == len(scored) or scored[hits].score < q.score
+            if last and (hits % every == 0 or hits == len(scored)):
                 points.append(Point(q.score, hits, false_hits))
         return cls(points)
 
     def threshold(self, false_hit_rate: float) -> float:
         """The lowest threshold whose hits, and those of every higher one, are wrong at
-        most `false_hit_rate` of the time (upper bound); `NEVER` if none is."""
+        most `false_hit_rate` of the time (upper bound); `NEVER` if none is. The highest
+        thresholds, with fewer than `MIN_HITS` hits, are too few to judge and are skipped."""
         allowed = NEVER
         for point in reversed(self.points):  # highest threshold first
-            if point.upper_bound > false_hit_rate:
+            if point.upper_bound <= false_hit_rate:
+                allowed = point.threshold
+            elif point.hits >= MIN_HITS:
                 break
-            allowed = point.threshold
         return allowed
 
     def to_json(self) -> list[dict[str, Any]]:

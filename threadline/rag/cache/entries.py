@@ -163,6 +163,37 @@ class Entries:
             )
         return entry_id
 
+    async def put_many(
+        self,
+        scope: CacheScope,
+        rows: Sequence[tuple[str, str, Any, CachedAnswer]],
+        ttl: timedelta | None,
+    ) -> None:
+        """Insert or replace many entries of one scope (prompt, hash, vector, answer) that
+        depend on no document: warming a cache from a FAQ or a log."""
+        scope_json = json.dumps(scope.to_json())
+        async with self.pool.acquire() as conn:
+            await conn.executemany(
+                _PUT,
+                [
+                    (
+                        scope.key,
+                        scope_json,
+                        prompt,
+                        prompt_hash,
+                        to_pgvector(vector),
+                        a.answer,
+                        a.provider,
+                        a.model,
+                        a.input_tokens,
+                        a.output_tokens,
+                        a.cost_usd,
+                        ttl,
+                    )
+                    for prompt, prompt_hash, vector, a in rows
+                ],
+            )
+
     async def list(self, where: str, args: Sequence[Any], limit: int) -> list[EntryInfo]:
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(

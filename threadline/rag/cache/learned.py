@@ -8,7 +8,7 @@ import json
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -18,6 +18,8 @@ from .calibration import Calibration
 from .verifier import Candidate, HitVerifier
 
 __all__ = ["ARTIFACT_DIR", "LearnedVerifier", "save_artifact"]
+
+T = TypeVar("T")
 
 ARTIFACT_DIR = Path(__file__).resolve().parent / "verifier"
 
@@ -76,8 +78,6 @@ class LearnedVerifier(HitVerifier):
             return []
         import torch
 
-        from .pair_model import pad_side
-
         found = embedder.encode_sync([c.prompt for c in candidates])
         asked = [query] * len(found)
         static = _static_table(embedder)
@@ -92,16 +92,23 @@ def _side(encoded: Sequence[Encoded], static: Any) -> dict[str, Any]:
     from .pair_model import pad_side
 
     return pad_side(
-        [torch.from_numpy(e.tokens) for e in encoded],  # type: ignore[arg-type]
-        [torch.from_numpy(e.token_ids.astype(np.int64)) for e in encoded],  # type: ignore[union-attr]
+        [torch.from_numpy(_required(e.tokens)) for e in encoded],
+        [torch.from_numpy(_required(e.token_ids).astype(np.int64)) for e in encoded],
         torch.from_numpy(np.stack([e.vector for e in encoded])),
         static,
     )
 
 
+def _required(value: T | None) -> T:
+    if value is None:
+        raise ConfigurationError("the learned verifier needs token vectors from the embedder")
+    return value
+
+
 def _static_table(embedder: MiniLMEmbedder) -> Any:
     """The encoder's own wordpiece embedding table (static token vectors)."""
-    return embedder.model()[0].auto_model.embeddings.word_embeddings.weight.detach()
+    transformer: Any = embedder.model()[0]
+    return transformer.auto_model.embeddings.word_embeddings.weight.detach()
 
 
 def save_artifact(
@@ -110,7 +117,7 @@ def save_artifact(
     """Weights as float16 .npz (no pickle) and a JSON of config and calibration."""
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().numpy().astype(np.float16) for k, v in model.state_dict().items()}
-    np.savez_compressed(folder / "verifier.npz", **state)  # type: ignore[arg-type]
+    np.savez_compressed(folder / "verifier.npz", **state)
     meta = {
         "config": model.config(),
         "neighbours": neighbours,

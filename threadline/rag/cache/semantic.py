@@ -170,6 +170,26 @@ class SemanticCache:
             list(versions.values()),
         )
 
+    async def store_many(
+        self,
+        answers: Sequence[tuple[str, str]],
+        scope: CacheScope,
+        *,
+        cost_usd: Decimal | None = None,
+        ttl: timedelta | None = None,
+        batch: int = 256,
+    ) -> None:
+        """Cache many (question, answer) pairs of one scope at once (embedded in batches),
+        e.g. to warm the cache from a FAQ."""
+        for start in range(0, len(answers), batch):
+            part = answers[start : start + batch]
+            vectors = await self.embedder.embed([q for q, _ in part])
+            rows = [
+                (q, _prompt_hash(q), v, CachedAnswer(0, q, a, "", "", 0, 0, cost_usd or Decimal(0)))
+                for (q, a), v in zip(part, vectors, strict=True)
+            ]
+            await self._entries.put_many(scope, rows, ttl or self.ttl)
+
     # -- the ledger ---------------------------------------------------------------------------
 
     def record_hit(self, hit: CacheHit, scope: Scope) -> asyncio.Future[None]:

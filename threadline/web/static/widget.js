@@ -156,6 +156,13 @@
         setBusy(false);
         status.textContent = "Stopped.";
         return;
+      case "tool.confirm":
+        askApproval(frame);
+        return;
+      case "tool.result":
+        el = log.querySelector('[data-call="' + CSS.escape(frame.call_id) + '"]');
+        if (el) el.remove();
+        return;
       case "operator.message":
         bubble("operator", frame.text);
         return;
@@ -163,6 +170,25 @@
         status.textContent = frame.message || "Something went wrong.";
         return;
     }
+  }
+
+  function askApproval(frame) {
+    if (log.querySelector('[data-call="' + CSS.escape(frame.call_id) + '"]')) return;
+    var box = bubble("assistant", "Allow " + frame.name + " " + JSON.stringify(frame.arguments) + "?");
+    box.setAttribute("data-call", frame.call_id);
+    [["Approve", true], ["Decline", false]].forEach(function (choice) {
+      var b = document.createElement("button");
+      b.type = "button";
+      b.textContent = choice[0];
+      b.style.marginLeft = "6px";
+      b.addEventListener("click", function () {
+        if (ws && ws.readyState === 1) {
+          ws.send(JSON.stringify({ type: "tool.confirm", call_id: frame.call_id, approve: choice[1] }));
+          box.remove();
+        }
+      });
+      box.appendChild(b);
+    });
   }
 
   function connect() {

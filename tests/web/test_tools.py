@@ -1,0 +1,77 @@
+"""Tools in a conversation: a tool call runs as a durable step and its result goes back to the
+model; a tool that needs approval waits (durably) for it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from threadline.demo.agents import lookup_part, place_order
+from threadline.tools import Tool, ToolError, tool
+
+from .conftest import ChatServer, frames_until
+
+
+def test_a_typed_function_becomes_a_tool_with_a_schema() -> None:
+    assert lookup_part.name == "lookup_part"
+    assert lookup_part.description.startswith("Look up a part by its code")
+    assert lookup_part.schema == {
+        "type": "object",
+        "properties": {"code": {"type": "string", "description": "The part code, like TL-4471."}},
+        "required": ["code"],
+        "additionalProperties": False,
+    }
+    assert place_order.confirm and not lookup_part.confirm
+    assert place_order.schema["properties"]["quantity"]["default"] == 1
+
+
+async def test_arguments_are_validated_before_the_function_runs() -> None:
+    calls: list[int] = []
+
+    @tool
+    def count(n: int) -> int:
+        """Count."""
+        calls.append(n)
+        return n
+
+    assert await count.run({"n": "3"}) == 3  # coerced as the schema allows
+    with pytest.raises(ToolError, match="bad arguments for count"):
+        await count.run({"n": "three"})
+    assert calls == [3]
+    assert isinstance(count, Tool)
+
+
+async def start(ws: Any, text: str) -> None:
+    await ws.recv()
+    await ws.send(json.dumps({"type": "resume", "after_seq": 0}))
+    await ws.send(json.dumps({"type": "message.send", "client_id": "m1", "text": text}))
+
+
+async def test_a_tool_call_runs_and_its_result_reaches_the_answer(chat: ChatServer) -> None:
+    async with chat.connect(await chat.new_session("support")) as ws:
+        await start(ws, "Can you look up part TL-4471?")
+        frames = await frames_until(ws, "message.end")
+    call = next(f for f in frames if f["type"] == "tool.call")
+    result = next(f for f in frames if f["type"] == "tool.result")
+    assert (call["name"], call["arguments"]) == ("lookup_part", {"code": "TL-4471"})
+    assert result["result"]["result"]["name"] == "Kettle K2"
+    assert "Kettle K2" in frames[-1]["text"]
+
+
+async def test_a_tool_that_needs_approval_waits_for_it(chat: ChatServer) -> None:
+    async with chat.connect(await chat.new_session("support")) as ws:
+        await start(ws, "Please place an order for TL-4471-F")
+        frames: list[dict[str, Any]] = await frames_until(ws, "tool.confirm")
+        call_id = frames[-1]["call_id"]
+        assert not any(f["type"] == "tool.result" for f in frames)  # nothing ordered yet
+        await ws.send(json.dumps({"type": "tool.confirm", "call_id": call_id, "approve": "y"}))
+        assert (await frames_until(ws, "error"))[-1]["code"] == "bad_frame"
+        await ws.send(json.dumps({"type": "tool.confirm", "call_id": call_id, "approve": True}))
+        frames += await frames_until(ws, "message.end")
+        await ws.send(json.dumps({"type": "tool.confirm", "call_id": call_id, "approve": True}))
+        assert (await frames_until(ws, "error"))[-1]["code"] == "not_waiting"  # turn is over
+    result = next(f for f in frames if f["type"] == "tool.result")["result"]["result"]
+    assert (result["ordered"], result["code"]) == (True, "TL-4471-F")
+    assert "ORD-" in frames[-1]["text"]

@@ -1,0 +1,157 @@
+"""The budgets side of one call: which limits it is under, and whether it may go ahead with how
+many output tokens. `LLM` uses it for a single model, the router for each model it tries."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, Decimal
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigurationError, StepError, ThreadlineError
+from ..llm import Message, Model, ToolDef
+from ..llm.pricing import PriceOverrides
+from .budgets import Budgets
+from .estimates import call_cost
+from .limits import (
+    Budget,
+    BudgetExceeded,
+    Counter,
+    Mode,
+    ScopeRef,
+    counters_for,
+    declared_budget,
+    today,
+)
+from .reservations import CallInfo, Grant, Refusal
+from .scope import Scope
+
+if TYPE_CHECKING:
+    from ..engine.context import WorkflowContext
+
+__all__ = ["CallBudget", "admit", "budget_error", "refused"]
+
+MODES: tuple[Mode, ...] = ("strict", "estimate")
+
+
+@dataclass(frozen=True)
+class CallBudget:
+    """The limits a call is under, fixed once before it (and kept across fallbacks): the
+    counters of its scopes, a per-call cap (`Budget(usd=...)` passed to the call), the mode,
+    and how long to wait for money held by calls in flight."""
+
+    counters: tuple[Counter, ...]
+    call_cap_usd: Decimal | None = None
+    mode: Mode = "strict"
+    wait: float = 0.0
+
+    @classmethod
+    def of(
+        cls,
+        scope: Scope,
+        budget: Budget | None = None,
+        *,
+        ctx: WorkflowContext | None = None,
+        mode: Mode = "strict",
+        wait: float = 0.0,
+    ) -> CallBudget:
+        if mode not in MODES:
+            raise ConfigurationError(f"budget mode must be 'strict' or 'estimate', got {mode!r}")
+        declared: list[Counter] = []
+        workflow = ctx.workflow if ctx is not None else None
+        if ctx is not None and workflow is not None:
+            registered = ctx.engine.registry.get(workflow)
+            on_workflow = declared_budget(registered.fn) if registered is not None else None
+            if on_workflow is not None:
+                run = ScopeRef("run", scope.run_id) if scope.run_id else None
+                declared += on_workflow.counters(
+                    scope, whole=run, daily_of=ScopeRef("workflow", workflow), day=today()
+                )
+        if budget is not None:
+            declared += budget.counters(scope, whole=None, daily_of=None, day=today())
+        counters = counters_for(scope, workflow=workflow, declared=declared)
+        cap = budget.limit("usd") if budget is not None else None
+        return cls(tuple(counters), cap, mode, wait)
+
+
+def _ceil(value: Decimal) -> Decimal:
+    return value.quantize(Decimal("1e-10"), rounding=ROUND_CEILING)
+
+
+async def admit(
+    budgets: Budgets,
+    plan: CallBudget,
+    model: Model,
+    messages: Sequence[Message],
+    tools: Sequence[ToolDef],
+    *,
+    max_tokens: int,
+    min_tokens: int,
+    scope: Scope,
+    requested_model: str,
+    attempt: int = 1,
+    fallback_reason: str | None = None,
+    overrides: PriceOverrides | None = None,
+) -> Grant | Refusal:
+    """Reserve the call's worst case against its limits, or say why it does not fit."""
+    cost = await call_cost(model, messages, tools, plan.mode, budgets.calibration, overrides)
+    min_tokens = max(1, min(min_tokens, max_tokens))
+    if plan.call_cap_usd is not None:
+        affordable = cost.affordable_tokens(plan.call_cap_usd) if cost.priced else -1
+        if affordable < min_tokens:
+            return Refusal(
+                "call", "total", plan.call_cap_usd, Decimal(0), Decimal(0),
+                _ceil(cost.worst_usd(min_tokens)), "budget" if cost.priced else "unpriced",
+            )  # fmt: skip
+        max_tokens = min(max_tokens, affordable)
+    if not cost.priced:
+        if await budgets.applies(plan.counters):
+            zero = Decimal(0)
+            return Refusal("", "", zero, zero, zero, zero, "unpriced")
+        return Grant(max_tokens)
+    if cost.free:
+        return Grant(max_tokens)
+    return await budgets.reserve(
+        plan.counters,
+        fixed_usd=cost.input_usd,
+        per_token_usd=cost.per_output_token_usd,
+        max_tokens=max_tokens,
+        min_tokens=min_tokens,
+        call=CallInfo(
+            provider=model.provider,
+            model=model.name,
+            requested_model=requested_model,
+            scope=scope.to_json(),
+            input_tokens=cost.input_tokens,
+            mode=plan.mode,
+            attempt=attempt,
+            fallback_reason=fallback_reason,
+        ),
+        wait=plan.wait,
+    )
+
+
+def refused(refusal: Refusal, model: str) -> ThreadlineError:
+    """The error for a call nothing could admit: `BudgetExceeded`, or a configuration error
+    for a model without a price under a limit (its cost cannot be bounded)."""
+    if refusal.reason == "unpriced":
+        return ConfigurationError(
+            f"{model} has no known price, so a call under a budget cannot be bounded: "
+            "give it a price (a THREADLINE_PRICES override) or call it without a budget"
+        )
+    return BudgetExceeded(
+        refusal.scope,
+        refusal.limit_usd,
+        refusal.spent_usd,
+        refusal.needed_usd,
+        reserved_usd=refusal.reserved_usd,
+        bucket=refusal.bucket,
+        model=model,
+    )
+
+
+def budget_error(exc: StepError) -> BudgetExceeded | None:
+    """The `BudgetExceeded` a workflow step failed with (rebuilt from its journal record)."""
+    if exc.error_type != BudgetExceeded.__name__:
+        return None
+    return BudgetExceeded.from_message(exc.message)
