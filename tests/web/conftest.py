@@ -30,6 +30,16 @@ async def _answer(turn: Turn) -> str | None:
     return None
 
 
+nudge = Agent(name="nudge", model="demo:threadline-demo")
+
+
+@nudge.state("start")
+async def _nudge(turn: Turn) -> str | None:
+    await turn.reply()
+    turn.remind_after(1.0, "Still there?")
+    return None
+
+
 ORIGIN = "https://shop.example"
 SECRET = "test-secret-of-at-least-32-bytes!!"
 
@@ -59,7 +69,7 @@ class ChatServer:
 async def chat(database_url: str) -> AsyncIterator[ChatServer]:
     engine = Engine(database_url, poll_interval=0.05)
     llm = LLM(model_options={"demo": {"tokens_per_second": 100}})
-    sessions = Sessions(engine, [echo, support], llm=llm, max_message_chars=2000)
+    sessions = Sessions(engine, [echo, support, nudge], llm=llm, max_message_chars=2000)
     async with engine:
         hub = Hub(engine.url)
         await hub.start()

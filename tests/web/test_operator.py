@@ -67,3 +67,20 @@ async def test_an_operator_answers_during_a_handoff(chat: ChatServer) -> None:
     assert "**operator**" in md.text and "Ana from support" in md.text
     listed = (await chat.http.get("/v1/sessions", headers=ADMIN)).json()
     assert sid in [s["session_id"] for s in listed]
+
+
+async def test_a_reminder_comes_after_silence_and_only_then(chat: ChatServer) -> None:
+    session = await chat.new_session("nudge")
+    async with chat.connect(session) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "resume", "after_seq": 0}))
+        for i in range(2):  # the second message comes before the first reminder is due
+            await ws.send(json.dumps({"type": "message.send", "client_id": f"m{i}", "text": "Hi"}))
+            await frames_until(ws, "message.end")
+        frames = await frames_until(ws, "message.reminder", timeout=10)
+        assert frames[-1]["text"] == "Still there?"
+        await asyncio.sleep(1.5)  # the first turn's reminder found the user had spoken
+    history = (
+        await chat.http.get(f"/v1/sessions/{session['session_id']}/export", headers=ADMIN)
+    ).json()["messages"]
+    assert [m["content"] for m in history if m["meta"].get("reminder")] == ["Still there?"]

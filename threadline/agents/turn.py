@@ -43,6 +43,7 @@ class Turn:
     confirm_timeout: float = 24 * 3600
     replies: list[str] = field(default_factory=list)
     handoff_reason: str | None = None
+    reminders: list[tuple[float, str]] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     cost: Decimal | None = Decimal(0)  # None once a call's price is unknown
     model_used: str | None = None
@@ -146,6 +147,11 @@ class Turn:
         await self.emit("message.start", {"turn_id": self.turn_id})
         await self.emit("message.delta", {"turn_id": self.turn_id, "text": text})
         self.replies.append(text)
+
+    def remind_after(self, seconds: float, text: str) -> None:
+        """If the user says nothing for `seconds`, post `text` to the session (a durable
+        timer: it survives restarts and costs nothing while it waits)."""
+        self.reminders.append((seconds, text))
 
     def handoff(self, reason: str) -> str:
         """Hand the session to a human operator; returns the state to go to."""

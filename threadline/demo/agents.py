@@ -4,6 +4,7 @@ from the context in its prompt and asks the next interview question."""
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 
 from ..agents import Agent, Turn
@@ -32,6 +33,9 @@ memoir = Agent(
     "Shall we begin with where you grew up?",
 )
 
+# After days of silence the memoir bot nudges; shorten it to see it: THREADLINE_MEMOIR_REMIND=60
+REMIND_AFTER = float(os.environ.get("THREADLINE_MEMOIR_REMIND", 3 * 24 * 3600))
+REMINDER = "It's been a while! Shall we pick up your story where we left off?"
 INTAKE_QUESTIONS = 3
 CHAPTER_QUESTIONS = 3
 
@@ -41,6 +45,7 @@ async def intake(turn: Turn) -> str | None:
     facts = turn.data.setdefault("facts", [])
     facts.append(turn.text[:200])
     await turn.reply()
+    turn.remind_after(REMIND_AFTER, REMINDER)
     return "outline" if len(facts) >= INTAKE_QUESTIONS else None
 
 
@@ -56,6 +61,7 @@ async def outline(turn: Turn) -> str | None:
 async def chapters(turn: Turn) -> str | None:
     turn.data["answers"] = turn.data.get("answers", 0) + 1
     await turn.reply()
+    turn.remind_after(REMIND_AFTER, REMINDER)
     if turn.data["answers"] >= CHAPTER_QUESTIONS:
         turn.data["chapter"] = turn.data.get("chapter", 1) + 1
         turn.data["answers"] = 0

@@ -25,6 +25,7 @@ from .store import SessionInfo, StoredMessage
 
 TURN_QUEUE = "threadline.turns"
 TURN_WORKFLOW = "threadline.turn"
+REMINDER_WORKFLOW = "threadline.reminder"
 MAX_MESSAGE_CHARS = 8000
 
 
@@ -47,9 +48,16 @@ class Sessions:
         async def turn(ctx: WorkflowContext, session_id: str, seq: int) -> dict[str, Any]:
             return await self._run_turn(ctx, session_id, seq)
 
+        async def reminder(
+            ctx: WorkflowContext, session_id: str, seconds: float, seq: int, text: str
+        ) -> bool:
+            return await self._run_reminder(ctx, session_id, seconds, seq, text)
+
         # One Sessions per engine runs turns; a newer one (tests, a reload) takes over.
-        engine.registry.workflows.pop(TURN_WORKFLOW, None)
-        workflow(registry=engine.registry, name=TURN_WORKFLOW, queue=TURN_QUEUE)(turn)
+        for name, fn in ((TURN_WORKFLOW, turn), (REMINDER_WORKFLOW, reminder)):
+            engine.registry.workflows.pop(name, None)
+            queue = TURN_QUEUE if name == TURN_WORKFLOW else "default"
+            workflow(registry=engine.registry, name=name, queue=queue)(fn)
 
     @property
     def events(self) -> EventLog:
@@ -254,7 +262,42 @@ class Sessions:
         )
         if next_state != turn.state:
             await self.events.append(session_id, "session.state", {"state": next_state})
+        for n, (seconds, reminder_text) in enumerate(turn.reminders):
+            await self.engine.start(
+                REMINDER_WORKFLOW,
+                session_id,
+                seconds,
+                seq,
+                reminder_text,
+                run_id=f"remind:{turn_id}:{n}",
+            )
         return result
+
+    async def _run_reminder(
+        self, ctx: WorkflowContext, session_id: str, seconds: float, seq: int, text: str
+    ) -> bool:
+        """Sleep durably; then, if no user message came after message `seq`, post `text`."""
+        await ctx.sleep(seconds)
+        return bool(await ctx.step(self._remind_if_silent, session_id, seq, text, ctx.run_id))
+
+    async def _remind_if_silent(self, session_id: str, seq: int, text: str, run_id: str) -> bool:
+        async with self.engine.pool.acquire() as conn:
+            spoke = await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM threadline.session_messages "
+                "WHERE session_id = $1 AND seq > $2 AND role = 'user')",
+                session_id,
+                seq,
+            )
+            if spoke:
+                return False
+            message_seq, created = await store.add_message(
+                conn, session_id, "assistant", text, client_id=run_id, meta={"reminder": True}
+            )
+        if created:
+            await self.events.append(
+                session_id, "message.reminder", {"text": text, "message_seq": message_seq}
+            )
+        return True
 
     async def _emit(self, session_id: str, kind: str, data: dict[str, Any]) -> None:
         self.events.append(session_id, kind, data)

@@ -121,6 +121,7 @@
       case "session.state":
         return;
       case "message.greeting":
+      case "message.reminder":
         bubble("assistant", frame.text);
         return;
       case "message.user":
