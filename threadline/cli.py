@@ -415,6 +415,22 @@ def serve(
         )
 
 
+@main.command()
+@click.argument("agent")
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="The server.")
+def chat(agent: str, url: str) -> None:
+    """Chat with AGENT on a running `threadline serve`, in the terminal (Ctrl-D ends)."""
+    from .web.terminal import run as run_chat
+
+    try:
+        run_chat(url, agent)
+    except (OSError, RuntimeError) as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        pass
+
+
 def _load_object(path: str, hint: str) -> Any:
     module_name, _, attr = path.partition(":")
     if not attr:

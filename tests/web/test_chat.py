@@ -207,3 +207,21 @@ async def test_event_numbers_are_contiguous_over_several_turns(chat: ChatServer)
     assert [f["seq"] for f in frames] == list(range(1, len(frames) + 1))
     users = [f for f in frames if f["type"] == "message.user"]
     assert [u["message_seq"] for u in users] == [1, 3, 5]  # user, assistant, user, ...
+
+
+async def test_the_terminal_client_streams_a_conversation(chat: ChatServer) -> None:
+    from threadline.web.terminal import chat as terminal_chat
+
+    async def lines():  # type: ignore[no-untyped-def]
+        yield "Hello"
+        yield ""
+        yield "And again"
+
+    printed: list[str] = []
+    session = await terminal_chat(chat.url, "echo", lines(), printed.append)
+    output = "".join(printed)
+    assert output.count("[demo model]") == 2 and output.count("$0") == 2
+    history = await chat.http.get(
+        f"/v1/sessions/{session['session_id']}/messages", params={"token": session["token"]}
+    )
+    assert [m["role"] for m in history.json()] == ["user", "assistant", "user", "assistant"]
