@@ -72,3 +72,38 @@ def test_help_describes_every_command(cli) -> None:  # type: ignore[no-untyped-d
         assert command in out
     _code, out = cli("worker", "--help")
     assert "SIGTERM" in out
+
+
+def test_costs_groups_the_ledger(cli, database_url: str) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+    from decimal import Decimal
+
+    from threadline import Engine
+    from threadline.ledger import CallRecord, Ledger, Scope
+
+    async def record() -> None:
+        async with Engine(database_url, worker=False) as engine:
+            ledger = Ledger(engine.pool)
+            for tenant, cost in [("acme", "0.25"), ("acme", "0.50"), ("zeta", "0.125")]:
+                await ledger.record(
+                    CallRecord(
+                        provider="openai",
+                        requested_model="openai:gpt-4o-mini",
+                        model="gpt-4o-mini",
+                        status="ok",
+                        latency_ms=12.0,
+                        scope=Scope(tenant=tenant),
+                        input_tokens=100,
+                        output_tokens=10,
+                        cost_usd=Decimal(cost),
+                    )
+                )
+
+    asyncio.run(record())
+    code, out = cli("costs", "--by", "tenant", "--since", "1d")
+    assert code == 0 and "acme" in out and "0.750000" in out and "0.125000" in out
+    code, out = cli("costs", "--by", "model", "--json")
+    rows = json.loads(out)
+    assert [(r["key"], r["calls"]) for r in rows] == [("openai:gpt-4o-mini", 3)]
+    code, out = cli("costs", "--since", "last tuesday")
+    assert code != 0 and "--since" in out
