@@ -23,6 +23,7 @@ CREATE TABLE threadline.session_messages (
     content     text NOT NULL,
     client_id   text,
     turn_id     text,
+    reply_to    integer,  -- the user message an answer replies to: orders the conversation
     meta        jsonb NOT NULL DEFAULT '{}',
     created_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (session_id, seq)

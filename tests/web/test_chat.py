@@ -225,3 +225,32 @@ async def test_the_terminal_client_streams_a_conversation(chat: ChatServer) -> N
         f"/v1/sessions/{session['session_id']}/messages", params={"token": session["token"]}
     )
     assert [m["role"] for m in history.json()] == ["user", "assistant", "user", "assistant"]
+
+
+async def test_messages_sent_at_once_are_answered_one_at_a_time_in_order(
+    chat: ChatServer,
+) -> None:
+    session = await chat.new_session()
+    async with chat.connect(session) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "resume", "after_seq": 0}))
+        for i in range(3):
+            await ws.send(json.dumps({"type": "message.send", "client_id": f"q{i}", "text": "?"}))
+        frames: list[dict] = []  # type: ignore[type-arg]
+        while sum(f["type"] == "message.end" for f in frames) < 3:
+            frames += await frames_until(ws, "message.end")
+    turns = [f["turn_id"] for f in frames if f["type"] in ("message.start", "message.delta")]
+    order = list(dict.fromkeys(turns))  # each turn's deltas come as one block, in order
+    assert [t.rsplit(":", 1)[1] for t in order] == ["1", "2", "3"]  # user messages 1, 2, 3
+    assert turns == sorted(turns, key=order.index)
+    history = await chat.http.get(
+        f"/v1/sessions/{session['session_id']}/messages", params={"token": session["token"]}
+    )  # the conversation's order, though answers were numbered after all three questions
+    assert [(m["role"], m["client_id"]) for m in history.json()] == [
+        ("user", "q0"),
+        ("assistant", order[0]),
+        ("user", "q1"),
+        ("assistant", order[1]),
+        ("user", "q2"),
+        ("assistant", order[2]),
+    ]

@@ -44,13 +44,13 @@ async def test_arguments_are_validated_before_the_function_runs() -> None:
 
 
 async def start(ws: Any, text: str) -> None:
-    await ws.recv()
     await ws.send(json.dumps({"type": "resume", "after_seq": 0}))
     await ws.send(json.dumps({"type": "message.send", "client_id": "m1", "text": text}))
 
 
 async def test_a_tool_call_runs_and_its_result_reaches_the_answer(chat: ChatServer) -> None:
     async with chat.connect(await chat.new_session("support")) as ws:
+        await ws.recv()  # session.state
         await start(ws, "Can you look up part TL-4471?")
         frames = await frames_until(ws, "message.end")
     call = next(f for f in frames if f["type"] == "tool.call")
@@ -62,6 +62,8 @@ async def test_a_tool_call_runs_and_its_result_reaches_the_answer(chat: ChatServ
 
 async def test_a_tool_that_needs_approval_waits_for_it(chat: ChatServer) -> None:
     async with chat.connect(await chat.new_session("support")) as ws:
+        await ws.send(json.dumps({"type": "tool.confirm", "call_id": "c1", "approve": True}))
+        assert (await frames_until(ws, "error"))[-1]["code"] == "not_waiting"  # no turn yet
         await start(ws, "Please place an order for TL-4471-F")
         frames: list[dict[str, Any]] = await frames_until(ws, "tool.confirm")
         call_id = frames[-1]["call_id"]
@@ -70,8 +72,6 @@ async def test_a_tool_that_needs_approval_waits_for_it(chat: ChatServer) -> None
         assert (await frames_until(ws, "error"))[-1]["code"] == "bad_frame"
         await ws.send(json.dumps({"type": "tool.confirm", "call_id": call_id, "approve": True}))
         frames += await frames_until(ws, "message.end")
-        await ws.send(json.dumps({"type": "tool.confirm", "call_id": call_id, "approve": True}))
-        assert (await frames_until(ws, "error"))[-1]["code"] == "not_waiting"  # turn is over
     result = next(f for f in frames if f["type"] == "tool.result")["result"]["result"]
     assert (result["ordered"], result["code"]) == (True, "TL-4471-F")
     assert "ORD-" in frames[-1]["text"]

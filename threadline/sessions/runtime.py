@@ -245,7 +245,7 @@ class Sessions:
         next_state = await agent.handler(turn.state)(turn) or turn.state
         text = "\n\n".join(turn.replies)
         result: dict[str, Any] = await ctx.step(
-            self._commit, session_id, turn_id, next_state, turn.data, text, name="commit"
+            self._commit, session_id, turn_id, seq, next_state, turn.data, text, name="commit"
         )
         await self.events.append(
             session_id,
@@ -318,14 +318,26 @@ class Sessions:
         }
 
     async def _commit(
-        self, session_id: str, turn_id: str, state: str, data: dict[str, Any], text: str
+        self,
+        session_id: str,
+        turn_id: str,
+        reply_to: int,
+        state: str,
+        data: dict[str, Any],
+        text: str,
     ) -> dict[str, Any]:
         status = "handoff" if state == "handoff" else "active"
         async with self.engine.pool.acquire() as conn, conn.transaction():
             seq = None
             if text:
                 seq, _ = await store.add_message(
-                    conn, session_id, "assistant", text, client_id=turn_id, turn_id=turn_id
+                    conn,
+                    session_id,
+                    "assistant",
+                    text,
+                    client_id=turn_id,
+                    turn_id=turn_id,
+                    reply_to=reply_to,
                 )
             await store.save_state(conn, session_id, state, data, status)
         return {"state": state, "message_seq": seq}

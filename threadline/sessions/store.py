@@ -113,8 +113,8 @@ WITH existing AS (
     RETURNING message_seq
 ), added AS (
     INSERT INTO threadline.session_messages (session_id, seq, role, content, client_id, turn_id,
-                                             meta)
-    SELECT $1, message_seq, $2, $3, $4, $5, $6::jsonb FROM bumped
+                                             meta, reply_to)
+    SELECT $1, message_seq, $2, $3, $4, $5, $6::jsonb, $7 FROM bumped
     RETURNING seq
 )
 SELECT seq, true AS created FROM added
@@ -131,11 +131,19 @@ async def add_message(
     client_id: str | None = None,
     turn_id: str | None = None,
     meta: dict[str, Any] | None = None,
+    reply_to: int | None = None,
 ) -> tuple[int, bool]:
     """Append a message; with a `client_id` already used, returns that message instead.
-    Returns (seq, created)."""
+    `reply_to`: the user message an answer replies to. Returns (seq, created)."""
     row = await conn.fetchrow(
-        ADD_MESSAGE, session_id, role, content, client_id, turn_id, json.dumps(meta or {})
+        ADD_MESSAGE,
+        session_id,
+        role,
+        content,
+        client_id,
+        turn_id,
+        json.dumps(meta or {}),
+        reply_to,
     )
     if row is None:
         raise UnknownSession(f"no session with id {session_id!r}")
@@ -145,10 +153,14 @@ async def add_message(
 async def messages(
     conn: Connection, session_id: str, *, up_to: int | None = None, limit: int = 1000
 ) -> list[StoredMessage]:
+    # Conversation order: an answer right after the message it replies to, even when later
+    # messages arrived (and were numbered) while it was being written. With `up_to`, the
+    # conversation as the turn for user message `up_to` sees it: no later user messages.
     rows = await conn.fetch(
         "SELECT seq, role, content, client_id, turn_id, meta::text AS meta, created_at "
         "FROM threadline.session_messages WHERE session_id = $1 "
-        "AND ($2::int IS NULL OR seq <= $2) ORDER BY seq DESC LIMIT $3",
+        "AND ($2::int IS NULL OR seq <= $2 OR role <> 'user') "
+        "ORDER BY coalesce(reply_to, seq) DESC, seq DESC LIMIT $3",
         session_id,
         up_to,
         limit,
