@@ -60,7 +60,15 @@ async def serve(
         await hub.start()
         try:
             app = create_app(sessions, hub, auth_from_env())
-            config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+            config = uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                log_level="warning",
+                lifespan="off",
+                # Frames are small JSON deltas: compressing each costs more than it saves.
+                ws_per_message_deflate=False,
+            )
             server = uvicorn.Server(config)
             log.warning("threadline serving on http://%s:%d", host, port)
             await server.serve()
