@@ -20,6 +20,7 @@ from ..errors import ConfigurationError, PayloadTooLarge
 from ..ledger import Ledger
 from ..sessions import Sessions, UnknownSession
 from .auth import Auth, AuthError
+from .dashboard import create_dashboard
 from .hub import Hub
 from .ws import Connection
 
@@ -44,8 +45,13 @@ class NewMessage(BaseModel):
     text: str = Field(min_length=1)
 
 
-def create_app(sessions: Sessions, hub: Hub, auth: Auth) -> FastAPI:
+def create_app(
+    sessions: Sessions, hub: Hub, auth: Auth, *, open_dashboard: bool = False
+) -> FastAPI:
+    """`open_dashboard`: serve the dashboard without a login (only for a local demo with no
+    admin key configured)."""
     app = FastAPI(title="threadline", version="0.1.0", docs_url="/docs")
+    app.include_router(create_dashboard(sessions, auth, open_access=open_dashboard))
     app.add_middleware(
         CORSMiddleware,
         allow_origins=list(auth.allowed_origins),

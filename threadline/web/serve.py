@@ -59,7 +59,9 @@ async def serve(
         hub = Hub(engine.url)
         await hub.start()
         try:
-            app = create_app(sessions, hub, auth_from_env())
+            auth = auth_from_env()
+            local = host in ("127.0.0.1", "localhost", "::1")
+            app = create_app(sessions, hub, auth, open_dashboard=local and not auth.admin_key)
             config = uvicorn.Config(
                 app,
                 host=host,
