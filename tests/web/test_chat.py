@@ -254,3 +254,33 @@ async def test_messages_sent_at_once_are_answered_one_at_a_time_in_order(
         ("user", "q2"),
         ("assistant", order[2]),
     ]
+
+
+async def test_the_ai_sdk_endpoint_speaks_the_ui_message_stream_protocol(
+    chat: ChatServer,
+) -> None:
+    session = await chat.new_session("support")
+    url = f"/v1/sessions/{session['session_id']}/ai-sdk?token={session['token']}"
+    body = {
+        "id": "chat-1",
+        "trigger": "submit-message",
+        "messages": [
+            {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "Look up TL-5120"}]}
+        ],
+    }
+    chunks: list[dict | str] = []  # type: ignore[type-arg]
+    async with chat.http.stream("POST", url, json=body) as r:
+        assert r.headers["x-vercel-ai-ui-message-stream"] == "v1"
+        async for line in r.aiter_lines():
+            if line.startswith("data: "):
+                data = line[6:]
+                chunks.append(data if data == "[DONE]" else json.loads(data))
+    types = [c if isinstance(c, str) else c["type"] for c in chunks]
+    assert types[:3] == ["start", "start-step", "text-start"]
+    assert types[-4:] == ["text-end", "finish-step", "finish", "[DONE]"]
+    assert "tool-input-available" in types and "tool-output-available" in types
+    text = "".join(c["delta"] for c in chunks if isinstance(c, dict) and c["type"] == "text-delta")
+    history = await chat.http.get(url.replace("/ai-sdk", "/messages"))
+    assert text.replace("\n\n", "") == history.json()[-1]["content"].replace("\n\n", "")
+    bad = await chat.http.post(url, json={"messages": []})
+    assert bad.status_code == 422 and "user message" in bad.json()["detail"]

@@ -6,6 +6,7 @@ widget script and the demo page."""
 import asyncio
 import contextlib
 import json
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,6 +20,7 @@ from pydantic import BaseModel, Field
 from ..errors import ConfigurationError, PayloadTooLarge
 from ..ledger import Ledger
 from ..sessions import Sessions, UnknownSession
+from . import aisdk
 from .auth import Auth, AuthError
 from .dashboard import create_dashboard
 from .hub import Hub
@@ -196,6 +198,30 @@ def create_app(
             }
             for s in await sessions.list_sessions(status=status, limit=min(limit, 500))
         ]
+
+    @app.post("/v1/sessions/{session_id}/ai-sdk")
+    async def ai_sdk_chat(
+        request: Request, session_id: Annotated[str, Depends(session_access)]
+    ) -> StreamingResponse:
+        """A turn for the Vercel AI SDK's `useChat`: its request body in, the UI message
+        stream protocol out."""
+        try:
+            message_id, text = aisdk.last_user_message(await request.json())
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        try:
+            info = await sessions.get(session_id)
+            seq, _ = await sessions.send(session_id, text, message_id or os.urandom(8).hex())
+        except UnknownSession as exc:
+            raise HTTPException(404, str(exc)) from None
+        except PayloadTooLarge as exc:
+            raise HTTPException(413, str(exc)) from None
+        except ConfigurationError as exc:
+            raise HTTPException(422, str(exc)) from None
+        stream = aisdk.stream_turn(
+            sessions, hub, session_id, f"turn:{session_id}:{seq}", info.event_seq
+        )
+        return StreamingResponse(stream, media_type="text/event-stream", headers=aisdk.HEADERS)
 
     @app.get("/v1/costs", dependencies=[Depends(admin)])
     async def costs(by: str = "model", tenant: str | None = None) -> Any:
