@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import AsyncIterator
 from functools import partial
@@ -58,15 +57,22 @@ async def wait_idle(page: Page) -> None:
 async def test_an_answer_streams_in_piece_by_piece(browser: Browser, chat: ChatServer) -> None:
     page = await browser.new_page()
     await open_widget(page, chat)
+    # Record every length the answer's text takes, as the page renders it.
+    await page.evaluate(
+        """() => {
+          window.__lengths = [];
+          const log = window.threadlineWidget.echo.root.querySelector('.log');
+          new MutationObserver(() => {
+            const all = log.querySelectorAll('.msg.assistant');
+            if (all.length) window.__lengths.push(all[all.length - 1].textContent.length);
+          }).observe(log, {childList: true, subtree: true, characterData: true});
+        }"""
+    )
     await send(page, "Hello there")
-    lengths: list[int] = []
-    for _ in range(400):
-        texts = await assistant_texts(page)
-        lengths.append(len(texts[-1]) if texts else 0)
-        if await page.query_selector("form button.send") and lengths[-1] > 0:
-            break
-        await asyncio.sleep(0.01)
-    growth = sorted(set(n for n in lengths if n > 0))
+    await page.wait_for_selector("form button.stop")
+    await wait_idle(page)
+    lengths: list[int] = await page.evaluate("window.__lengths")
+    growth = sorted({n for n in lengths if n > 0})
     assert len(growth) >= 3, growth  # seen at three or more lengths on the way
     assert (await assistant_texts(page))[-1].startswith("[demo model]")
 
