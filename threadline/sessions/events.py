@@ -79,17 +79,26 @@ class SessionEvent:
 class EventLog:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
-        self._queue: list[tuple[str, str, str, asyncio.Future[int]]] = []
+        self._queue: list[tuple[str, str, str, asyncio.Future[int] | None]] = []
         self._task: asyncio.Task[None] | None = None
 
     def append(self, session_id: str, type: str, data: dict[str, Any]) -> asyncio.Future[int]:
         """Queue an event; the future gives its sequence number once it is durable."""
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         fut.add_done_callback(_observe)
+        self._enqueue(session_id, type, data, fut)
+        return fut
+
+    def post(self, session_id: str, type: str, data: dict[str, Any]) -> None:
+        """Queue an event nobody waits for (a streamed token): no future, same order."""
+        self._enqueue(session_id, type, data, None)
+
+    def _enqueue(
+        self, session_id: str, type: str, data: dict[str, Any], fut: asyncio.Future[int] | None
+    ) -> None:
         self._queue.append((session_id, type, json.dumps(data), fut))
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
-        return fut
 
     async def drain(self) -> None:
         while self._task is not None:
@@ -107,16 +116,18 @@ class EventLog:
                 except Exception as exc:
                     log.error("could not write %d session events: %s", len(batch), exc)
                     for *_, fut in batch:
-                        if not fut.done():
+                        if fut is not None and not fut.done():
                             fut.set_exception(exc)
                     continue
                 for (_, _, _, fut), seq in zip(batch, seqs, strict=True):
-                    if not fut.done():
+                    if fut is not None and not fut.done():
                         fut.set_result(seq)
         finally:
             self._task = None
 
-    async def _write(self, batch: list[tuple[str, str, str, asyncio.Future[int]]]) -> list[int]:
+    async def _write(
+        self, batch: list[tuple[str, str, str, asyncio.Future[int] | None]]
+    ) -> list[int]:
         sessions, types, datas = ([row[i] for row in batch] for i in range(3))
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(_APPEND, sessions, types, datas, CHANNEL)

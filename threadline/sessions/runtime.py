@@ -300,7 +300,7 @@ class Sessions:
         return True
 
     async def _emit(self, session_id: str, kind: str, data: dict[str, Any]) -> None:
-        self.events.append(session_id, kind, data)
+        self.events.post(session_id, kind, data)
 
     async def _snapshot(self, session_id: str, seq: int) -> dict[str, Any]:
         async with self.engine.pool.acquire() as conn:
