@@ -1,19 +1,20 @@
 """The cost ledger and budgets: a row per LLM call with its tokens and price, reports, metered
 calls, and limits that reservations keep every call within."""
 
-from .admission import CallBudget
+from .admission import CallBudget, Receipt
 from .budgets import Budgets, BudgetState
 from .ledger import Ledger
-from .limits import Budget, BudgetExceeded, Mode, ScopeRef
-from .metered import LLM, CallNote, CallOptions, Receipt
+from .limits import BoundBudget, Budget, BudgetExceeded, Mode, ScopeRef
+from .metered import LLM, CallNote, CallOptions
+from .outcomes import BudgetNotice, Grant, Refusal
 from .record import CallRecord
 from .reports import GROUPINGS, CostRow, cost_report
-from .reservations import BudgetNotice, Grant, Refusal
 from .scope import Scope
 
 __all__ = [
     "GROUPINGS",
     "LLM",
+    "BoundBudget",
     "Budget",
     "BudgetExceeded",
     "BudgetNotice",

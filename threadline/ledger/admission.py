@@ -3,17 +3,19 @@ many output tokens. `LLM` uses it for a single model, the router for each model 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError, StepError, ThreadlineError
 from ..llm import Message, Model, ToolDef
 from ..llm.pricing import PriceOverrides
 from .budgets import Budgets
-from .estimates import call_cost
+from .estimates import CallCost, call_cost
 from .limits import (
+    BoundBudget,
     Budget,
     BudgetExceeded,
     Counter,
@@ -23,13 +25,21 @@ from .limits import (
     declared_budget,
     today,
 )
-from .reservations import CallInfo, Grant, Refusal
+from .outcomes import BudgetNotice, CallInfo, Grant, Refusal
 from .scope import Scope
 
 if TYPE_CHECKING:
     from ..engine.context import WorkflowContext
 
-__all__ = ["CallBudget", "admit", "budget_error", "refused"]
+__all__ = [
+    "CallBudget",
+    "Receipt",
+    "admit",
+    "budget_error",
+    "emit_events",
+    "events_json",
+    "refused",
+]
 
 MODES: tuple[Mode, ...] = ("strict", "estimate")
 
@@ -38,7 +48,12 @@ MODES: tuple[Mode, ...] = ("strict", "estimate")
 class CallBudget:
     """The limits a call is under, fixed once before it (and kept across fallbacks): the
     counters of its scopes, a per-call cap (`Budget(usd=...)` passed to the call), the mode,
-    and how long to wait for money held by calls in flight."""
+    and how long to wait for money held by calls in flight.
+
+    `budget` is one passed to the call: a plain `Budget` caps the call itself with `usd`; a
+    bound one (`Budget.bind`) counts `usd` and `daily` on the scopes it names. Inside a
+    workflow, the workflow's declared `Budget` counts `usd` per run and `daily` per workflow.
+    """
 
     counters: tuple[Counter, ...]
     call_cap_usd: Decimal | None = None
@@ -49,7 +64,7 @@ class CallBudget:
     def of(
         cls,
         scope: Scope,
-        budget: Budget | None = None,
+        budget: Budget | BoundBudget | None = None,
         *,
         ctx: WorkflowContext | None = None,
         mode: Mode = "strict",
@@ -67,15 +82,28 @@ class CallBudget:
                 declared += on_workflow.counters(
                     scope, whole=run, daily_of=ScopeRef("workflow", workflow), day=today()
                 )
-        if budget is not None:
+        cap: Decimal | None = None
+        if isinstance(budget, BoundBudget):
+            declared += budget.counters(scope, day=today())
+        elif budget is not None:  # passed to one call: its `usd` caps that call
             declared += budget.counters(scope, whole=None, daily_of=None, day=today())
+            cap = budget.limit("usd")
         counters = counters_for(scope, workflow=workflow, declared=declared)
-        cap = budget.limit("usd") if budget is not None else None
         return cls(tuple(counters), cap, mode, wait)
 
 
 def _ceil(value: Decimal) -> Decimal:
     return value.quantize(Decimal("1e-10"), rounding=ROUND_CEILING)
+
+
+def _capped(cap: Decimal, cost: CallCost, max_tokens: int, min_tokens: int) -> int | Refusal:
+    """The output tokens a per-call cap leaves, or its refusal."""
+    affordable = cost.affordable_tokens(cap) if cost.priced else -1
+    if affordable < min_tokens:
+        reason = "budget" if cost.priced else "unpriced"
+        needed = _ceil(cost.worst_usd(min_tokens))
+        return Refusal("call", "total", cap, Decimal(0), Decimal(0), needed, reason)
+    return min(max_tokens, affordable)
 
 
 async def admit(
@@ -97,13 +125,10 @@ async def admit(
     cost = await call_cost(model, messages, tools, plan.mode, budgets.calibration, overrides)
     min_tokens = max(1, min(min_tokens, max_tokens))
     if plan.call_cap_usd is not None:
-        affordable = cost.affordable_tokens(plan.call_cap_usd) if cost.priced else -1
-        if affordable < min_tokens:
-            return Refusal(
-                "call", "total", plan.call_cap_usd, Decimal(0), Decimal(0),
-                _ceil(cost.worst_usd(min_tokens)), "budget" if cost.priced else "unpriced",
-            )  # fmt: skip
-        max_tokens = min(max_tokens, affordable)
+        capped = _capped(plan.call_cap_usd, cost, max_tokens, min_tokens)
+        if isinstance(capped, Refusal):
+            return capped
+        max_tokens = capped
     if not cost.priced:
         if await budgets.applies(plan.counters):
             zero = Decimal(0)
@@ -155,3 +180,31 @@ def budget_error(exc: StepError) -> BudgetExceeded | None:
     if exc.error_type != BudgetExceeded.__name__:
         return None
     return BudgetExceeded.from_message(exc.message)
+
+
+@dataclass
+class Receipt:
+    """What a metered call leaves behind: its ledger row's write and, once that is committed,
+    the budget notices its settlement caused."""
+
+    written: asyncio.Future[None] | None = None
+    found: tuple[BudgetNotice, ...] = ()
+
+    def take(self, notices: Sequence[BudgetNotice]) -> None:
+        self.found = tuple(notices)
+
+    async def notices(self) -> tuple[BudgetNotice, ...]:
+        if self.written is not None:
+            await asyncio.shield(self.written)
+        return self.found
+
+
+def events_json(notices: Sequence[BudgetNotice]) -> list[dict[str, Any]]:
+    """Notices as the events a workflow emits for them (`budget.update`, `budget.overshoot`)."""
+    return [{"kind": n.kind, "data": n.to_json()} for n in notices]
+
+
+async def emit_events(ctx: WorkflowContext, events: Sequence[dict[str, Any]]) -> None:
+    """Emit events a step recorded, after it: on a replay, the same ones in the same order."""
+    for event in events:
+        await ctx.emit(str(event["kind"]), event["data"])

@@ -29,7 +29,8 @@ import asyncpg
 from ..engine.dbretry import with_db_retry
 from .estimates import Calibration
 from .limits import PERIODS, Counter, Period, ScopeRef, money, today
-from .reservations import BudgetNotice, CallInfo, Grant, Refusal, applicable, recover, reserve
+from .outcomes import BudgetNotice, CallInfo, Grant, Refusal
+from .reservations import applicable, recover, reserve
 
 __all__ = ["BudgetState", "Budgets", "NoticeHook"]
 
@@ -43,14 +44,15 @@ SET_LIMIT = """
 INSERT INTO threadline.budgets (scope_kind, scope_key, period, limit_usd) VALUES ($1, $2, $3, $4)
 ON CONFLICT (scope_kind, scope_key, period) DO UPDATE SET limit_usd = $4, updated_at = now()
 """
-# Counters already open under this limit take it at once (a wildcard's reach the next call).
+# The counter already open under this limit (the total, or today's) takes it at once; those
+# under a '*' limit take it at their next call.
 RELIMIT_USAGE = """
 UPDATE threadline.budget_usage SET limit_usd = $4::numeric, updated_at = now(),
     warned_pct = CASE WHEN $4::numeric <= 0 THEN 0 WHEN spent_usd >= $4::numeric THEN 100
                       WHEN spent_usd >= 0.8 * $4::numeric THEN 80
                       WHEN spent_usd >= 0.5 * $4::numeric THEN 50 ELSE 0 END
 WHERE scope_kind = $1 AND scope_key = $2
-  AND CASE WHEN $3::text = 'total' THEN bucket = 'total' ELSE bucket <> 'total' END
+  AND bucket = CASE WHEN $3::text = 'total' THEN 'total' ELSE $5 END
 """
 REMOVE_LIMIT = (
     "DELETE FROM threadline.budgets WHERE scope_kind = $1 AND scope_key = $2 AND period = $3"
@@ -144,7 +146,7 @@ class Budgets:
         ref, amount, per = _scope(scope), money(usd), _period(period)
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(SET_LIMIT, ref.kind, ref.key, per, amount)
-            await conn.execute(RELIMIT_USAGE, ref.kind, ref.key, per, amount)
+            await conn.execute(RELIMIT_USAGE, ref.kind, ref.key, per, amount, today())
 
     async def remove(self, scope: str | ScopeRef, *, period: str = "total") -> bool:
         """Remove a limit set at run time (spending so far stays on record)."""

@@ -84,7 +84,7 @@ class Calibration:
         ratio = await self.bytes_per_token(model.provider, model.name)
         if not ratio:
             return estimate_messages(messages, tools)
-        return max(1, math.ceil(prompt_bytes(messages, tools) / ratio))
+        return max(1, math.ceil(prompt_bytes(messages, tools) / ratio - 1e-6))  # float noise
 
 
 @dataclass(frozen=True)

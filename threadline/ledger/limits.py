@@ -22,6 +22,7 @@ from .scope import Scope
 __all__ = [
     "PERIODS",
     "SCOPE_KINDS",
+    "BoundBudget",
     "Budget",
     "BudgetExceeded",
     "Counter",
@@ -165,6 +166,13 @@ class Budget:
         fn.__threadline_budget__ = self  # type: ignore[attr-defined]
         return fn
 
+    def bind(
+        self, *, whole: ScopeRef | str | None = None, daily_of: ScopeRef | str | None = None
+    ) -> BoundBudget:
+        """This budget with `usd` counted on `whole` and `daily` on `daily_of`, e.g. an
+        agent's: `budget.bind(whole="session:s1", daily_of="agent:support")`."""
+        return BoundBudget(self, _ref(whole), _ref(daily_of))
+
     def counters(
         self,
         scope: Scope,
@@ -191,6 +199,22 @@ class Budget:
             if limit is not None and kind in refs:  # a call outside any turn has no turn limit
                 found.append(Counter(kind, refs[kind].key, "total", "total", limit))
         return found
+
+
+def _ref(ref: ScopeRef | str | None) -> ScopeRef | None:
+    return ScopeRef.parse(ref) if isinstance(ref, str) else ref
+
+
+@dataclass(frozen=True)
+class BoundBudget:
+    """A `Budget` and what its `usd` and `daily` limits count (see `Budget.bind`)."""
+
+    budget: Budget
+    whole: ScopeRef | None = None
+    daily_of: ScopeRef | None = None
+
+    def counters(self, scope: Scope, *, day: str) -> list[Counter]:
+        return self.budget.counters(scope, whole=self.whole, daily_of=self.daily_of, day=day)
 
 
 def declared_budget(fn: Any) -> Budget | None:

@@ -39,12 +39,12 @@ from ..llm import (
     get_model,
     price,
 )
-from .admission import CallBudget, admit, budget_error, refused
+from .admission import CallBudget, Receipt, admit, budget_error, emit_events, events_json, refused
 from .estimates import prompt_bytes
 from .ledger import Ledger
-from .limits import Budget, Mode
+from .limits import BoundBudget, Budget, Mode
+from .outcomes import BudgetNotice, Grant, Refusal
 from .record import CallRecord, CallStatus
-from .reservations import BudgetNotice, Grant, Refusal
 from .scope import Scope
 
 if TYPE_CHECKING:
@@ -76,34 +76,6 @@ class CallNote:
     requested_model: str | None = None
     attempt: int = 1
     fallback_reason: str | None = None
-
-
-@dataclass
-class Receipt:
-    """What a metered call leaves behind: its ledger row's write and, once that is committed,
-    the budget notices its settlement caused."""
-
-    written: asyncio.Future[None] | None = None
-    found: tuple[BudgetNotice, ...] = ()
-
-    def take(self, notices: Sequence[BudgetNotice]) -> None:
-        self.found = tuple(notices)
-
-    async def notices(self) -> tuple[BudgetNotice, ...]:
-        if self.written is not None:
-            await asyncio.shield(self.written)
-        return self.found
-
-
-def events_json(notices: Sequence[BudgetNotice]) -> list[dict[str, Any]]:
-    """Notices as the events a workflow emits for them (`budget.update`, `budget.overshoot`)."""
-    return [{"kind": n.kind, "data": n.to_json()} for n in notices]
-
-
-async def emit_events(ctx: WorkflowContext, events: Sequence[dict[str, Any]]) -> None:
-    """Emit events a step recorded, after it: on a replay, the same ones in the same order."""
-    for event in events:
-        await ctx.emit(str(event["kind"]), event["data"])
 
 
 class _Meter:
@@ -206,7 +178,7 @@ class LLM:
     def call_budget(
         self,
         scope: Scope,
-        budget: Budget | None = None,
+        budget: Budget | BoundBudget | None = None,
         *,
         mode: Mode | None = None,
         ctx: WorkflowContext | None = None,
@@ -226,7 +198,7 @@ class LLM:
         stop: Sequence[str] | None = None,
         on_delta: OnDelta | None = None,
         note: CallNote | None = None,
-        budget: Budget | None = None,
+        budget: Budget | BoundBudget | None = None,
         mode: Mode | None = None,
     ) -> Response:
         """One answer. With `on_delta` the call streams and each event is passed on as it
@@ -327,7 +299,7 @@ class LLM:
         temperature: float | None = None,
         stop: Sequence[str] | None = None,
         note: CallNote | None = None,
-        budget: Budget | None = None,
+        budget: Budget | BoundBudget | None = None,
         mode: Mode | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """The answer's events as they arrive (the last is `StreamEnd`). Not journaled: inside

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 from ..db.connect import Connection
 from .limits import Counter, ScopeRef
+from .outcomes import BudgetNotice, CallInfo, Grant, Refusal, Settled
 
-__all__ = ["BudgetNotice", "Grant", "Refusal", "recover", "reserve", "settle"]
+__all__ = ["applicable", "recover", "reserve", "settle"]
 
 
 def _threshold(spent: str, limit: str) -> str:
@@ -198,91 +198,6 @@ WHERE h.id <> $1 AND h.heartbeat_at < now() - make_interval(secs => h.lease_s)
 """
 
 
-@dataclass(frozen=True)
-class Grant:
-    """A call may go ahead with at most `max_tokens` output tokens. `reservation_id` is None
-    when nothing had to be reserved (no limit applies, or the call costs nothing)."""
-
-    max_tokens: int
-    reservation_id: int | None = None
-    amount_usd: Decimal = Decimal(0)
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """The call does not fit: the tightest counter, and the least it would need."""
-
-    scope: str
-    bucket: str
-    limit_usd: Decimal
-    spent_usd: Decimal
-    reserved_usd: Decimal
-    needed_usd: Decimal
-    reason: str = "budget"  # "budget", or "unpriced" (a model without a price under a limit)
-
-    @property
-    def waiting_helps(self) -> bool:
-        """Whether the call would fit once the reservations in flight are settled."""
-        return self.limit_usd - self.spent_usd >= self.needed_usd
-
-
-@dataclass(frozen=True)
-class BudgetNotice:
-    """A counter crossed a warning threshold (50, 80 or 100 % of its limit spent), or, in
-    estimate mode, calls cost more than they reserved (`overshoot_usd`)."""
-
-    scope: str
-    bucket: str
-    limit_usd: Decimal
-    spent_usd: Decimal
-    threshold: int | None = None
-    overshoot_usd: Decimal = Decimal(0)
-
-    @property
-    def kind(self) -> str:
-        """The event kind: `budget.update` for a threshold, `budget.overshoot` otherwise."""
-        return "budget.update" if self.threshold is not None else "budget.overshoot"
-
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "scope": self.scope,
-            "period": "total" if self.bucket == "total" else "daily",
-            "bucket": self.bucket,
-            "limit_usd": str(self.limit_usd),
-            "spent_usd": str(self.spent_usd),
-        }
-        if self.threshold is not None:
-            data["percent"] = self.threshold
-        else:
-            data["overshoot_usd"] = str(self.overshoot_usd)
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> BudgetNotice:
-        return cls(
-            scope=str(data["scope"]),
-            bucket=str(data["bucket"]),
-            limit_usd=Decimal(data["limit_usd"]),
-            spent_usd=Decimal(data["spent_usd"]),
-            threshold=data.get("percent"),
-            overshoot_usd=Decimal(data.get("overshoot_usd", "0")),
-        )
-
-
-@dataclass(frozen=True)
-class CallInfo:
-    """What a reservation records of its call, for the ledger row recovery may have to write."""
-
-    provider: str
-    model: str
-    requested_model: str
-    scope: dict[str, Any]
-    input_tokens: int
-    mode: str = "strict"
-    attempt: int = 1
-    fallback_reason: str | None = None
-
-
 def _counter_args(counters: Sequence[Counter]) -> list[Any]:
     return [
         [c.kind for c in counters],
@@ -313,21 +228,7 @@ async def reserve(
     """Reserve the call's worst case on every limited counter, lowering its output tokens to
     what the tightest affords (never below `min_tokens`); or say why it does not fit."""
     args = _counter_args(counters)
-    extra = [
-        fixed_usd,
-        per_token_usd,
-        max_tokens,
-        min_tokens,
-        holder,
-        call.mode,
-        call.provider,
-        call.model,
-        call.requested_model,
-        call.attempt,
-        call.fallback_reason,
-        json.dumps(call.scope),
-        call.input_tokens,
-    ]
+    extra = [fixed_usd, per_token_usd, max_tokens, min_tokens, holder, *call.args()]
     needed = _ceil_usd(fixed_usd + per_token_usd * min_tokens)
     for _ in range(3):
         row = await conn.fetchrow(RESERVE, *args, *extra)
@@ -367,18 +268,6 @@ def _refusal(counter: dict[str, Any], needed: Decimal, reason: str = "budget") -
         needed_usd=needed,
         reason=reason,
     )
-
-
-@dataclass
-class Settled:
-    """What one settlement statement did: which reservations it settled (the others were
-    settled already, by recovery), and the notices, by the reservation that caused them."""
-
-    reservations: set[int] = field(default_factory=set)
-    notices: dict[int, list[BudgetNotice]] = field(default_factory=dict)
-
-    def all_notices(self) -> list[BudgetNotice]:
-        return [n for found in self.notices.values() for n in found]
 
 
 def _settled(rows: Sequence[Any]) -> Settled:

@@ -16,8 +16,9 @@ from collections.abc import Awaitable, Callable, Sequence
 import asyncpg
 
 from ..engine.dbretry import with_db_retry
+from .outcomes import BudgetNotice, Settled
 from .record import INSERT, CallRecord, insert_args
-from .reservations import BudgetNotice, Settled, settle
+from .reservations import settle
 
 log = logging.getLogger(__name__)
 

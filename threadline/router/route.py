@@ -141,6 +141,16 @@ class Route:
 
     # -- the end ------------------------------------------------------------------------------
 
+    def answer(self, response: Response, model: str, max_tokens: int) -> RoutedResponse:
+        return RoutedResponse.of(
+            response,
+            requested_model=self.policy.primary,
+            used_model=model,
+            attempts=self.attempts,
+            max_tokens=max_tokens,
+            fallbacks=tuple(self.fallbacks),
+        )
+
     def exhausted(self) -> ThreadlineError:
         """The error for a chain where no model answered (see docs/budgets.md)."""
         transient = [m for m, r in self.left.items() if r not in _FINAL]

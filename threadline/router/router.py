@@ -29,9 +29,8 @@ from ..engine import RetryPolicy, current_context
 from ..engine.retry import NO_RETRY
 from ..errors import ConfigurationError, StepError
 from ..ledger import LLM, Budget, BudgetExceeded, CallNote, CallOptions, Ledger, Refusal, Scope
-from ..ledger.admission import budget_error
-from ..ledger.limits import Mode
-from ..ledger.metered import Receipt, emit_events
+from ..ledger.admission import Receipt, budget_error, emit_events
+from ..ledger.limits import BoundBudget, Mode
 from ..llm import ContextWindowExceeded, LLMError, Message, Model, ToolDef
 from .cooldowns import CooldownPolicy, Cooldowns
 from .policy import ModelPolicy
@@ -97,7 +96,7 @@ class Router:
         max_tokens: int = 1024,
         temperature: float | None = None,
         stop: Sequence[str] | None = None,
-        budget: Budget | None = None,
+        budget: Budget | BoundBudget | None = None,
         mode: Mode | None = None,
         on_delta: OnRoutedDelta | None = None,
         on_event: EventHook | None = None,
@@ -184,43 +183,39 @@ class Router:
     async def _attempt(
         self, route: Route, model: Model, cooldowns: Cooldowns, ledger: Ledger, durable: bool
     ) -> RoutedResponse | str:
+        """Reserve and call `model`: its answer, or why the router moves on."""
         note = CallNote(route.policy.primary, route.attempts + 1, route.reason)
-        grant = await self.llm.admit(
-            model, route.messages, route.options, route.scope, route.plan, note, ledger,
-            min_tokens=route.min_tokens,
-        )  # fmt: skip
+        llm, messages, options, scope = self.llm, route.messages, route.options, route.scope
+        grant = await llm.admit(
+            model, messages, options, scope, route.plan, note, ledger, min_tokens=route.min_tokens
+        )
         if isinstance(grant, Refusal):
             route.refusals.append((model.spec, grant))
             return grant.reason
         route.attempts += 1
         receipt = Receipt()
-        durable = durable or grant.reservation_id is not None
+        durable = durable or grant.reservation_id is not None  # await its notices
         relay = route.relay if route.on_delta is not None else None
         try:
-            response = await self.llm.call(
-                model, route.messages, route.options, route.scope, relay, note, ledger,
-                durable, grant, receipt,
-            )  # fmt: skip
+            response = await llm.call(
+                model, messages, options, scope, relay, note, ledger, durable, grant, receipt
+            )
         except LLMError as exc:
-            if durable:
-                await route.notices(await receipt.notices())
+            await route.notices(await receipt.notices() if durable else ())
             if not _falls_back(exc):
                 raise
-            route.errors.append(exc)
-            if exc.retryable:
-                route.health[model.spec] = await cooldowns.failed(model.spec, exc)
-            await route.restart(model.spec, exc)
-            return _reason(exc)
-        if durable:
-            await route.notices(await receipt.notices())
-        return RoutedResponse.of(
-            response,
-            requested_model=route.policy.primary,
-            used_model=model.spec,
-            attempts=route.attempts,
-            max_tokens=grant.max_tokens,
-            fallbacks=tuple(route.fallbacks),
-        )
+            return await self._failed(route, model, cooldowns, exc)
+        await route.notices(await receipt.notices() if durable else ())
+        return route.answer(response, model.spec, grant.max_tokens)
+
+    async def _failed(
+        self, route: Route, model: Model, cooldowns: Cooldowns, error: LLMError
+    ) -> str:
+        route.errors.append(error)
+        if error.retryable:
+            route.health[model.spec] = await cooldowns.failed(model.spec, error)
+        await route.restart(model.spec, error)
+        return _reason(error)
 
 
 def _and(policy: RetryPolicy) -> Any:

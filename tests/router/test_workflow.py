@@ -1,0 +1,120 @@
+"""Routed calls inside workflows: one journaled step each, decisions in the run's event log, and
+`BudgetExceeded` failing its step without a retry."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from threadline import Engine, Registry, RetryPolicy, WorkflowContext, WorkflowFailed, workflow
+from threadline.engine.store import get_steps
+from threadline.ledger import LLM, Budget, BudgetExceeded, Ledger, Scope
+from threadline.llm import Message
+from threadline.router import ModelPolicy, Router
+
+from ..llm.servers.base import ProviderServer, Script
+from .conftest import model_options
+
+pytestmark = pytest.mark.filterwarnings("ignore:The model 'claude-sonnet-4-5' is deprecated")
+
+SONNET, MINI = "anthropic:claude-sonnet-4-5", "openai:gpt-4o-mini"
+registry = Registry()
+routers: dict[str, Router] = {}
+
+
+@workflow(registry=registry, name="answer")
+@Budget(usd="0.02")
+async def answer(ctx: WorkflowContext, question: str) -> dict[str, Any]:
+    policy = ModelPolicy(MINI, fallback=[SONNET])
+    reply = await routers["r"].request(policy, [Message.user(question)], scope=Scope(user="ann"))
+    return {"text": reply.text, "model": reply.used_model, "max_tokens": reply.max_tokens}
+
+
+@workflow(registry=registry, name="too_poor")
+@Budget(usd="0.000001")
+async def too_poor(ctx: WorkflowContext, catch: bool) -> dict[str, Any]:
+    try:
+        await routers["r"].request(ModelPolicy(SONNET, fallback=[MINI]), [Message.user("Hi")])
+    except BudgetExceeded as exc:
+        if not catch:
+            raise
+        return exc.to_json()
+    return {}
+
+
+@pytest.fixture
+async def engine(
+    database_url: str, servers: dict[str, ProviderServer], scripts: dict[str, Script]
+) -> AsyncIterator[Engine]:
+    retry = RetryPolicy(max_attempts=3, initial_delay=0.01)
+    routers["r"] = Router(LLM(model_options=model_options(servers)), step_retry=retry)
+    async with Engine(database_url, registry=registry) as engine:
+        yield engine
+    await routers.pop("r").aclose()
+
+
+async def test_a_routed_call_is_one_step_and_its_decisions_are_events(
+    engine: Engine, scripts: dict[str, Script]
+) -> None:
+    scripts["openai"].reply(error="rate_limited", retry_after="5")
+    scripts["anthropic"].reply(text="Forty-two.", input_tokens=20, output_tokens=800)
+    handle = await engine.start(answer, "What is the answer?", run_id="wf-1")
+    result = await handle.result(timeout=30)
+    assert result["text"] == "Forty-two." and result["model"] == SONNET
+    assert result["max_tokens"] < 1024  # lowered to what the run's $0.02 affords on Sonnet
+    events = [(e.kind, e.data) async for e in handle.events(follow=False)]
+    assert events[0] == ("model.fallback", {"from": MINI, "to": SONNET, "reason": "rate_limited"})
+    kind, warning = events[1]
+    assert (kind, warning["scope"], warning["percent"]) == ("budget.update", "run:wf-1", 50)
+    assert len(events) == 2
+    async with engine.pool.acquire() as conn:
+        (step,) = await get_steps(conn, "wf-1")
+    assert step.name == f"route:{MINI}" and step.output["response"]["route"]["attempts"] == 2
+    calls = await Ledger(engine.pool).calls(run_id="wf-1")
+    assert [(r["step_no"], r["user_id"], r["fallback_reason"]) for r in calls] == [
+        (1, "ann", None),
+        (1, "ann", "rate_limited"),
+    ]
+
+
+@pytest.mark.parametrize("catch", [True, False])
+async def test_budget_exceeded_fails_the_step_without_a_retry(
+    engine: Engine, scripts: dict[str, Script], catch: bool
+) -> None:
+    router = routers["r"]
+    admitted: list[str] = []
+    admit = router.llm.admit
+
+    async def counting_admit(model: Any, *args: Any, **kwargs: Any) -> Any:
+        admitted.append(model.spec)
+        return await admit(model, *args, **kwargs)
+
+    router.llm.admit = counting_admit  # type: ignore[method-assign]
+    heard: list[Any] = []
+    router.on_event = heard.append
+    handle = await engine.start(too_poor, catch, run_id=f"poor-{catch}")
+    if catch:
+        refused = await handle.result(timeout=30)
+        assert (refused["scope"], refused["limit_usd"], refused["model"]) == (
+            f"run:poor-{catch}",
+            "0.000001",
+            MINI,
+        )
+    else:
+        with pytest.raises(WorkflowFailed) as caught:
+            await handle.result(timeout=30)
+        assert caught.value.error_type == "BudgetExceeded"
+    assert admitted == [SONNET, MINI]  # one try of the chain: the step was not retried
+    assert scripts["anthropic"].requests == scripts["openai"].requests == []
+    async with engine.pool.acquire() as conn:
+        (step,) = await get_steps(conn, f"poor-{catch}")
+    assert step.error["type"] == "BudgetExceeded"
+    # The failed step journals its error, so the run's log has the refusal; the decisions
+    # before it were heard live.
+    events = [(e.kind, e.data) async for e in handle.events(follow=False)]
+    assert events == [
+        ("budget.exceeded", BudgetExceeded.from_message(step.error["message"]).to_json())
+    ]  # type: ignore[union-attr]
+    assert [e.to_json() for e in heard] == [{"from": SONNET, "to": MINI, "reason": "budget"}]
