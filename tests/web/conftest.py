@@ -17,7 +17,7 @@ import websockets
 from threadline import Engine
 from threadline.agents import Agent, Turn
 from threadline.demo import support
-from threadline.ledger import LLM
+from threadline.ledger import LLM, Budget
 from threadline.sessions import Sessions
 from threadline.web import Auth, Hub, create_app
 
@@ -37,6 +37,15 @@ nudge = Agent(name="nudge", model="demo:threadline-demo")
 async def _nudge(turn: Turn) -> str | None:
     await turn.reply()
     turn.remind_after(1.0, "Still there?")
+    return None
+
+
+thrifty = Agent(name="thrifty", model="demo:threadline-demo", budget=Budget(usd=0.002))
+
+
+@thrifty.state("start")
+async def _thrifty(turn: Turn) -> str | None:
+    await turn.reply()
     return None
 
 
@@ -69,7 +78,7 @@ class ChatServer:
 async def chat(database_url: str) -> AsyncIterator[ChatServer]:
     engine = Engine(database_url, poll_interval=0.05)
     llm = LLM(model_options={"demo": {"tokens_per_second": 100}})
-    sessions = Sessions(engine, [echo, support, nudge], llm=llm, max_message_chars=2000)
+    sessions = Sessions(engine, [echo, support, nudge, thrifty], llm=llm, max_message_chars=2000)
     async with engine:
         hub = Hub(engine.url)
         await hub.start()

@@ -48,6 +48,6 @@ async def test_sessions_turn_costs_and_runs_are_shown(chat: ChatServer) -> None:
         run_id = f"turn:{sid}:1"
         assert run_id in runs.text
         run = await admin.get(f"/dashboard/runs/{run_id}")
-        assert "llm:demo:threadline-demo" in run.text and "commit" in run.text
+        assert "route:demo:threadline-demo" in run.text and "commit" in run.text
         overview = await admin.get("/dashboard")
         assert "demo:threadline-demo" in overview.text

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 
 from ..errors import ConfigurationError
+from ..ledger import Budget
+from ..router import ModelPolicy
 from ..tools import Tool
 
 if TYPE_CHECKING:
@@ -25,19 +27,26 @@ class Agent:
     """A conversational agent.
 
     `prompt` is a Jinja2 template for the system prompt; it sees the session's `state`,
-    `data` and anything passed to `turn.reply(**vars)`. `model` is a `provider:model` name
-    (default: the first provider with a key set, else the offline demo model).
+    `data` and anything passed to `turn.reply(**vars)`. `model` is a `provider:model` name or
+    a `ModelPolicy` with fallbacks (default: the first provider with a key set, else the
+    offline demo model). `budget`: `usd` caps each session, `daily` the agent's day, the
+    `per_*` limits their scopes (see docs/budgets.md).
     """
 
     name: str
     prompt: str = "You are a helpful assistant."
-    model: str | None = None
+    model: str | ModelPolicy | None = None
+    budget: Budget | None = None
     initial_state: str = "start"
     title: str = ""
     greeting: str | None = None
     max_tokens: int = 512
     tools: list[Tool] = field(default_factory=list)
     max_tool_rounds: int = 4
+    budget_message: str = (
+        "This conversation has used up its budget, so I can't answer more here. "
+        "A colleague can help you further."
+    )
     states: dict[str, Handler] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
 

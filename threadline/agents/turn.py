@@ -9,10 +9,17 @@ from decimal import Decimal
 from typing import Any
 
 from ..engine import WorkflowContext
-from ..ledger import LLM, Scope
+from ..ledger import LLM, BoundBudget, BudgetExceeded, BudgetNotice, Scope
 from ..llm import Message, Response, StreamEvent, TextDelta, ToolCall, ToolDef, Usage, price
+from ..router import Fallback, ModelPolicy, Restart, Router
+from ..router.events import RouterEvent
 from ..tools import Tool, ToolError
 from .agent import Agent
+
+
+def _plain(data: dict[str, Any]) -> dict[str, Any]:
+    """Money as strings: event data is JSON."""
+    return {k: str(v) if isinstance(v, Decimal) else v for k, v in data.items()}
 
 
 class TurnCancelled(Exception):
@@ -34,10 +41,11 @@ class Turn:
     data: dict[str, Any]
     text: str
     history: list[Message]
-    llm: LLM
+    router: Router
     emit: Emit
     scope: Scope
-    model: str
+    model: str | ModelPolicy
+    budget: BoundBudget | None = None
     cancelled: Callable[[], bool] = lambda: False
     ctx: WorkflowContext | None = None  # the turn's workflow: tool steps, approvals
     confirm_timeout: float = 24 * 3600
@@ -61,7 +69,15 @@ class Turn:
         tools = [t.definition for t in self.agent.tools]
         texts: list[str] = []
         for _ in range(self.agent.max_tool_rounds + 1):
-            response = await self._ask(messages, tools, max_tokens)
+            try:
+                response = await self._ask(messages, tools, max_tokens)
+            except BudgetExceeded as exc:
+                await self.emit(
+                    "budget.exceeded", {"turn_id": self.turn_id, **_plain(exc.to_json())}
+                )
+                await self._show(self.agent.budget_message)
+                texts.append(self.agent.budget_message)
+                break
             if response.text:
                 texts.append(response.text)
             if not response.tool_calls:
@@ -78,11 +94,14 @@ class Turn:
     ) -> Response:
         started = False
 
-        async def forward(event: StreamEvent) -> None:
+        async def forward(event: StreamEvent | Restart) -> None:
             nonlocal started
             if self.cancelled():  # the user pressed stop: end the call, it is billed so far
                 raise TurnCancelled(self.turn_id)
-            if isinstance(event, TextDelta) and event.text:
+            if isinstance(event, Restart):  # the model failed mid-answer: it starts again
+                await self.emit("message.restart", {"turn_id": self.turn_id, **event.to_json()})
+                started = False
+            elif isinstance(event, TextDelta) and event.text:
                 if not started:
                     started = True
                     await self.emit("message.start", {"turn_id": self.turn_id})
@@ -91,13 +110,19 @@ class Turn:
                     {"turn_id": self.turn_id, "text": event.text, "ts": time.time()},
                 )
 
-        response = await self.llm.request(
+        async def tell(event: RouterEvent) -> None:
+            if isinstance(event, (Fallback, BudgetNotice)):
+                await self.emit(event.kind, {"turn_id": self.turn_id, **_plain(event.to_json())})
+
+        response = await self.router.request(
             self.model,
             messages,
             scope=self.scope,
             tools=tools,
             max_tokens=max_tokens or self.agent.max_tokens,
+            budget=self.budget,
             on_delta=forward,
+            on_event=tell,
         )
         self.usage = self.usage + response.usage
         self.model_used = f"{response.provider}:{response.model}"
@@ -142,11 +167,18 @@ class Turn:
             return await run()
         return await self.ctx.step(run, name=f"tool:{found.name}")
 
+    @property
+    def llm(self) -> LLM:
+        return self.router.llm
+
     async def say(self, text: str) -> None:
         """Answer with fixed text (no model call)."""
+        await self._show(text)
+        self.replies.append(text)
+
+    async def _show(self, text: str) -> None:
         await self.emit("message.start", {"turn_id": self.turn_id})
         await self.emit("message.delta", {"turn_id": self.turn_id, "text": text})
-        self.replies.append(text)
 
     def remind_after(self, seconds: float, text: str) -> None:
         """If the user says nothing for `seconds`, post `text` to the session (a durable

@@ -8,6 +8,7 @@ import os
 import re
 
 from ..agents import Agent, Turn
+from ..ledger import Budget
 from ..tools import tool
 
 # -- memoir: intake -> outline -> chapters -> review ------------------------------------------
@@ -29,6 +30,7 @@ memoir = Agent(
     title="Memoir interview",
     prompt=MEMOIR_PROMPT,
     initial_state="intake",
+    budget=Budget(usd=0.50),  # per session: a memoir takes weeks, and must not cost a fortune
     greeting="Hello! I'll help you write your memoir, one conversation at a time. "
     "Shall we begin with where you grew up?",
 )
@@ -138,6 +140,7 @@ def place_order(code: str, quantity: int = 1) -> dict[str, object]:
 support = Agent(
     name="support",
     tools=[lookup_part, place_order],
+    budget=Budget(usd=0.10, daily=20.0),  # per session, and for the whole bot per day
     title="Support",
     prompt=SUPPORT_PROMPT,
     initial_state="answering",

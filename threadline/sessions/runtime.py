@@ -19,6 +19,7 @@ from ..engine.registry import workflow
 from ..errors import ConfigurationError, PayloadTooLarge
 from ..ledger import LLM, Scope
 from ..llm import Message, default_model_spec
+from ..router import Router
 from . import store
 from .events import EventLog, SessionEvent, read_events
 from .store import SessionInfo, StoredMessage
@@ -41,6 +42,7 @@ class Sessions:
         self.engine = engine
         self.agents = {a.name: a for a in agents}
         self.llm = llm or LLM()
+        self.router = Router(self.llm)
         self.max_message_chars = max_message_chars
         self._events: EventLog | None = None
         engine.queues.setdefault(TURN_QUEUE, Queue(TURN_QUEUE, per_key=1))
@@ -229,7 +231,7 @@ class Sessions:
             data=snap["data"],
             text=snap["text"],
             history=[Message.from_json(m) for m in snap["history"]],
-            llm=self.llm,
+            router=self.router,
             emit=lambda kind, data: self._emit(session_id, kind, data),
             scope=Scope(
                 tenant=snap["tenant"],
@@ -239,6 +241,9 @@ class Sessions:
                 agent=agent.name,
             ),
             model=agent.model or default_model_spec(),
+            budget=agent.budget.bind(whole=f"session:{session_id}", daily_of=f"agent:{agent.name}")
+            if agent.budget
+            else None,
             cancelled=lambda: ctx.cancelled,
             ctx=ctx,
         )
@@ -258,6 +263,7 @@ class Sessions:
                 "usage": turn.usage.to_json(),
                 "cost": str(turn.cost) if turn.cost is not None else None,
                 "cached": False,
+                "budget": await self._budget_line(agent, session_id),
             },
         )
         if next_state != turn.state:
@@ -298,6 +304,17 @@ class Sessions:
                 session_id, "message.reminder", {"text": text, "message_seq": message_seq}
             )
         return True
+
+    async def _budget_line(self, agent: Agent, session_id: str) -> dict[str, str] | None:
+        """What the session's budget has left, for the widget's cost line."""
+        if agent.budget is None or agent.budget.usd is None:
+            return None
+        for state in await self.llm.ledger.budgets.get(f"session:{session_id}"):
+            limit = state.limit_usd
+            if state.bucket == "total" and limit is not None:
+                spent = state.spent_usd + state.reserved_usd
+                return {"limit": str(limit), "spent": str(spent), "left": str(limit - spent)}
+        return {"limit": str(agent.budget.usd), "spent": "0", "left": str(agent.budget.usd)}
 
     async def _emit(self, session_id: str, kind: str, data: dict[str, Any]) -> None:
         self.events.post(session_id, kind, data)

@@ -150,8 +150,19 @@
         if (frame.text && el._text !== frame.text) { el._text = frame.text; render(el, frame.text); }
         setBusy(false);
         if (showCost && frame.cost !== null && frame.cost !== undefined) {
-          status.textContent = (frame.model || "") + " · $" + Number(frame.cost).toFixed(5);
+          var line = (frame.model || "") + " · $" + Number(frame.cost).toFixed(5);
+          if (frame.budget) line += " · $" + Number(frame.budget.left).toFixed(4) + " of $" + Number(frame.budget.limit).toFixed(2) + " left";
+          status.textContent = line;
         }
+        return;
+      case "budget.update":
+        status.textContent = "This conversation has used " + frame.threshold + "% of its budget.";
+        return;
+      case "budget.exceeded":
+        status.textContent = "This conversation has reached its budget.";
+        return;
+      case "model.fallback":
+        status.textContent = "Answering with " + frame.to + " (" + frame.reason + ").";
         return;
       case "message.cancelled":
         setBusy(false);
