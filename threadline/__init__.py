@@ -1,5 +1,6 @@
 """threadline: durable, cost-aware LLM conversations and workflows on PostgreSQL."""
 
+from .agents import Agent, Turn
 from .engine import (
     Engine,
     Event,
@@ -25,29 +26,65 @@ from .errors import (
     WorkflowCancelled,
     WorkflowFailed,
 )
+from .ledger import LLM, Budget, BudgetExceeded, BudgetNotice, Budgets, Ledger, Scope
+from .llm import LLMError, Message, Model, get_model
+from .router import (
+    CooldownPolicy,
+    Fallback,
+    ModelPolicy,
+    NoModelAvailable,
+    Restart,
+    RoutedResponse,
+    Router,
+)
+from .sessions import Sessions
+from .tools import Tool, tool
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "LLM",
+    "Agent",
+    "Budget",
+    "BudgetExceeded",
+    "BudgetNotice",
+    "Budgets",
     "ConfigurationError",
+    "CooldownPolicy",
     "DatabaseUnavailable",
     "Engine",
     "Event",
+    "Fallback",
+    "LLMError",
+    "Ledger",
+    "Message",
+    "Model",
+    "ModelPolicy",
+    "NoModelAvailable",
     "NonDeterminismError",
     "NotSerializable",
     "PayloadTooLarge",
     "Queue",
     "Registry",
+    "Restart",
     "RetryPolicy",
+    "RoutedResponse",
+    "Router",
     "RunHandle",
     "SchemaError",
+    "Scope",
+    "Sessions",
     "StepError",
     "ThreadlineError",
+    "Tool",
+    "Turn",
     "UnknownRun",
     "UnknownWorkflow",
     "WorkflowCancelled",
     "WorkflowContext",
     "WorkflowFailed",
+    "get_model",
     "step",
+    "tool",
     "workflow",
 ]
