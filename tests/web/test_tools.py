@@ -75,3 +75,13 @@ async def test_a_tool_that_needs_approval_waits_for_it(chat: ChatServer) -> None
     result = next(f for f in frames if f["type"] == "tool.result")["result"]["result"]
     assert (result["ordered"], result["code"]) == (True, "TL-4471-F")
     assert "ORD-" in frames[-1]["text"]
+
+
+async def test_an_answer_with_a_tool_round_starts_once_and_adds_up(chat: ChatServer) -> None:
+    async with chat.connect(await chat.new_session("support")) as ws:
+        await ws.recv()
+        await start(ws, "Can you look up part TL-5120?")
+        frames = await frames_until(ws, "message.end")
+    assert sum(f["type"] == "message.start" for f in frames) == 1  # not a restart
+    deltas = "".join(f["text"] for f in frames if f["type"] == "message.delta")
+    assert deltas == frames[-1]["text"] and "\n\n" in deltas

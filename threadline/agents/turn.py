@@ -52,6 +52,7 @@ class Turn:
     replies: list[str] = field(default_factory=list)
     handoff_reason: str | None = None
     reminders: list[tuple[float, str]] = field(default_factory=list)
+    _shown: bool = False  # the turn's answer has started on screen (one message.start)
     usage: Usage = field(default_factory=Usage)
     cost: Decimal | None = Decimal(0)  # None once a call's price is unknown
     model_used: str | None = None
@@ -92,23 +93,29 @@ class Turn:
     async def _ask(
         self, messages: list[Message], tools: list[ToolDef], max_tokens: int | None
     ) -> Response:
-        started = False
+        first = True  # this call's first text: after an earlier round's, a paragraph break
 
         async def forward(event: StreamEvent | Restart) -> None:
-            nonlocal started
+            nonlocal first
             if self.cancelled():  # the user pressed stop: end the call, it is billed so far
                 raise TurnCancelled(self.turn_id)
             if isinstance(event, Restart):  # the model failed mid-answer: it starts again
                 await self.emit("message.restart", {"turn_id": self.turn_id, **event.to_json()})
-                started = False
+                self._shown = first = False
             elif isinstance(event, TextDelta) and event.text:
-                if not started:
-                    started = True
-                    await self.emit("message.start", {"turn_id": self.turn_id})
+                text = event.text
+                if first:
+                    first = False
+                    if not self._shown:
+                        await self.emit("message.start", {"turn_id": self.turn_id})
+                    elif messages_have_text:
+                        text = "\n\n" + text
+                self._shown = True
                 await self.emit(
-                    "message.delta",
-                    {"turn_id": self.turn_id, "text": event.text, "ts": time.time()},
+                    "message.delta", {"turn_id": self.turn_id, "text": text, "ts": time.time()}
                 )
+
+        messages_have_text = any(m.role == "assistant" and m.content for m in messages[1:])
 
         async def tell(event: RouterEvent) -> None:
             if isinstance(event, (Fallback, BudgetNotice)):
@@ -177,7 +184,11 @@ class Turn:
         self.replies.append(text)
 
     async def _show(self, text: str) -> None:
-        await self.emit("message.start", {"turn_id": self.turn_id})
+        if not self._shown:
+            await self.emit("message.start", {"turn_id": self.turn_id})
+        else:
+            text = "\n\n" + text
+        self._shown = True
         await self.emit("message.delta", {"turn_id": self.turn_id, "text": text})
 
     def remind_after(self, seconds: float, text: str) -> None:

@@ -121,6 +121,9 @@
       case "session.state":
         return;
       case "message.greeting":
+        el = bubble("assistant", frame.text);
+        log.insertBefore(el, log.firstChild); // it opens the conversation, whatever came first
+        return;
       case "message.reminder":
         bubble("assistant", frame.text);
         return;
