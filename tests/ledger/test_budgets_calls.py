@@ -3,15 +3,19 @@ reservation and settlement, a per-call cap, daily limits, and estimate mode."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
+from typing import Any
 
+import asyncpg
 import pytest
 
-from threadline import Engine
+from threadline import Engine, db
+from threadline.engine.engine import engine_of
 from threadline.ledger import LLM, Budget, BudgetExceeded, BudgetNotice, Ledger, Scope
 from threadline.ledger.estimates import Calibration, prompt_bytes
-from threadline.ledger.limits import today
+from threadline.ledger.limits import Counter, counters_for, today
 from threadline.llm import Message, price, prices_per_token, upper_bound_messages
 from threadline.llm.pricing import PriceOverrides
 
@@ -121,3 +125,68 @@ async def test_estimate_mode_learns_bytes_per_token_and_reports_overshoot(
     assert learned == pytest.approx(prompt_bytes(PROMPT) / 4000)
     model = llm.model(MINI)
     assert await llm.ledger.budgets.calibration.estimate(model, PROMPT) == 4000
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def test_calls_under_no_limit_skip_the_database_and_limits_set_elsewhere_apply(
+    llm: LLM, api: Script, database_url: str
+) -> None:
+    budgets = llm.ledger.budgets
+    index = budgets.limit_index()
+    assert index is not None
+    acme, other = counters_for(Scope(tenant="acme")), counters_for(Scope(tenant="beta"))
+    await until(lambda: index.unlimited(other))  # loaded in the background at first use
+    declared = [Counter("tenant", "beta", "total", "total", Decimal(1))]
+    assert not index.unlimited(counters_for(Scope(tenant="beta"), declared=declared))
+    api.reply(input_tokens=15, output_tokens=40)
+    await llm.request(MINI, PROMPT, scope=Scope(tenant="acme"), max_tokens=500)
+    async with llm.ledger.pool.acquire() as conn:  # admitted without a reservation
+        assert await conn.fetchval("SELECT count(*) FROM threadline.budget_holders") == 0
+    # Another process sets a limit: its notification reaches this one, and the next call
+    # is held to it.
+    async with Engine(database_url, worker=False) as elsewhere:
+        await Ledger(elsewhere.pool).budgets.set("tenant:*", usd=0)
+    await until(lambda: not index.unlimited(acme))
+    with pytest.raises(BudgetExceeded):
+        await llm.request(MINI, PROMPT, scope=Scope(tenant="acme"), max_tokens=500)
+    assert len(api.requests) == 1
+    await budgets.remove("tenant:*")
+    await until(lambda: index.unlimited(acme))
+    await budgets.set("tenant:acme", usd=0)  # this process's own change counts at once
+    assert not index.unlimited(acme)
+    await until(lambda: index.unlimited(other))  # its notification came back: reloaded
+    assert not index.unlimited(acme)
+
+
+async def test_a_lost_listener_forgets_the_limits_until_it_hears_again(
+    llm: LLM, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index = llm.ledger.budgets.limit_index()
+    engine = engine_of(llm.ledger.pool)
+    assert index is not None and engine is not None and engine._listener is not None
+    acme = counters_for(Scope(tenant="acme"))
+    await until(lambda: index.unlimited(acme))
+    # Hold the engine's reconnection until told: it stays deaf meanwhile.
+    hearing, connect = asyncio.Event(), db.connect
+
+    async def held(url: str, **kw: Any) -> asyncpg.Connection:
+        await hearing.wait()
+        return await connect(url, **kw)
+
+    async with Engine(database_url, worker=False) as elsewhere, elsewhere.pool.acquire() as conn:
+        monkeypatch.setattr(db, "connect", held)
+        await conn.execute("SELECT pg_terminate_backend($1)", engine._listener.get_server_pid())
+        await until(lambda: not engine.listening)
+        assert not index.unlimited(acme)  # deaf: not known, so asked of the database
+        await Ledger(elsewhere.pool).budgets.set("tenant:acme", usd=0)  # its NOTIFY is missed
+        assert not index.unlimited(acme)  # and no load happens while deaf
+    hearing.set()
+    await until(lambda: engine.listening)
+    await until(lambda: index.unlimited(counters_for(Scope(tenant="beta"))))
+    assert not index.unlimited(acme)  # reloaded after the reconnection: the change is known

@@ -10,7 +10,7 @@ import os
 import socket
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -38,7 +38,23 @@ from .worker import Queue, Worker
 log = logging.getLogger(__name__)
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
-_CHANNELS = ("threadline_done", "threadline_events", "threadline_work", "threadline_cancel")
+_CHANNELS = (
+    "threadline_done",
+    "threadline_events",
+    "threadline_work",
+    "threadline_cancel",
+    "threadline_budgets",
+)
+# Called with a notification's payload, or None when notifications may have been missed.
+Watcher = Callable[[str | None], None]
+_OPEN_ENGINES: dict[asyncpg.Pool, Engine] = {}  # removed at close (pools take no weakref)
+
+
+def engine_of(pool: asyncpg.Pool) -> Engine | None:
+    """The open engine whose pool this is (so other layers can share its listener)."""
+    return _OPEN_ENGINES.get(pool)
+
+
 Outcome = tuple[str, str | None, str | None]  # status, output json, error json
 
 
@@ -124,6 +140,7 @@ class Engine:
         self._event_watchers: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._closing = False
         self._reconnect_task: asyncio.Task[None] | None = None
+        self._watchers: dict[str, list[Watcher]] = defaultdict(list)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -169,6 +186,7 @@ class Engine:
                 )
         self._journal = Journal(self._pool, self.worker_id)
         await self._listen()
+        _OPEN_ENGINES[self._pool] = self
         if self._want_worker:
             self.worker = Worker(self, self.worker_id, **self._worker_options)  # type: ignore[arg-type]
             self.worker.start()
@@ -176,6 +194,9 @@ class Engine:
 
     async def close(self, drain_timeout: float = 30.0) -> None:
         self._closing = True
+        if self._pool is not None:
+            _OPEN_ENGINES.pop(self._pool, None)
+        self._notify_watchers(None)
         if self._reconnect_task is not None:
             self._reconnect_task.cancel()
         if self.worker is not None:
@@ -216,7 +237,26 @@ class Engine:
         conn.add_termination_listener(self._on_listener_lost)  # type: ignore[arg-type]
         self._listener = conn
 
+    @property
+    def listening(self) -> bool:
+        """Whether notifications reach this process now."""
+        return self._listener is not None and not self._listener.is_closed()
+
+    def watch(self, channel: str, watcher: Watcher) -> None:
+        """Call `watcher` with each notification on `channel` (one of the channels the engine
+        listens on), and with None whenever some may have been missed (a lost listener)."""
+        if channel not in _CHANNELS:
+            raise ValueError(f"the engine does not listen on {channel!r}")
+        self._watchers[channel].append(watcher)
+
+    def _notify_watchers(self, payload: str | None, channel: str | None = None) -> None:
+        for name, watchers in self._watchers.items():
+            if channel is None or name == channel:
+                for watcher in watchers:
+                    watcher(payload)
+
     def _on_listener_lost(self, conn: asyncpg.Connection) -> None:
+        self._notify_watchers(None)
         if self._closing:
             return
         log.warning("lost the listener connection; reconnecting")
@@ -232,6 +272,7 @@ class Engine:
                 delay = min(delay * 2, 2.0)
                 continue
             # Anything may have happened while deaf: wake every waiter to re-check.
+            self._notify_watchers(None)
             for run_id in list(self._result_waiters):
                 self._resolve(run_id, None)
             for watchers in self._event_watchers.values():
@@ -242,6 +283,9 @@ class Engine:
             return
 
     def _on_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
+        if channel == "threadline_budgets":  # the engine's own channels carry run ids
+            self._notify_watchers(payload, channel)
+            return
         if channel == "threadline_work":
             if self.worker is not None:
                 self.worker.wakeup.set()

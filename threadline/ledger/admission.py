@@ -121,7 +121,10 @@ async def admit(
     fallback_reason: str | None = None,
     overrides: PriceOverrides | None = None,
 ) -> Grant | Refusal:
-    """Reserve the call's worst case against its limits, or say why it does not fit."""
+    """Reserve the call's worst case against its limits, or say why it does not fit. A call
+    known to be under no limit is admitted at once, without pricing it or asking the database."""
+    if plan.call_cap_usd is None and budgets.unlimited(plan.counters):
+        return Grant(max_tokens)
     cost = await call_cost(model, messages, tools, plan.mode, budgets.calibration, overrides)
     min_tokens = max(1, min(min_tokens, max_tokens))
     if plan.call_cap_usd is not None:

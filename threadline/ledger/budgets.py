@@ -28,6 +28,7 @@ import asyncpg
 
 from ..engine.dbretry import with_db_retry
 from .estimates import Calibration
+from .limit_index import LimitIndex, index_for
 from .limits import PERIODS, Counter, Period, ScopeRef, money, today
 from .outcomes import BudgetNotice, CallInfo, Grant, Refusal
 from .reservations import applicable, recover, reserve
@@ -147,6 +148,9 @@ class Budgets:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(SET_LIMIT, ref.kind, ref.key, per, amount)
             await conn.execute(RELIMIT_USAGE, ref.kind, ref.key, per, amount, today())
+        index = self.limit_index()
+        if index is not None:
+            index.added(ref.kind, ref.key, per)
 
     async def remove(self, scope: str | ScopeRef, *, period: str = "total") -> bool:
         """Remove a limit set at run time (spending so far stays on record)."""
@@ -212,6 +216,16 @@ class Budgets:
                     log.exception("budget notice hook %r failed", hook)
 
     # -- reservations ---------------------------------------------------------------------------
+
+    def limit_index(self) -> LimitIndex | None:
+        """What this process knows of the limits set, when an open engine shares its pool."""
+        return index_for(self.pool)
+
+    def unlimited(self, counters: Sequence[Counter]) -> bool:
+        """True when it is known without asking the database that none of these counters has
+        a limit (see `limit_index`); False when one has, or when that is not known."""
+        index = index_for(self.pool)
+        return index is not None and index.unlimited(counters)
 
     async def applies(self, counters: Sequence[Counter]) -> bool:
         """Whether any of these counters has a limit."""
