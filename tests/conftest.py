@@ -17,6 +17,8 @@ import pytest
 from threadline import db
 
 _counter = itertools.count()
+# Agents' knowledge embeds with the fast test embedder; tests of the real model pass it.
+os.environ.setdefault("THREADLINE_EMBEDDER", "hash")
 
 
 @pytest.fixture(scope="session")

@@ -265,7 +265,7 @@ async def test_the_ai_sdk_endpoint_speaks_the_ui_message_stream_protocol(
         "id": "chat-1",
         "trigger": "submit-message",
         "messages": [
-            {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "Look up TL-5120"}]}
+            {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "Look up TL-4480"}]}
         ],
     }
     chunks: list[dict | str] = []  # type: ignore[type-arg]

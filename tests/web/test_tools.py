@@ -56,15 +56,15 @@ async def test_a_tool_call_runs_and_its_result_reaches_the_answer(chat: ChatServ
     call = next(f for f in frames if f["type"] == "tool.call")
     result = next(f for f in frames if f["type"] == "tool.result")
     assert (call["name"], call["arguments"]) == ("lookup_part", {"code": "TL-4471"})
-    assert result["result"]["result"]["name"] == "Kettle K2"
-    assert "Kettle K2" in frames[-1]["text"]
+    assert result["result"]["result"]["name"] == "Sediment pre-filter"
+    assert "Sediment pre-filter" in frames[-1]["text"]
 
 
 async def test_a_tool_that_needs_approval_waits_for_it(chat: ChatServer) -> None:
     async with chat.connect(await chat.new_session("support")) as ws:
         await ws.send(json.dumps({"type": "tool.confirm", "call_id": "c1", "approve": True}))
         assert (await frames_until(ws, "error"))[-1]["code"] == "not_waiting"  # no turn yet
-        await start(ws, "Please place an order for TL-4471-F")
+        await start(ws, "Please place an order for TL-4472")
         frames: list[dict[str, Any]] = await frames_until(ws, "tool.confirm")
         call_id = frames[-1]["call_id"]
         assert not any(f["type"] == "tool.result" for f in frames)  # nothing ordered yet
@@ -73,14 +73,14 @@ async def test_a_tool_that_needs_approval_waits_for_it(chat: ChatServer) -> None
         await ws.send(json.dumps({"type": "tool.confirm", "call_id": call_id, "approve": True}))
         frames += await frames_until(ws, "message.end")
     result = next(f for f in frames if f["type"] == "tool.result")["result"]["result"]
-    assert (result["ordered"], result["code"]) == (True, "TL-4471-F")
+    assert (result["ordered"], result["code"]) == (True, "TL-4472")
     assert "ORD-" in frames[-1]["text"]
 
 
 async def test_an_answer_with_a_tool_round_starts_once_and_adds_up(chat: ChatServer) -> None:
     async with chat.connect(await chat.new_session("support")) as ws:
         await ws.recv()
-        await start(ws, "Can you look up part TL-5120?")
+        await start(ws, "Can you look up part TL-4480?")
         frames = await frames_until(ws, "message.end")
     assert sum(f["type"] == "message.start" for f in frames) == 1  # not a restart
     deltas = "".join(f["text"] for f in frames if f["type"] == "message.delta")

@@ -11,6 +11,7 @@ import jinja2
 
 from ..errors import ConfigurationError
 from ..ledger import Budget
+from ..rag.knowledge import Knowledge
 from ..router import ModelPolicy
 from ..tools import Tool
 
@@ -30,7 +31,9 @@ class Agent:
     `data` and anything passed to `turn.reply(**vars)`. `model` is a `provider:model` name or
     a `ModelPolicy` with fallbacks (default: the first provider with a key set, else the
     offline demo model). `budget`: `usd` caps each session, `daily` the agent's day, the
-    `per_*` limits their scopes (see docs/budgets.md).
+    `per_*` limits their scopes (see docs/budgets.md). `knowledge`: documents `turn.reply`
+    retrieves passages from for the prompt, and the semantic cache for turns the handler
+    marks cacheable (docs/rag.md).
     """
 
     name: str
@@ -43,6 +46,7 @@ class Agent:
     max_tokens: int = 512
     tools: list[Tool] = field(default_factory=list)
     max_tool_rounds: int = 4
+    knowledge: Knowledge | None = None
     budget_message: str = (
         "This conversation has used up its budget, so I can't answer more here. "
         "A colleague can help you further."

@@ -11,6 +11,10 @@ from typing import Any
 from ..engine import WorkflowContext
 from ..ledger import LLM, BoundBudget, BudgetExceeded, BudgetNotice, Scope
 from ..llm import Message, Response, StreamEvent, TextDelta, ToolCall, ToolDef, Usage, price
+from ..rag.cache import CachedLLM, CacheHit, CacheScope
+from ..rag.cache.serve import replay_stream
+from ..rag.knowledge import BoundKnowledge
+from ..rag.retrieval import Passage, format_context
 from ..router import Fallback, ModelPolicy, Restart, Router
 from ..router.events import RouterEvent
 from ..tools import Tool, ToolError
@@ -57,19 +61,48 @@ class Turn:
     cost: Decimal | None = Decimal(0)  # None once a call's price is unknown
     model_used: str | None = None
 
+    @property
+    def first_question(self) -> bool:
+        """No earlier user message in the session: the question stands on its own (what
+        `reply(cacheable=...)` usually wants: a follow-up's answer depends on the talk)."""
+        return not any(m.role == "user" for m in self.history)
+
     async def reply(
-        self, *, instructions: str | None = None, max_tokens: int | None = None, **variables: Any
+        self,
+        *,
+        instructions: str | None = None,
+        max_tokens: int | None = None,
+        cacheable: bool = False,
+        **variables: Any,
     ) -> str:
         """Ask the agent's model, with its rendered prompt and the history; the answer
         streams to the session as it is generated. Tool calls the model makes run as durable
-        steps (after approval, for tools that need it) and their results go back to it."""
+        steps (after approval, for tools that need it) and their results go back to it.
+
+        With the agent's `knowledge`, the passages retrieved for the question are added to
+        the prompt; with `cacheable`, an earlier answer to the same question (in the same or
+        other words, same agent, prompt, tools, model policy and tenant) is served from the
+        semantic cache instead, and a new plain answer is cached."""
         system = self.agent.render(state=self.state, data=self.data, **variables)
         if instructions:
             system += "\n\n" + instructions
-        messages = [Message.system(system), *self.history, Message.user(self.text)]
         tools = [t.definition for t in self.agent.tools]
+        knowledge, passages, cache_scope = self._knowledge(), [], None
+        if knowledge is not None:
+            if cacheable and knowledge.knowledge.cache:
+                cache_scope = knowledge.cache_scope(
+                    self.agent.name, system, tools, str(self.model), self.scope.tenant
+                )
+                cached = CachedLLM(self.llm, knowledge.cache)
+                hit = await cached.lookup(self.text, cache_scope, self.scope)
+                if hit is not None:
+                    return await self._serve(hit)
+            passages = await knowledge.search(self.text)
+            system += "\n\n" + format_context(passages)
+        messages = [Message.system(system), *self.history, Message.user(self.text)]
         texts: list[str] = []
-        for _ in range(self.agent.max_tool_rounds + 1):
+        plain: Response | None = None  # the answer, when it came in one round with no tools
+        for round_no in range(self.agent.max_tool_rounds + 1):
             try:
                 response = await self._ask(messages, tools, max_tokens)
             except BudgetExceeded as exc:
@@ -82,13 +115,66 @@ class Turn:
             if response.text:
                 texts.append(response.text)
             if not response.tool_calls:
+                plain = response if round_no == 0 else None
                 break
             messages.append(response.message)
             for call in response.tool_calls:
                 messages.append(await self._call_tool(call))
         text = "\n\n".join(texts)
         self.replies.append(text)
+        if knowledge is not None and cache_scope is not None and plain is not None:
+            await self._cache(knowledge, cache_scope, plain, passages)
         return text
+
+    def _knowledge(self) -> BoundKnowledge | None:
+        if self.agent.knowledge is None:
+            return None
+        return self.agent.knowledge.on(self.llm.ledger.pool)
+
+    async def _serve(self, hit: CacheHit) -> str:
+        """Stream a cached answer as a live one arrives (its ledger row is written)."""
+        await self.emit("message.start", {"turn_id": self.turn_id, "cached": True})
+        self._shown = True
+        async for event in replay_stream(hit):
+            if self.cancelled():
+                raise TurnCancelled(self.turn_id)
+            if isinstance(event, TextDelta):
+                await self.emit(
+                    "message.delta",
+                    {"turn_id": self.turn_id, "text": event.text, "ts": time.time()},
+                )
+        answer = hit.answer
+        self.usage = self.usage + Usage(answer.input_tokens, answer.output_tokens)
+        self.model_used = f"{answer.provider}:{answer.model}" if answer.model else "cache"
+        self.replies.append(answer.answer)
+        return answer.answer
+
+    async def _cache(
+        self,
+        knowledge: BoundKnowledge,
+        scope: CacheScope,
+        response: Response,
+        passages: list[Passage],
+    ) -> bool:
+        """Cache a complete plain answer, with the documents it was built from (once: a
+        journaled step in a workflow). Whether it was cached."""
+        overrides = self.llm.ledger.overrides  # resolved here: a step body has no workflow
+
+        async def store() -> bool:
+            entry = await knowledge.cache.store_response(
+                self.text,
+                response,
+                scope,
+                documents=passages,
+                ttl=knowledge.knowledge.ttl,
+                overrides=overrides,
+            )
+            return entry is not None
+
+        if self.ctx is None:
+            return await store()
+        cached: bool = await self.ctx.step(store, name="cache:store")
+        return cached
 
     async def _ask(
         self, messages: list[Message], tools: list[ToolDef], max_tokens: int | None

@@ -9,6 +9,7 @@ import re
 
 from ..agents import Agent, Turn
 from ..ledger import Budget
+from ..rag.knowledge import KB_DIR, Knowledge
 from ..tools import tool
 
 # -- memoir: intake -> outline -> chapters -> review ------------------------------------------
@@ -80,32 +81,18 @@ async def review(turn: Turn) -> str | None:
 
 # -- support: answers from the product's knowledge base, hands off to a human ----------------
 
-KNOWLEDGE = """Context:
-## Kettle K2 (part code TL-4471)
-The Kettle K2 boils 1.7 litres in about three minutes. Its limescale filter is part TL-4471-F.
-## Warranty
-Every Threadline Home appliance has a two-year warranty from the date of delivery.
-## Returns
-Unused items can be returned within 30 days for a full refund; shipping back is free.
-## Delivery
-Orders placed before 14:00 ship the same day; delivery takes two to four working days.
-## Toaster T3 (part code TL-5120)
-The Toaster T3 has four slots and a bagel mode. Its crumb tray is part TL-5120-C."""
-
-SUPPORT_PROMPT = (
-    """You are the support assistant of Threadline Home, a (fictional) maker of
-kitchen appliances. Answer only from the context below, briefly, citing the section you
-used. If the answer is not there, say so and offer a human colleague.
-
-"""
-    + KNOWLEDGE
-)
+SUPPORT_PROMPT = """You are the support assistant of Tidewater, maker of the (fictional)
+TL-500 under-sink water purifier. Answer only from the context below, briefly, citing the
+passages you used by their [number]. If the answer is not there, say so and offer a human
+colleague. Look parts up and place orders with your tools."""
 
 PARTS = {
-    "TL-4471": {"name": "Kettle K2", "price_eur": 49.0, "in_stock": 120},
-    "TL-4471-F": {"name": "Limescale filter for the Kettle K2", "price_eur": 6.5, "in_stock": 800},
-    "TL-5120": {"name": "Toaster T3", "price_eur": 59.0, "in_stock": 35},
-    "TL-5120-C": {"name": "Crumb tray for the Toaster T3", "price_eur": 4.0, "in_stock": 0},
+    "TL-4471": {"name": "Sediment pre-filter", "price_eur": 14.0, "in_stock": 240},
+    "TL-4472": {"name": "Carbon block", "price_eur": 29.0, "in_stock": 150},
+    "TL-4480": {"name": "Reverse-osmosis membrane", "price_eur": 89.0, "in_stock": 0},
+    "TL-2210": {"name": "Faucet kit, brushed steel", "price_eur": 45.0, "in_stock": 60},
+    "TL-3305": {"name": "Leak sensor with 2 m cable", "price_eur": 19.0, "in_stock": 80},
+    "TL-6610": {"name": "Remineralisation cartridge", "price_eur": 24.0, "in_stock": 35},
 }
 
 
@@ -125,7 +112,7 @@ def place_order(code: str, quantity: int = 1) -> dict[str, object]:
     """Order a part for the customer (a colleague or the customer approves it first).
 
     Args:
-        code: The part code, like TL-4471-F.
+        code: The part code, like TL-4472.
         quantity: How many to order.
     """
     part = PARTS.get(code.upper())
@@ -140,12 +127,13 @@ def place_order(code: str, quantity: int = 1) -> dict[str, object]:
 support = Agent(
     name="support",
     tools=[lookup_part, place_order],
+    knowledge=Knowledge(KB_DIR, collection="tidewater-kb"),
     budget=Budget(usd=0.10, daily=20.0),  # per session, and for the whole bot per day
     title="Support",
     prompt=SUPPORT_PROMPT,
     initial_state="answering",
-    greeting="Hi! I can answer questions about Threadline Home appliances, parts, "
-    "deliveries and returns.",
+    greeting="Hi! I can answer questions about the Tidewater TL-500 water purifier: "
+    "installation, filters and parts, troubleshooting, warranty and orders.",
 )
 
 _HUMAN = re.compile(r"\b(human|person|agent|operator|someone real)\b", re.IGNORECASE)
@@ -156,7 +144,7 @@ async def answering(turn: Turn) -> str | None:
     if _HUMAN.search(turn.text):
         await turn.say("I'm handing you over to a colleague; they will answer here shortly.")
         return turn.handoff("asked for a human")
-    await turn.reply()
+    await turn.reply(cacheable=turn.first_question)  # a first question stands on its own
     return None
 
 

@@ -26,11 +26,12 @@ from .cache import (
 from .chunking import Chunk, chunk_sections
 from .documents import Collection, DocumentInfo, DocumentStore, IngestResult
 from .embedder import Embedder, Encoded, HashEmbedder, MiniLMEmbedder, default_embedder
+from .knowledge import KB_DIR, Knowledge, knowledge_embedder
 from .loaders import LoadedDocument, Section, load_bytes, load_path
 from .retrieval import Citation, Passage, Retriever, format_context
-from .support import SupportAnswer, SupportBot
 
 __all__ = [
+    "KB_DIR",
     "CacheDecision",
     "CacheHit",
     "CacheScope",
@@ -49,17 +50,17 @@ __all__ = [
     "HashEmbedder",
     "HitVerifier",
     "IngestResult",
+    "Knowledge",
     "LoadedDocument",
     "MiniLMEmbedder",
     "Passage",
     "Retriever",
     "Section",
     "SemanticCache",
-    "SupportAnswer",
-    "SupportBot",
     "chunk_sections",
     "default_embedder",
     "format_context",
+    "knowledge_embedder",
     "load_bytes",
     "load_path",
 ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,6 +19,9 @@ from .verifier import Candidate
 
 __all__ = ["CachedAnswer", "DocumentVersion", "Entries", "EntryInfo"]
 
+log = logging.getLogger(__name__)
+
+HIT_WRITE_DELAY_S = 0.1
 _LIVE = "(expires_at IS NULL OR expires_at > now())"
 
 
@@ -74,6 +79,8 @@ def _answer(row: asyncpg.Record) -> CachedAnswer:
 class Entries:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        self._hits: dict[int, list[Any]] = {}
+        self._hit_writer: asyncio.Task[None] | None = None
 
     async def exact(self, scope_key: str, prompt_hash: str) -> CachedAnswer | None:
         async with self.pool.acquire() as conn:
@@ -87,24 +94,18 @@ class Entries:
 
     async def nearest(
         self, scope_key: str, vector: Any, k: int, min_cosine: float
-    ) -> list[Candidate]:
-        """Up to k live entries of the scope nearest to the vector, at least `min_cosine`."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            # A filtered HNSW scan goes on until k rows pass the scope filter (pgvector 0.8).
-            await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+    ) -> list[tuple[Candidate, CachedAnswer]]:
+        """Up to k live entries of the scope nearest to the vector, at least `min_cosine`,
+        with their answers (one round trip)."""
+        async with self.pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT id, prompt, 1 - distance AS cosine FROM ("
-                "  SELECT id, prompt, embedding <=> $2::vector AS distance"
-                "    FROM threadline.cache_entries"
-                f"  WHERE scope_key = $1 AND {_LIVE}"
-                "   ORDER BY embedding <=> $2::vector LIMIT $3) n "
-                "WHERE 1 - distance >= $4 ORDER BY distance",
+                "SELECT * FROM threadline.cache_nearest($1, $2::halfvec, $3, $4)",
                 scope_key,
                 to_pgvector(vector),
                 k,
                 min_cosine,
             )
-        return [Candidate(r["id"], r["prompt"], float(r["cosine"])) for r in rows]
+        return [(Candidate(r["id"], r["prompt"], float(r["cosine"])), _answer(r)) for r in rows]
 
     async def answer(self, entry_id: int) -> CachedAnswer | None:
         async with self.pool.acquire() as conn:
@@ -114,14 +115,38 @@ class Entries:
             )
         return None if row is None else _answer(row)
 
-    async def count_hit(self, entry_id: int, saved: Decimal) -> None:
-        async with self.pool.acquire() as conn:
-            await conn.execute(
-                "UPDATE threadline.cache_entries SET hits = hits + 1, "
-                "saved_usd = saved_usd + $2, last_hit_at = now() WHERE id = $1",
-                entry_id,
-                saved,
-            )
+    def count_hit(self, entry_id: int, saved: Decimal) -> None:
+        """Add a hit to the entry's counters, off the caller's path (written in the
+        background, batched; `flush` waits for it). The ledger is the record of savings;
+        these counters are for inspecting the cache."""
+        count = self._hits.setdefault(entry_id, [0, Decimal(0)])
+        count[0] += 1
+        count[1] += saved
+        if self._hit_writer is None:
+            self._hit_writer = asyncio.get_running_loop().create_task(self._write_hits())
+
+    async def flush(self) -> None:
+        while self._hit_writer is not None:
+            await asyncio.wait([self._hit_writer])
+
+    async def _write_hits(self) -> None:
+        try:
+            while self._hits:
+                # Gather the hits of a moment into one commit: a busy cache would otherwise
+                # commit (and fsync) once per hit, beside the lookups it should not slow.
+                await asyncio.sleep(HIT_WRITE_DELAY_S)
+                batch, self._hits = self._hits, {}
+                try:
+                    async with self.pool.acquire() as conn, conn.transaction():
+                        await conn.executemany(
+                            "UPDATE threadline.cache_entries SET hits = hits + $2, "
+                            "saved_usd = saved_usd + $3, last_hit_at = now() WHERE id = $1",
+                            [(entry_id, n, saved) for entry_id, (n, saved) in batch.items()],
+                        )
+                except Exception as exc:  # counters only: never fail a lookup for them
+                    log.warning("could not count %d cache hits: %s", len(batch), exc)
+        finally:
+            self._hit_writer = None
 
     async def put(
         self,
@@ -195,6 +220,7 @@ class Entries:
             )
 
     async def list(self, where: str, args: Sequence[Any], limit: int) -> list[EntryInfo]:
+        await self.flush()  # what is inspected includes the hits counted so far
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
                 "SELECT e.*, ARRAY(SELECT document_id FROM threadline.cache_entry_documents d "
@@ -207,6 +233,7 @@ class Entries:
         return [_info(r) for r in rows]
 
     async def delete(self, where: str, args: Sequence[Any]) -> int:
+        await self.flush()
         async with self.pool.acquire() as conn:
             status: str = await conn.execute(
                 f"DELETE FROM threadline.cache_entries e WHERE {where}", *args
@@ -218,7 +245,7 @@ _PUT = """
 INSERT INTO threadline.cache_entries
     (scope_key, scope, prompt, prompt_hash, embedding, answer, provider, model,
      input_tokens, output_tokens, cost_usd, expires_at)
-VALUES ($1, $2::jsonb, $3, $4, $5::vector, $6, $7, $8, $9, $10, $11, now() + $12::interval)
+VALUES ($1, $2::jsonb, $3, $4, $5::halfvec, $6, $7, $8, $9, $10, $11, now() + $12::interval)
 ON CONFLICT (scope_key, prompt_hash) DO UPDATE
    SET prompt = EXCLUDED.prompt, embedding = EXCLUDED.embedding, answer = EXCLUDED.answer,
        provider = EXCLUDED.provider, model = EXCLUDED.model,

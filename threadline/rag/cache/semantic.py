@@ -17,6 +17,9 @@ from decimal import Decimal
 import asyncpg
 
 from ...ledger import CallRecord, Ledger, Scope
+from ...llm import Response, price
+from ...llm.events import END_TURN
+from ...llm.pricing import PriceOverrides
 from ..embedder import Embedder, Encoded, HashEmbedder, default_embedder
 from ..retrieval import Passage
 from ..vectors import content_hash, normalise_prompt
@@ -87,7 +90,7 @@ class SemanticCache:
         """The cached answer for this question in this scope, or None."""
         decision = await self.decide(prompt, scope)
         if decision.hit is not None:
-            await self._entries.count_hit(decision.hit.answer.entry_id, decision.hit.saved_usd)
+            self._entries.count_hit(decision.hit.answer.entry_id, decision.hit.saved_usd)
         return decision.hit
 
     async def decide(self, prompt: str, scope: CacheScope) -> CacheDecision:
@@ -97,30 +100,26 @@ class SemanticCache:
         exact = await self._entries.exact(scope.key, _prompt_hash(prompt))
         if exact is not None:
             return CacheDecision(CacheHit(exact, True, 1.0, _ms(started)), threshold)
-        query = await self._encode(prompt)
+        query = Encoded(await self.embedder.embed_one(prompt))
         candidates = await self._entries.nearest(
             scope.key, query.vector, self.neighbours, self.verifier.min_cosine
         )
         if not candidates:
             return CacheDecision(None, threshold)
-        scores = await self._score(query, candidates)
-        scored = sorted(zip(candidates, scores, strict=True), key=lambda cs: -cs[1])
-        best, score = scored[0]
-        hit = None
-        if score >= threshold and (answer := await self._entries.answer(best.entry_id)):
-            hit = CacheHit(answer, False, score, _ms(started))
-        return CacheDecision(hit, threshold, scored)
+        scores = await self._score(prompt, query, [c for c, _ in candidates])
+        ranked = sorted(zip(candidates, scores, strict=True), key=lambda cs: -cs[1])
+        (_, answer), score = ranked[0]
+        hit = CacheHit(answer, False, score, _ms(started)) if score >= threshold else None
+        return CacheDecision(hit, threshold, [(c, s) for (c, _), s in ranked])
 
-    async def _encode(self, prompt: str) -> Encoded:
-        if not self.verifier.wants_tokens:
-            return Encoded(await self.embedder.embed_one(prompt))
-        encoded = await asyncio.to_thread(self.embedder.encode_sync, [prompt])
-        return encoded[0]
-
-    async def _score(self, query: Encoded, candidates: Sequence[Candidate]) -> list[float]:
+    async def _score(
+        self, prompt: str, query: Encoded, candidates: Sequence[Candidate]
+    ) -> list[float]:
         if isinstance(self.verifier, CosineVerifier):
-            return self.verifier.scores(self.embedder, query, candidates)
-        return await asyncio.to_thread(self.verifier.scores, self.embedder, query, candidates)
+            return self.verifier.scores(self.embedder, prompt, query, candidates)
+        return await asyncio.to_thread(
+            self.verifier.scores, self.embedder, prompt, query, candidates
+        )
 
     async def get(self, entry_id: int) -> CachedAnswer | None:
         """A live entry's answer by id."""
@@ -168,6 +167,34 @@ class SemanticCache:
             cached,
             ttl or self.ttl,
             list(versions.values()),
+        )
+
+    async def store_response(
+        self,
+        prompt: str,
+        response: Response,
+        scope: CacheScope,
+        *,
+        documents: Sequence[Passage | DocumentVersion] = (),
+        ttl: timedelta | None = None,
+        overrides: PriceOverrides | None = None,
+    ) -> int | None:
+        """Cache a model's answer if it is a complete plain text (not tool calls, not cut
+        short), with what it cost; returns the entry id, or None when not cached."""
+        if response.stop_reason != END_TURN or response.tool_calls or not response.text:
+            return None
+        cost = price(response.provider, response.model, response.usage, overrides=overrides)
+        return await self.store(
+            prompt,
+            response.text,
+            scope,
+            provider=response.provider,
+            model=response.model,
+            input_tokens=response.usage.input_tokens,
+            output_tokens=response.usage.output_tokens,
+            cost_usd=cost.total_usd,
+            documents=documents,
+            ttl=ttl,
         )
 
     async def store_many(
@@ -226,6 +253,10 @@ class SemanticCache:
         """Cached entries, newest first, of one scope or filtered by tenant / agent."""
         where, args = _filters(scope, tenant, agent, None, False)
         return await self._entries.list(where, args, limit)
+
+    async def flush(self) -> None:
+        """Wait until the hit counters of past lookups are written."""
+        await self._entries.flush()
 
     async def purge(
         self,

@@ -12,7 +12,7 @@ from typing import Any
 
 from ...engine.context import current_context
 from ...ledger import LLM, Scope
-from ...llm import Message, Model, Response, StreamEnd, StreamEvent, TextDelta, Usage, price
+from ...llm import Message, Model, Response, StreamEnd, StreamEvent, TextDelta, Usage
 from ...llm.events import END_TURN
 from ..retrieval import Passage
 from .entries import DocumentVersion
@@ -107,24 +107,14 @@ class CachedLLM:
         response = await self.llm.request(
             model, messages, scope=scope, on_delta=on_delta, max_tokens=max_tokens
         )
-        if cache_scope is not None and response.stop_reason == END_TURN and not response.tool_calls:
-            cost = price(
-                response.provider,
-                response.model,
-                response.usage,
-                overrides=self.llm.ledger.overrides,
-            )
-            await self.cache.store(
+        if cache_scope is not None:
+            await self.cache.store_response(
                 question,
-                response.text,
+                response,
                 cache_scope,
-                provider=response.provider,
-                model=response.model,
-                input_tokens=response.usage.input_tokens,
-                output_tokens=response.usage.output_tokens,
-                cost_usd=cost.total_usd,
                 documents=documents,
                 ttl=ttl,
+                overrides=self.llm.ledger.overrides,
             )
         return CachedResponse(response, False)
 

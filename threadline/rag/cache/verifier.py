@@ -27,7 +27,6 @@ class Candidate:
 
 class HitVerifier(ABC):
     name: str = ""
-    wants_tokens: bool = False  # True: `scores` needs the asked question's token vectors
     min_cosine: float = 0.0  # nearer neighbours only are scored at all
 
     @abstractmethod
@@ -36,9 +35,10 @@ class HitVerifier(ABC):
 
     @abstractmethod
     def scores(
-        self, embedder: Embedder, query: Encoded, candidates: Sequence[Candidate]
+        self, embedder: Embedder, prompt: str, query: Encoded, candidates: Sequence[Candidate]
     ) -> list[float]:
-        """A score in [0, 1] per candidate (blocking; may run the embedder)."""
+        """A score in [0, 1] per candidate of the asked `prompt` (embedded as `query`);
+        blocking (it may run a model)."""
 
 
 class CosineVerifier(HitVerifier):
@@ -55,6 +55,6 @@ class CosineVerifier(HitVerifier):
         return self._threshold
 
     def scores(
-        self, embedder: Embedder, query: Encoded, candidates: Sequence[Candidate]
+        self, embedder: Embedder, prompt: str, query: Encoded, candidates: Sequence[Candidate]
     ) -> list[float]:
         return [c.cosine for c in candidates]

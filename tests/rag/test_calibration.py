@@ -1,0 +1,39 @@
+"""From an accepted false-hit rate to a threshold, with an error bound."""
+
+from __future__ import annotations
+
+import random
+
+from threadline.rag.cache.calibration import NEVER, Calibration, ScoredQuery, wilson_upper
+
+
+def _run(n: int = 4000) -> list[ScoredQuery]:
+    rng = random.Random(3)
+    out = []
+    for _ in range(n):
+        score = rng.random()
+        out.append(ScoredQuery(score, rng.random() < score**2, True))  # right more often high
+    return out
+
+
+def test_thresholds_rise_as_the_accepted_rate_falls_and_hold_on_new_data() -> None:
+    calibration = Calibration.fit(_run())
+    rates = [0.4, 0.3, 0.2, 0.1]
+    thresholds = [calibration.threshold(r) for r in rates]
+    assert thresholds == sorted(thresholds) and len(set(thresholds)) == 4
+    fresh = _run(20000)
+    for rate, t in zip(rates, thresholds, strict=True):
+        hits = [q for q in fresh if q.score >= t]
+        assert sum(not q.right for q in hits) / len(hits) <= rate
+
+
+def test_no_threshold_when_the_rate_cannot_be_met() -> None:
+    run = [ScoredQuery(0.9, False, True)] * 50 + [ScoredQuery(0.5, True, True)] * 50
+    assert Calibration.fit(run).threshold(0.05) == NEVER
+    assert Calibration.from_json(Calibration.fit(run).to_json()).threshold(0.05) == NEVER
+
+
+def test_wilson_upper_bound() -> None:
+    assert wilson_upper(0, 0) == 1.0
+    assert 0.05 < wilson_upper(5, 100) < 0.11
+    assert wilson_upper(50, 1000) < wilson_upper(5, 100)

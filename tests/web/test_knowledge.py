@@ -1,0 +1,57 @@
+"""The support demo bot answers from the bundled knowledge base (hybrid retrieval, cited),
+and a first question asked again — in another session — is served from the semantic cache,
+streamed like a live answer and recorded in the ledger as cached."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from threadline.ledger import Ledger
+
+from .conftest import ChatServer, frames_until
+
+
+async def ask(chat: ChatServer, session: dict[str, Any], text: str, n: int) -> list[dict[str, Any]]:
+    async with chat.connect(session) as ws:
+        await ws.send(json.dumps({"type": "resume", "after_seq": 0}))
+        await ws.send(json.dumps({"type": "message.send", "client_id": f"m{n}", "text": text}))
+        frames = await frames_until(ws, "message.end")
+        while sum(f["type"] == "message.end" for f in frames) < n:
+            frames += await frames_until(ws, "message.end")
+    return frames
+
+
+def answer(frames: list[dict[str, Any]]) -> tuple[str, bool]:
+    start = [f for f in frames if f["type"] == "message.start"][-1]
+    return [f for f in frames if f["type"] == "message.end"][-1]["text"], bool(start.get("cached"))
+
+
+async def test_answers_from_the_knowledge_base_and_serves_a_repeat_from_the_cache(
+    chat: ChatServer,
+) -> None:
+    first_session, second_session = (
+        await chat.new_session("support"),
+        await chat.new_session("support"),
+    )
+    first, cached = answer(
+        await ask(chat, first_session, "What is the warranty on the leak sensor?", 1)
+    )
+    assert not cached and "1 year on the leak sensor" in first and "[1]" in first
+
+    frames = await ask(chat, second_session, "what is the warranty on the leak sensor", 1)
+    again, cached = answer(frames)
+    assert cached and again == first
+    deltas = [f["text"] for f in frames if f["type"] == "message.delta"]
+    assert len(deltas) > 3 and "".join(deltas) == first  # streamed, piece by piece
+
+    follow_up, cached = answer(await ask(chat, second_session, "Which part is the faucet kit?", 2))
+    assert not cached and "TL-2210" in follow_up  # a follow-up is never served from the cache
+
+    rows = await Ledger(chat.sessions.engine.pool).calls(agent="support")
+    by_session = {(r["session_id"], r["status"]) for r in rows}
+    assert by_session == {
+        (first_session["session_id"], "ok"),
+        (second_session["session_id"], "cached"),
+        (second_session["session_id"], "ok"),
+    }
