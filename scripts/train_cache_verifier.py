@@ -293,6 +293,9 @@ def main() -> None:
         help="train on every labelled pair and, with mined negatives and implied duplicates, "
         "at most this many in all",
     )
+    parser.add_argument(
+        "--init", type=Path, default=None, help="start from the adapters in this folder"
+    )
     parser.add_argument("--out", type=Path, default=ARTIFACT_DIR)
     args = parser.parse_args()
     torch.manual_seed(args.seed)
@@ -314,7 +317,13 @@ def main() -> None:
     print(f"training on {len(train_set)} pairs + {len(extra)} mined/implied", flush=True)
     model = CrossModel(model_dir(), rank=args.rank)
     model.add_adapters()
-    train(model, train_set + extra, args.epochs, args.seed, args.lr)
+    if args.init is not None:  # go on training a shipped verifier
+        trained = np.load(args.init / "verifier.npz")
+        model.load_state_dict(
+            {k: torch.from_numpy(trained[k].astype(np.float32)) for k in trained}, strict=False
+        )
+    order_seed = args.seed + (1 if args.init is not None else 0)  # another order than before
+    train(model, train_set + extra, args.epochs, order_seed, args.lr)
     with torch.no_grad():  # calibrate what ships: float16 weights
         for parameter in model.parameters():
             if parameter.requires_grad:
