@@ -208,6 +208,7 @@ class Engine:
                 pass
         if self._journal is not None:
             await self._journal.drain()
+            await self._journal.release()
         if self._listener is not None and not self._listener.is_closed():
             await self._listener.close()
         if self._pool is not None:
