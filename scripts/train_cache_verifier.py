@@ -66,21 +66,32 @@ def write_pairs(path: Path, pairs: list[Pair]) -> None:
             f.write(json.dumps({"a": p.a, "b": p.b, "duplicate": p.duplicate}) + "\n")
 
 
-def split(pairs: list[Pair], seed: int) -> tuple[list[Pair], list[Pair], list[Pair]]:
-    """Train / calibration / test by connected group of questions, deterministic."""
-    parent: dict[str, str] = {}
+class Groups:
+    """Union-find over questions: `join` two, `find` a group's representative."""
 
-    def find(x: str) -> str:
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+
+    def find(self, x: str) -> str:
+        parent = self.parent
         while parent.setdefault(x, x) != x:
             parent[x] = parent[parent[x]]
             x = parent[x]
         return x
 
+    def join(self, a: str, b: str) -> None:
+        self.parent[self.find(a)] = self.find(b)
+
+
+def split(pairs: list[Pair], seed: int) -> tuple[list[Pair], list[Pair], list[Pair]]:
+    """Train / calibration / test by connected group of questions, deterministic."""
+    groups = Groups()
     for p in pairs:
-        parent[find(normalise_prompt(p.a))] = find(normalise_prompt(p.b))
+        groups.join(normalise_prompt(p.a), normalise_prompt(p.b))
     parts: tuple[list[Pair], list[Pair], list[Pair]] = ([], [], [])
     for p in pairs:
-        digest = hashlib.sha256(f"{seed}:{find(normalise_prompt(p.a))}".encode()).digest()
+        root = groups.find(normalise_prompt(p.a))
+        digest = hashlib.sha256(f"{seed}:{root}".encode()).digest()
         u = int.from_bytes(digest[:8], "big") / 2**64
         parts[0 if u < 0.7 else 1 if u < 0.8 else 2].append(p)
     return parts
@@ -112,20 +123,13 @@ class Features:
 
 def duplicate_groups(pairs: list[Pair]) -> dict[str, int]:
     """Questions joined by duplicate labels (transitively): question -> group number."""
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        while parent.setdefault(x, x) != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
+    groups = Groups()
     for p in pairs:
-        find(p.a), find(p.b)
+        groups.find(p.a), groups.find(p.b)
         if p.duplicate:
-            parent[find(p.a)] = find(p.b)
+            groups.join(p.a, p.b)
     roots: dict[str, int] = {}
-    return {q: roots.setdefault(find(q), len(roots)) for q in parent}
+    return {q: roots.setdefault(groups.find(q), len(roots)) for q in list(groups.parent)}
 
 
 def closure_positives(pairs: list[Pair], per_group: int = 6) -> list[Pair]:
