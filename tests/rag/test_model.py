@@ -15,7 +15,7 @@ import pytest
 
 from threadline.rag import CacheScope, MiniLMEmbedder, SemanticCache
 from threadline.rag.cache.learned import LearnedVerifier
-from threadline.rag.embedder import Encoded, model_dir
+from threadline.rag.embedder import model_dir
 
 # (asked, the same question in other words, a near miss: another question on the topic)
 TRIPLES = [
@@ -61,8 +61,7 @@ def _score(minilm: MiniLMEmbedder, asked: str, cached: str) -> float:
     from threadline.rag.cache import Candidate
 
     verifier = LearnedVerifier.bundled()
-    query = Encoded(minilm.embed_sync([asked])[0])
-    (score,) = verifier.scores(minilm, asked, query, [Candidate(1, cached, 0.9)])
+    (score,) = verifier.scores(asked, [Candidate(1, cached, 0.9)])
     return score
 
 

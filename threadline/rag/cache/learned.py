@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ConfigurationError
-from ..embedder import Embedder, Encoded, model_dir
+from ..embedder import model_dir
 from .calibration import Calibration
 from .verifier import Candidate, HitVerifier
 
@@ -72,9 +72,7 @@ class LearnedVerifier(HitVerifier):
                 self._model = model.eval()
         return self._model
 
-    def scores(
-        self, embedder: Embedder, prompt: str, query: Encoded, candidates: Sequence[Candidate]
-    ) -> list[float]:
+    def scores(self, prompt: str, candidates: Sequence[Candidate]) -> list[float]:
         """The probability that each candidate asks what the prompt asks."""
         if not candidates:
             return []

@@ -20,7 +20,7 @@ from ...ledger import CallRecord, Ledger, Scope
 from ...llm import Response, price
 from ...llm.events import END_TURN
 from ...llm.pricing import PriceOverrides
-from ..embedder import Embedder, Encoded, HashEmbedder, default_embedder
+from ..embedder import Embedder, HashEmbedder, default_embedder
 from ..retrieval import Passage
 from ..vectors import content_hash, normalise_prompt
 from .entries import CachedAnswer, DocumentVersion, Entries, EntryInfo
@@ -100,26 +100,22 @@ class SemanticCache:
         exact = await self._entries.exact(scope.key, _prompt_hash(prompt))
         if exact is not None:
             return CacheDecision(CacheHit(exact, True, 1.0, _ms(started)), threshold)
-        query = Encoded(await self.embedder.embed_one(prompt))
+        vector = await self.embedder.embed_one(prompt)
         candidates = await self._entries.nearest(
-            scope.key, query.vector, self.neighbours, self.verifier.min_cosine
+            scope.key, vector, self.neighbours, self.verifier.min_cosine
         )
         if not candidates:
             return CacheDecision(None, threshold)
-        scores = await self._score(prompt, query, [c for c, _ in candidates])
+        scores = await self._score(prompt, [c for c, _ in candidates])
         ranked = sorted(zip(candidates, scores, strict=True), key=lambda cs: -cs[1])
         (_, answer), score = ranked[0]
         hit = CacheHit(answer, False, score, _ms(started)) if score >= threshold else None
         return CacheDecision(hit, threshold, [(c, s) for (c, _), s in ranked])
 
-    async def _score(
-        self, prompt: str, query: Encoded, candidates: Sequence[Candidate]
-    ) -> list[float]:
+    async def _score(self, prompt: str, candidates: Sequence[Candidate]) -> list[float]:
         if isinstance(self.verifier, CosineVerifier):
-            return self.verifier.scores(self.embedder, prompt, query, candidates)
-        return await asyncio.to_thread(
-            self.verifier.scores, self.embedder, prompt, query, candidates
-        )
+            return self.verifier.scores(prompt, candidates)
+        return await asyncio.to_thread(self.verifier.scores, prompt, candidates)
 
     async def get(self, entry_id: int) -> CachedAnswer | None:
         """A live entry's answer by id."""

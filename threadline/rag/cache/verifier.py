@@ -11,8 +11,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..embedder import Embedder, Encoded
-
 __all__ = ["Candidate", "CosineVerifier", "HitVerifier"]
 
 
@@ -34,10 +32,8 @@ class HitVerifier(ABC):
         """The lowest score at which hits are wrong at most `false_hit_rate` of the time."""
 
     @abstractmethod
-    def scores(
-        self, embedder: Embedder, prompt: str, query: Encoded, candidates: Sequence[Candidate]
-    ) -> list[float]:
-        """A score in [0, 1] per candidate of the asked `prompt` (embedded as `query`);
+    def scores(self, prompt: str, candidates: Sequence[Candidate]) -> list[float]:
+        """A score in [0, 1] per candidate of the asked `prompt`;
         blocking (it may run a model)."""
 
 
@@ -54,7 +50,5 @@ class CosineVerifier(HitVerifier):
     def threshold(self, false_hit_rate: float) -> float:
         return self._threshold
 
-    def scores(
-        self, embedder: Embedder, prompt: str, query: Encoded, candidates: Sequence[Candidate]
-    ) -> list[float]:
+    def scores(self, prompt: str, candidates: Sequence[Candidate]) -> list[float]:
         return [c.cosine for c in candidates]
