@@ -3,8 +3,10 @@ latency, lost or duplicated tokens, and the server's memory.
 
 `threadline serve` runs in its own process (web server + worker, embedded PostgreSQL unless
 `--database-url`), with the offline demo model streaming `--tps` tokens per second per
-session. This process opens N WebSocket clients, one session each; every client sends a
-message, and another as soon as an answer ends, for `--seconds`. Each `message.delta` carries
+session. This process opens N WebSocket clients, one session each (all connected before the
+clock starts); every client sends a first message at a random moment of the first
+`--stagger` seconds, and another as soon as an answer (about 210 tokens) ends; deltas made in
+the `--seconds` after a `--warmup` count. Each `message.delta` carries
 the time the model produced it; latency is the time it reached the client (one clock, one
 machine). A delta is lost when its sequence number never arrives, duplicated when it arrives
 twice; each answer's deltas must also add up to its `message.end` text.
@@ -17,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import random
 import socket
 import statistics
 import subprocess
@@ -30,18 +34,29 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import websockets
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from threadline import Engine  # noqa: E402
 from threadline.agents import Agent, Turn  # noqa: E402
+from threadline.sessions import Sessions  # noqa: E402
 
+
+def _fact(i: int) -> str:
+    clauses = ", ".join(f"over hill {j} the sky shows {i + j} shades of blue" for j in range(10))
+    return f"Fact number {i} is that {clauses}."
+
+
+# The demo model answers with the two facts that best match the question: about 210 words,
+# ten seconds at 20 tokens/s, so that sessions spend their time streaming as chat answers do.
 bench = Agent(
     name="bench",
     model="demo:threadline-demo",
     prompt="You are a streaming benchmark. Context:\n## Facts\n"
-    + " ".join(f"Fact number {i} is that the sky has {i} shades of blue." for i in range(12)),
+    + " ".join(_fact(i) for i in range(12)),
 )
 
 
@@ -52,6 +67,9 @@ async def _answer(turn: Turn) -> str | None:
 
 
 AGENTS = [bench]
+# For `--workers`: `threadline worker --app benchmarks.streaming:engine` runs the turns.
+engine = Engine()
+Sessions(engine, AGENTS)
 
 
 @dataclass
@@ -76,8 +94,8 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-async def run_client(url: str, http: httpx.AsyncClient, deadline: float) -> ClientStats:
-    stats = ClientStats()
+async def open_client(url: str, http: httpx.AsyncClient) -> Any:
+    """A session and its WebSocket, streaming from the start of its log."""
     r = await http.post(url + "/v1/sessions", json={"agent": "bench"})
     r.raise_for_status()
     session = r.json()
@@ -85,11 +103,21 @@ async def run_client(url: str, http: httpx.AsyncClient, deadline: float) -> Clie
         f"{url.replace('http', 'ws')}/v1/sessions/{session['session_id']}/ws"
         f"?token={session['token']}"
     )
-    async with websockets.connect(ws_url, max_queue=None) as ws:
-        await ws.recv()
-        await ws.send(json.dumps({"type": "resume", "after_seq": 0}))
-        n = 0
-        while time.time() < deadline:
+    ws = await websockets.connect(ws_url, max_queue=None, open_timeout=60)
+    await ws.recv()
+    await ws.send(json.dumps({"type": "resume", "after_seq": 0}))
+    return ws
+
+
+async def converse(ws: Any, window: tuple[float, float], delay: float) -> ClientStats:
+    """After `delay`, send a message, read its answer, repeat until the window closes. Only
+    deltas made inside the window count, so connecting and the last answers do not dilute
+    the rate."""
+    stats = ClientStats()
+    n = 0
+    await asyncio.sleep(delay)
+    async with ws:
+        while time.time() < window[1]:
             n += 1
             await ws.send(
                 json.dumps(
@@ -102,9 +130,10 @@ async def run_client(url: str, http: httpx.AsyncClient, deadline: float) -> Clie
                 if "seq" in frame:
                     stats.seqs.append(frame["seq"])
                 if frame["type"] == "message.delta":
-                    stats.latencies.append((time.time() - frame["ts"]) * 1000)
-                    stats.tokens += 1
                     text += frame["text"]
+                    if window[0] <= frame["ts"] < window[1]:
+                        stats.latencies.append((time.time() - frame["ts"]) * 1000)
+                        stats.tokens += 1
                 elif frame["type"] == "message.end":
                     stats.answers += 1
                     stats.mismatched += text != frame["text"]
@@ -112,28 +141,90 @@ async def run_client(url: str, http: httpx.AsyncClient, deadline: float) -> Clie
     return stats
 
 
+def _cpu_seconds(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for p in processes:
+        with contextlib.suppress(psutil.Error):
+            times = p.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def _postgres(data_dir: Path) -> list[psutil.Process]:
+    """The embedded server of `data_dir` (it outlives its starter, so not a child) and its
+    backends."""
+    for p in psutil.process_iter(["cmdline"]):
+        if str(data_dir / "pg") in (p.info["cmdline"] or []):
+            return [p, *p.children(recursive=True)]
+    return []
+
+
+async def cpu_shares(
+    server_pid: int, worker_pids: list[int], data_dir: Path, window: tuple[float, float]
+) -> dict[str, float]:
+    """CPU used in the window, in cores: the server process, its PostgreSQL (children), and
+    this client. On a small machine they compete, and latency shows it."""
+    await asyncio.sleep(max(0.0, window[0] - time.time()))
+    server = psutil.Process(server_pid)
+    groups = {"server": [server], "db": _postgres(data_dir)}
+    if worker_pids:
+        groups["workers"] = [psutil.Process(pid) for pid in worker_pids]
+    groups["client"] = [psutil.Process()]
+    before = {name: _cpu_seconds(ps) for name, ps in groups.items()}
+    await asyncio.sleep(max(0.0, window[1] - time.time()))
+    groups["db"] = [p for p in groups["db"] if p.is_running()]
+    seconds = window[1] - window[0]
+    return {
+        f"{name}_cpu_cores": round((_cpu_seconds(ps) - before[name]) / seconds, 2)
+        for name, ps in groups.items()
+    }
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] if ordered else 0.0
 
 
-async def measure(url: str, clients: int, seconds: float, server_pid: int) -> dict[str, Any]:
+async def measure(
+    url: str,
+    clients: int,
+    seconds: float,
+    warmup: float,
+    stagger: float,
+    server_pid: int,
+    worker_pids: list[int],
+    data_dir: Path,
+) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=50)
     async with httpx.AsyncClient(limits=limits, timeout=60) as http:
-        started = time.time()
-        deadline = started + seconds
+        gate = asyncio.Semaphore(50)
+
+        async def opened() -> Any:
+            async with gate:
+                return await open_client(url, http)
+
+        setup = time.time()
+        sockets = await asyncio.gather(*(opened() for _ in range(clients)))
+        setup = time.time() - setup
+        start = time.time() + warmup  # every session is mid-answer by then
+        rng = random.Random(1)
+        window = (start, start + seconds)
         peak = 0.0
 
         async def sample() -> None:
             nonlocal peak
             while True:
-                peak = max(peak, rss_mib(server_pid))
+                if time.time() >= start:
+                    peak = max(peak, rss_mib(server_pid))
                 await asyncio.sleep(0.5)
 
         sampler = asyncio.create_task(sample())
-        results = await asyncio.gather(*(run_client(url, http, deadline) for _ in range(clients)))
-        elapsed = time.time() - started
+        cpu = asyncio.create_task(cpu_shares(server_pid, worker_pids, data_dir, window))
+        results = await asyncio.gather(
+            *(converse(ws, window, rng.uniform(0, stagger)) for ws in sockets)
+        )
         sampler.cancel()
+        shares = await cpu
     latencies = [x for r in results for x in r.latencies]
     lost = duplicated = 0
     for r in results:
@@ -143,7 +234,7 @@ async def measure(url: str, clients: int, seconds: float, server_pid: int) -> di
             lost += (seen[-1] - seen[0] + 1) - len(set(seen))
     return {
         "clients": clients,
-        "tokens_per_s": round(sum(r.tokens for r in results) / elapsed, 1),
+        "tokens_per_s": round(sum(r.tokens for r in results) / seconds, 1),
         "p50_ms": round(statistics.median(latencies), 2) if latencies else None,
         "p99_ms": round(percentile(latencies, 99), 2),
         "lost": lost,
@@ -151,6 +242,8 @@ async def measure(url: str, clients: int, seconds: float, server_pid: int) -> di
         "mismatched_answers": sum(r.mismatched for r in results),
         "answers": sum(r.answers for r in results),
         "rss_mib": round(peak, 1),
+        "setup_s": round(setup, 1),
+        **shares,
     }
 
 
@@ -158,9 +251,7 @@ async def wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
     async with httpx.AsyncClient() as http:
         for _ in range(600):
             if proc.poll() is not None:
-                raise RuntimeError(
-                    "the server exited: " + proc.stdout.read().decode() if proc.stdout else ""
-                )
+                raise RuntimeError("the server exited (its log is in the data directory)")
             try:
                 await http.get(url + "/widget.js")
                 return
@@ -172,43 +263,81 @@ async def wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--clients", type=int, default=100)
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--stagger",
+        type=float,
+        default=10.0,
+        help="clients send their first message at random within this many seconds (users"
+        " do not all press enter in the same millisecond)",
+    )
+    parser.add_argument("--warmup", type=float, default=10.0, help="seconds before measuring")
     parser.add_argument("--tps", type=float, default=20.0, help="tokens per second per session")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="run turns on this many `threadline worker` processes, the server only serving",
+    )
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     port = free_port()
+    data_dir = Path(tempfile.mkdtemp(prefix="tl-stream-"))
     env = dict(
         os.environ,
         THREADLINE_DEMO_TOKENS_PER_SECOND=str(args.tps),
-        THREADLINE_DATA_DIR=tempfile.mkdtemp(prefix="tl-stream-"),
+        THREADLINE_DATA_DIR=str(data_dir),
         PYTHONPATH=str(ROOT),
     )
+    log_path = data_dir / "server.log"
+    log = log_path.open("wb")  # a file, not a pipe nobody reads: the server never blocks
     if args.database_url:
         env["DATABASE_URL"] = args.database_url
+    cli = [sys.executable, "-m", "threadline.cli"]
+    serve = [*cli, "serve", "--port", str(port), "--agents", "benchmarks.streaming:AGENTS"]
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "threadline.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--agents",
-            "benchmarks.streaming:AGENTS",
-        ],
+        serve + (["--no-worker"] if args.workers else []),
         cwd=ROOT,
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
+    workers: list[subprocess.Popen[bytes]] = []
     try:
         asyncio.run(wait_up(url, server))
-        result = asyncio.run(measure(url, args.clients, args.seconds, server.pid))
+        worker = [*cli, "worker", "--app", "benchmarks.streaming:engine", "--concurrency", "1000"]
+        for _ in range(args.workers):
+            workers.append(
+                subprocess.Popen(worker, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            )
+        result = asyncio.run(
+            measure(
+                url,
+                args.clients,
+                args.seconds,
+                args.warmup,
+                args.stagger,
+                server.pid,
+                [p.pid for p in workers],
+                data_dir,
+            )
+        )
     finally:
+        for proc in workers:
+            proc.terminate()
         server.terminate()
-        server.wait(30)
+        try:
+            server.wait(60)
+        except subprocess.TimeoutExpired:
+            print("the server did not stop within 60 s of SIGTERM; killed", file=sys.stderr)
+            server.kill()
+            server.wait()
+        for proc in workers:
+            proc.wait(60)
+        log.close()
+        print(f"server log: {log_path}", file=sys.stderr)
     if args.json:
         print(json.dumps(result))
     else:

@@ -389,6 +389,13 @@ def costs(
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--no-worker", is_flag=True, help="Serve only; turns run on `threadline worker`s.")
 @click.option(
+    "--concurrency",
+    type=int,
+    default=None,
+    help="Turns and runs this process's worker executes at once [default: 1000; a turn"
+    " mostly waits on its model].",
+)
+@click.option(
     "--agents",
     "agents_path",
     default=None,
@@ -396,7 +403,12 @@ def costs(
     help="A list of Agents to serve. Default: the demo bots (memoir, support).",
 )
 def serve(
-    database_url: str | None, host: str, port: int, no_worker: bool, agents_path: str | None
+    database_url: str | None,
+    host: str,
+    port: int,
+    no_worker: bool,
+    concurrency: int | None,
+    agents_path: str | None,
 ) -> None:
     """Serve the chat API, the widget and the demo page, with a worker in the same process."""
     from .web import serve as run_server
@@ -410,7 +422,12 @@ def serve(
     with contextlib.suppress(KeyboardInterrupt):
         _run(
             run_server(
-                agents, host=host, port=port, database_url=database_url, worker=not no_worker
+                agents,
+                host=host,
+                port=port,
+                database_url=database_url,
+                worker=not no_worker,
+                concurrency=concurrency,
             )
         )
 

@@ -158,3 +158,32 @@ async def test_a_turn_runs_on_a_worker_in_another_process(
             pids = [r["pid"] for r in await conn.fetch("SELECT pid FROM threadline.workers")]
     assert run.status == "succeeded"
     assert pids == [worker.pid]  # the web process runs no worker: the other process ran it
+
+
+async def test_sigterm_lets_the_answer_being_streamed_finish_then_exits(
+    database_url: str, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    port = free_port()
+    server = serve(database_url, port)
+    procs.append(server)
+    url = f"http://127.0.0.1:{port}"
+    await until_up(url, server)
+    session = await new_session(url)
+    async with websockets.connect(ws_url(url, session)) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "message.send", "client_id": "m1", "text": "Tell me"}))
+        while json.loads(await ws.recv())["type"] != "message.delta":
+            pass
+        server.send_signal(signal.SIGTERM)
+    # Killed by its own signal (uvicorn raises it again after shutting down) it would exit
+    # with -SIGTERM before the turn finished and before the embedded database stopped.
+    assert await asyncio.to_thread(server.wait, 40) == 0
+    async with Engine(database_url, worker=False) as client:
+        run = (await client.list_runs(workflow="threadline.turn"))[0]
+        async with client.pool.acquire() as conn:
+            roles = await conn.fetch(
+                "SELECT role FROM threadline.session_messages WHERE session_id = $1 ORDER BY seq",
+                session["session_id"],
+            )
+    assert run.status == "succeeded" and run.recoveries == 0
+    assert [r["role"] for r in roles] == ["user", "assistant"]

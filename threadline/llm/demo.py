@@ -40,7 +40,7 @@ from .events import (
 )
 from .messages import Message, ToolCall, ToolDef
 from .model import Model
-from .tokens import estimate_messages, estimate_tokens
+from .tokens import bytes_to_tokens, estimate_messages, estimate_tokens
 
 __all__ = ["DemoFailure", "DemoModel"]
 
@@ -123,8 +123,10 @@ class DemoModel(Model):
                 text, stop_reason = text[: text.index(sequence)], STOP_SEQUENCE
         words = re.findall(r"\S+\s*", text)
         kept: list[str] = []
+        size = 0  # UTF-8 bytes kept, to estimate as the answer grows without re-joining it
         for word in words:
-            if estimate_tokens("".join([*kept, word])) > max_tokens:
+            size += len(word.encode("utf-8", errors="surrogatepass"))
+            if bytes_to_tokens(size) > max_tokens:
                 stop_reason = MAX_TOKENS
                 break
             kept.append(word)

@@ -54,7 +54,12 @@ def _utf8_len(text: str) -> int:
 
 def estimate_tokens(text: str) -> int:
     """About UTF-8 bytes / 4, rounded up: an average, not a bound."""
-    return (_utf8_len(text) + 3) // 4
+    return bytes_to_tokens(_utf8_len(text))
+
+
+def bytes_to_tokens(utf8_bytes: int) -> int:
+    """`estimate_tokens` of a text of this many UTF-8 bytes (for counting as text grows)."""
+    return (utf8_bytes + 3) // 4
 
 
 def upper_bound_tokens(text: str) -> int:

@@ -2,9 +2,10 @@
 
 Turns append events (`message.delta`, `message.end`, ...) through `EventLog.append`, which
 group-commits them: all events queued while a write is in flight go in the next statement,
-numbered from each session's counter in that same statement, followed by one NOTIFY per
-batch. Readers (WebSocket and SSE handlers, in any process) wake on the NOTIFY and read the
-log after the last sequence number they delivered, so a client that reconnects with
+numbered from each session's counter in that same statement, followed by NOTIFYs that carry
+the frames themselves. Readers (WebSocket and SSE handlers) get each frame once it is
+committed: in the writing process straight from the log's listeners, in every other process
+from the NOTIFY; they read the log only to fill a gap, so a client that reconnects with
 `resume {after_seq}` gets every missed event exactly once, in order.
 """
 
@@ -14,6 +15,8 @@ import asyncio
 import functools
 import json
 import logging
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -44,14 +47,14 @@ WITH batch AS (
     FROM batch b JOIN bumped x ON x.id = b.session_id
     RETURNING session_id, seq, type, data
 ), numbered AS (
-    SELECT w.*, (row_number() OVER (ORDER BY session_id, seq) - 1) / 10 AS grp FROM written w
+    SELECT w.*, (row_number() OVER (ORDER BY session_id, seq) - 1) / 8 AS grp FROM written w
 ), notice AS (
-    -- The events themselves ride on the NOTIFY (small ones whole, large ones as a pointer),
-    -- ten to a notification to stay far below its 8000-byte limit: readers in every
-    -- process forward them without a query, and read the log only to fill a gap.
-    SELECT pg_notify($4, json_agg(json_build_object(
-               's', session_id, 'q', seq, 't', type,
-               'd', CASE WHEN octet_length(data::text) <= 500 THEN data END)
+    -- The frames ride on the NOTIFY (small ones whole, large ones as a pointer), eight to a
+    -- notification to stay below its 8000-byte limit even escaped, behind the writer's
+    -- origin: readers in other processes forward them without a query.
+    SELECT pg_notify($4, $5 || ':' || json_agg(json_build_array(session_id, seq, type,
+               CASE WHEN octet_length(data::text) <= 400
+                    THEN (data || jsonb_build_object('type', type, 'seq', seq))::text END)
            ORDER BY session_id, seq)::text)
     FROM numbered GROUP BY grp
 )
@@ -76,11 +79,46 @@ class SessionEvent:
         return {**self.data, "type": self.type, "seq": self.seq}
 
 
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """A committed event as a reader forwards it: `text` is its frame as JSON (what
+    `SessionEvent.frame` gives), or None when it was too large to ride on a notification
+    and must be read from the log."""
+
+    session_id: str
+    seq: int
+    type: str
+    text: str | None
+
+
+CommitListener = Callable[[list[Committed]], None]
+_Queued = tuple[str, str, str, "asyncio.Future[int] | None"]
+
+
+def frame_text(type: str, seq: int, data_json: str) -> str:
+    """`SessionEvent.frame()` as JSON text, from the event's data already encoded (an
+    object without `type` or `seq` keys): no second encoding per frame."""
+    head = f'{{"type": {json.dumps(type)}, "seq": {seq}'
+    return head + "}" if data_json == "{}" else head + ", " + data_json[1:]
+
+
 class EventLog:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
-        self._queue: list[tuple[str, str, str, asyncio.Future[int] | None]] = []
+        self._queue: list[_Queued] = []
         self._task: asyncio.Task[None] | None = None
+        # Tags this log's notifications, so a reader it hands frames to directly can skip
+        # them when they come back from the database.
+        self.origin = secrets.token_hex(6)
+        self._listeners: list[CommitListener] = []
+
+    def listen(self, listener: CommitListener) -> None:
+        """Call `listener` with each batch of events once it is committed, in order."""
+        self._listeners.append(listener)
+
+    def unlisten(self, listener: CommitListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
 
     def append(self, session_id: str, type: str, data: dict[str, Any]) -> asyncio.Future[int]:
         """Queue an event; the future gives its sequence number once it is durable."""
@@ -96,6 +134,8 @@ class EventLog:
     def _enqueue(
         self, session_id: str, type: str, data: dict[str, Any], fut: asyncio.Future[int] | None
     ) -> None:
+        if "type" in data or "seq" in data:  # the frame's own fields win, as in frame()
+            data = {k: v for k, v in data.items() if k not in ("type", "seq")}
         self._queue.append((session_id, type, json.dumps(data), fut))
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
@@ -122,15 +162,28 @@ class EventLog:
                 for (_, _, _, fut), seq in zip(batch, seqs, strict=True):
                     if fut is not None and not fut.done():
                         fut.set_result(seq)
+                self._tell(batch, seqs)
         finally:
             self._task = None
 
-    async def _write(
-        self, batch: list[tuple[str, str, str, asyncio.Future[int] | None]]
-    ) -> list[int]:
+    def _tell(self, batch: list[_Queued], seqs: list[int]) -> None:
+        if not self._listeners:
+            return
+        committed = [
+            Committed(sid, seq, type, frame_text(type, seq, data))
+            for (sid, type, data, _), seq in zip(batch, seqs, strict=True)
+            if seq > 0
+        ]
+        for listener in list(self._listeners):
+            try:
+                listener(committed)
+            except Exception:
+                log.exception("a session event listener failed")
+
+    async def _write(self, batch: list[_Queued]) -> list[int]:
         sessions, types, datas = ([row[i] for row in batch] for i in range(3))
         async with self._pool.acquire() as conn:
-            rows = await conn.fetch(_APPEND, sessions, types, datas, CHANNEL)
+            rows = await conn.fetch(_APPEND, sessions, types, datas, CHANNEL, self.origin)
         # Rows come back per session in order; hand each event its number in queue order.
         numbers: dict[str, list[int]] = {}
         for row in sorted(rows, key=lambda r: (r["session_id"], r["seq"])):

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from ..errors import ConfigurationError, PayloadTooLarge
 from ..ledger import Ledger
 from ..sessions import Sessions, UnknownSession
+from ..sessions.events import Committed
 from . import aisdk
 from .auth import Auth, AuthError
 from .dashboard import create_dashboard
@@ -51,7 +52,8 @@ def create_app(
     sessions: Sessions, hub: Hub, auth: Auth, *, open_dashboard: bool = False
 ) -> FastAPI:
     """`open_dashboard`: serve the dashboard without a login (only for a local demo with no
-    admin key configured)."""
+    admin key configured). The hub takes the events `sessions` writes from it directly."""
+    hub.attach(sessions.events)
     app = FastAPI(title="threadline", version="0.1.0", docs_url="/docs")
     app.include_router(create_dashboard(sessions, auth, open_access=open_dashboard))
     app.add_middleware(
@@ -265,11 +267,14 @@ async def _sse_stream(
     cursor = after
     try:
         while True:
-            events = [e.frame() for e in await sessions.read(session_id, cursor)]
+            events = [
+                Committed(session_id, e.seq, e.type, json.dumps(e.frame()))
+                for e in await sessions.read(session_id, cursor)
+            ]
             while events:
-                for frame in events:
-                    cursor = frame["seq"]
-                    yield f"id: {cursor}\nevent: {frame['type']}\ndata: {json.dumps(frame)}\n\n"
+                for event in events:
+                    cursor = event.seq
+                    yield f"id: {cursor}\nevent: {event.type}\ndata: {event.text}\n\n"
                 events, gap = sub.take(cursor)
                 if gap:
                     break

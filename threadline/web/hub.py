@@ -1,4 +1,5 @@
-"""Wakes the readers of a session's event log when any process appends to it (LISTEN)."""
+"""Hands each committed session event to the readers of its session: events this process
+wrote straight from its event log, other processes' from their NOTIFYs (LISTEN)."""
 
 from __future__ import annotations
 
@@ -7,36 +8,49 @@ import contextlib
 import json
 import logging
 from collections import defaultdict
-from typing import Any
 
 import asyncpg
 
 from .. import db
-from ..sessions.events import CHANNEL
+from ..sessions.events import CHANNEL, Committed, EventLog
 
 log = logging.getLogger(__name__)
 
 
+# A reader that has heard nothing for this long re-reads the log: a lost notification costs
+# seconds, never an event.
+QUIET_CHECK_S = 5.0
+
+
 class Subscription:
-    """One reader's view of a session: notified events (`inbox`) and a `wake` signal."""
+    """One reader's view of a session: committed events (`inbox`), a `wake` signal, and
+    `stale`, set (with `wake`) when nothing came for a while and the log should be read."""
 
     def __init__(self) -> None:
         self.wake = asyncio.Event()
-        self.inbox: list[dict[str, Any]] = []
+        self.inbox: list[Committed] = []
+        self.stale = False
+        self.heard = False  # anything delivered since the hub last looked
 
-    def take(self, cursor: int) -> tuple[list[dict[str, Any]], bool]:
-        """The notified frames that follow `cursor` without a gap, and whether the log must
-        be read (a gap, or an event too large to ride on the notification)."""
-        entries, self.inbox = sorted(self.inbox, key=lambda e: e["q"]), []
-        frames: list[dict[str, Any]] = []
+    def take(self, cursor: int) -> tuple[list[Committed], bool]:
+        """The events that follow `cursor` without a gap (each with its frame's text), and
+        whether the log must be read (a gap, or an event too large to have come whole)."""
+        entries, self.inbox = self.inbox, []
+        if len(entries) > 1:
+            entries.sort(key=_seq)
+        frames: list[Committed] = []
         for entry in entries:
-            if entry["q"] <= cursor:
+            if entry.seq <= cursor:
                 continue
-            if entry["q"] != cursor + 1 or entry["d"] is None:
+            if entry.seq != cursor + 1 or entry.text is None:
                 return frames, True
-            frames.append({**entry["d"], "type": entry["t"], "seq": entry["q"]})
-            cursor = entry["q"]
+            frames.append(entry)
+            cursor = entry.seq
         return frames, False
+
+
+def _seq(entry: Committed) -> int:
+    return entry.seq
 
 
 class Hub:
@@ -45,14 +59,27 @@ class Hub:
         self._conn: asyncpg.Connection | None = None
         self._waiters: dict[str, set[Subscription]] = defaultdict(set)
         self._closing = False
+        self._local: dict[str, EventLog] = {}  # origin -> a log that hands us its events
+        self._checker: asyncio.Task[None] | None = None
+
+    def attach(self, events: EventLog) -> None:
+        """Take `events`' commits from it directly, not back from the database."""
+        self._local[events.origin] = events
+        events.listen(self.deliver)
 
     async def start(self) -> None:
         self._conn = await db.connect(self._url)
         await self._conn.add_listener(CHANNEL, self._on_notify)  # type: ignore[arg-type]
         self._conn.add_termination_listener(self._on_lost)
+        if self._checker is None:
+            self._checker = asyncio.get_running_loop().create_task(self._check_quiet())
 
     async def stop(self) -> None:
         self._closing = True
+        if self._checker is not None:
+            self._checker.cancel()
+        for events in self._local.values():
+            events.unlisten(self.deliver)
         if self._conn is not None and not self._conn.is_closed():
             await self._conn.close()
 
@@ -68,11 +95,30 @@ class Hub:
             if not waiters:
                 del self._waiters[session_id]
 
-    def _on_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
-        for entry in json.loads(payload):
-            for sub in self._waiters.get(entry["s"], ()):
-                sub.inbox.append(entry)
+    def deliver(self, events: list[Committed]) -> None:
+        waiters = self._waiters
+        for event in events:
+            for sub in waiters.get(event.session_id, ()):
+                sub.inbox.append(event)
+                sub.heard = True
                 sub.wake.set()
+
+    async def _check_quiet(self) -> None:
+        """One timer for all readers (not one per wait): wake those that heard nothing."""
+        while True:
+            await asyncio.sleep(QUIET_CHECK_S)
+            for waiters in list(self._waiters.values()):
+                for sub in waiters:
+                    if not sub.heard:
+                        sub.stale = True
+                        sub.wake.set()
+                    sub.heard = False
+
+    def _on_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
+        origin, _, body = payload.partition(":")
+        if origin in self._local:
+            return
+        self.deliver([Committed(*entry) for entry in json.loads(body)])
 
     def _on_lost(self, conn: object) -> None:
         if self._closing:

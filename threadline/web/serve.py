@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import secrets
-from collections.abc import Iterable
+import signal
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import uvicorn
@@ -20,6 +23,10 @@ from .auth import Auth
 from .hub import Hub
 
 log = logging.getLogger(__name__)
+
+# A turn spends nearly all its time waiting on the model's stream, so one process can run
+# many more of them at once than CPU-bound workflow runs (the engine's default is 100).
+SERVE_CONCURRENCY = 1000
 
 
 def load_secret(data_dir: Path | None) -> str:
@@ -44,6 +51,23 @@ def auth_from_env(data_dir: Path | None = None) -> Auth:
     )
 
 
+@contextlib.contextmanager
+def _survive_sigterm() -> Iterator[None]:
+    """uvicorn shuts down on SIGTERM, then raises the signal again for the handler it found.
+    SIGTERM's default action would then kill the process before the worker drains its turns
+    and the embedded database stops; a no-op handler lets `serve` return and clean up."""
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGTERM, lambda: None)
+    except (ValueError, RuntimeError, NotImplementedError):  # not the main thread: not ours
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
 async def serve(
     agents: Iterable[Agent],
     *,
@@ -51,9 +75,13 @@ async def serve(
     port: int = 8000,
     database_url: str | None = None,
     worker: bool = True,
+    concurrency: int | None = None,
     engine: Engine | None = None,
 ) -> None:
-    engine = engine or Engine(database_url, worker=worker)
+    """`concurrency`: turns and runs the worker executes at once (default 1000)."""
+    engine = engine or Engine(
+        database_url, worker=worker, concurrency=concurrency or SERVE_CONCURRENCY
+    )
     sessions = Sessions(engine, agents)
     async with engine:
         hub = Hub(engine.url)
@@ -73,7 +101,8 @@ async def serve(
             )
             server = uvicorn.Server(config)
             log.warning("threadline serving on http://%s:%d", host, port)
-            await server.serve()
+            with _survive_sigterm():
+                await server.serve()
         finally:
             await hub.stop()
             await sessions.llm.aclose()

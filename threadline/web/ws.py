@@ -37,8 +37,11 @@ class Connection:
         self._send_lock = asyncio.Lock()
 
     async def send(self, frame: dict[str, Any]) -> None:
+        await self.send_text(json.dumps(frame))
+
+    async def send_text(self, text: str) -> None:
         async with self._send_lock:
-            await self.ws.send_text(json.dumps(frame))
+            await self.ws.send_text(text)
 
     async def error(self, code: str, message: str) -> None:
         await self.send({"type": "error", "code": code, "message": message})
@@ -130,18 +133,19 @@ class Connection:
 
     async def _forward(self) -> None:
         """Send logged events after the cursor, in order, each once; sleep until woken."""
+        sub = self.sub
         while True:
-            try:
-                await asyncio.wait_for(self.sub.wake.wait(), 5.0)
-            except TimeoutError:  # a missed NOTIFY costs a few seconds, never an event
+            await sub.wake.wait()
+            sub.wake.clear()
+            if sub.stale:  # quiet for seconds: a lost notification costs that, never an event
+                sub.stale = False
                 self.behind = True
-            self.sub.wake.clear()
             if self.cursor is None:
                 continue
-            frames, gap = self.sub.take(self.cursor)
+            frames, gap = sub.take(self.cursor)
             for frame in frames:
-                await self.send(frame)
-                self.cursor = frame["seq"]
+                await self.send_text(frame.text)  # type: ignore[arg-type]  # take(): not None
+                self.cursor = frame.seq
             if gap or self.behind:
                 self.behind = False
                 await self._catch_up()

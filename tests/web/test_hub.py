@@ -1,0 +1,69 @@
+"""How committed session events reach readers: the writing process's hub takes them from its
+event log directly; another process's hub from the NOTIFY. Both must give the frames that
+reading the log gives, each once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from threadline import Engine
+from threadline.sessions import Sessions
+from threadline.sessions.events import EventLog, frame_text
+from threadline.web import Hub
+
+from .conftest import echo
+
+
+def test_frame_text_is_the_logged_frame() -> None:
+    data = {"turn_id": "t:1", "text": 'a "quoted"\nline é', "ts": 1.5}
+    assert json.loads(frame_text("message.delta", 7, json.dumps(data))) == {
+        **data,
+        "type": "message.delta",
+        "seq": 7,
+    }
+    assert json.loads(frame_text("cancel", 3, "{}")) == {"type": "cancel", "seq": 3}
+
+
+async def _settle(wake: asyncio.Event) -> None:
+    await asyncio.wait_for(wake.wait(), 5.0)
+    await asyncio.sleep(0.3)  # time for a notification that should not come
+
+
+async def test_local_and_notified_frames_match_the_log(database_url: str) -> None:
+    async with Engine(database_url, worker=False) as engine:
+        sessions = Sessions(engine, [echo])
+        session = await sessions.create("echo")
+        hub = Hub(engine.url)
+        await hub.start()
+        try:
+            hub.attach(sessions.events)
+            sub = hub.subscribe(session.id)
+            small = {"turn_id": "t:1", "text": "hello"}
+            large = {"turn_id": "t:1", "text": "x" * 2000}
+
+            # Written here: handed over directly, whole even when large, and only once (the
+            # NOTIFY that comes back carries this log's origin and is skipped).
+            await sessions.events.append(session.id, "message.delta", small)
+            await sessions.events.append(session.id, "message.delta", large)
+            await _settle(sub.wake)
+            local, gap = sub.take(0)
+            assert not gap and [e.seq for e in local] == [1, 2]
+            assert not sub.inbox
+
+            # Written by another process's log: from the NOTIFY; the large frame does not
+            # ride on it, so the reader is told to read the log.
+            other = EventLog(engine.pool)
+            sub.wake.clear()
+            await other.append(session.id, "message.delta", small)
+            await other.append(session.id, "message.delta", large)
+            await _settle(sub.wake)
+            notified, gap = sub.take(2)
+            assert gap and [e.seq for e in notified] == [3]
+
+            logged = {e.seq: e.frame() for e in await sessions.read(session.id, 0)}
+            for event in [*local, *notified]:
+                assert event.text is not None
+                assert json.loads(event.text) == logged[event.seq]
+        finally:
+            await hub.stop()
