@@ -26,8 +26,19 @@ FAQ = CacheScope(agent="support", prompt_version="3", model_policy="demo", tenan
 QUESTION = "How do I reset the water filter counter?"
 
 
-@pytest.fixture
-def cache(pool: asyncpg.Pool, embedder: HashEmbedder) -> SemanticCache:
+class ExactFirstEmbedder(HashEmbedder):
+    """The test embedder as the cache treats a model: the exact match asked on its own
+    first, the neighbours only when it misses (not both in one round trip)."""
+
+    instant = False
+
+
+@pytest.fixture(params=["one round trip", "exact first"])
+def cache(
+    request: pytest.FixtureRequest, pool: asyncpg.Pool, embedder: HashEmbedder
+) -> SemanticCache:
+    if request.param == "exact first":
+        embedder = ExactFirstEmbedder(embedder.dimensions)
     return SemanticCache(pool, embedder=embedder)
 
 

@@ -17,7 +17,7 @@ from ..errors import ConfigurationError
 from .chunking import Chunk, chunk_sections
 from .embedder import Embedder, default_embedder
 from .loaders import LoadedDocument, kind_of, load_path
-from .vectors import content_hash, to_pgvector
+from .vectors import content_hash, to_param
 
 __all__ = ["Collection", "DocumentInfo", "DocumentStore", "IngestResult"]
 
@@ -64,7 +64,7 @@ RETURNING id, version
 _CHUNK_INSERT = """
 INSERT INTO threadline.rag_chunks
     (document_id, collection_id, ordinal, heading, content, page, embedding)
-VALUES ($1, $2, $3, $4, $5, $6, $7::vector)
+VALUES ($1, $2, $3, $4, $5, $6, $7::real[]::vector)
 """
 
 
@@ -176,7 +176,7 @@ class DocumentStore:
                         c.heading,
                         c.content,
                         c.page,
-                        to_pgvector(v),
+                        to_param(v),
                     )
                     for c, v in zip(chunks, vectors, strict=True)
                 ],

@@ -52,6 +52,9 @@ class Embedder(ABC):
 
     name: str = ""
     dimensions: int = DIMENSIONS
+    # Embedding costs microseconds: worth doing before knowing whether it is needed (the
+    # cache then asks the exact match and the neighbours in one round trip).
+    instant: bool = False
 
     @abstractmethod
     def embed_sync(self, texts: Sequence[str]) -> Vectors:
@@ -77,6 +80,7 @@ class HashEmbedder(Embedder):
     caching logic; it knows nothing of meaning (a paraphrase with other words is far)."""
 
     name = "hash-bow-384"
+    instant = True
 
     def __init__(self, dimensions: int = DIMENSIONS) -> None:
         self.dimensions = dimensions

@@ -17,7 +17,7 @@ import asyncpg
 
 from .documents import Collection
 from .embedder import Embedder, default_embedder
-from .vectors import to_pgvector
+from .vectors import to_param
 
 __all__ = ["Citation", "Passage", "Retriever", "SearchMode", "format_context"]
 
@@ -57,9 +57,9 @@ class Passage:
 _SEARCH = """
 WITH v AS (
     SELECT id, row_number() OVER (ORDER BY distance, id) AS r FROM (
-        SELECT id, embedding <=> $2::vector AS distance FROM threadline.rag_chunks
+        SELECT id, embedding <=> $2::real[]::vector AS distance FROM threadline.rag_chunks
          WHERE collection_id = ANY($1::bigint[]) AND $5
-         ORDER BY embedding <=> $2::vector LIMIT $4) nearest
+         ORDER BY embedding <=> $2::real[]::vector LIMIT $4) nearest
 ), q AS (
     SELECT CASE WHEN count(*) = 0 THEN NULL ELSE
                array_to_string(array_agg(quote_literal(l)), ' | ')::tsquery END AS any_word,
@@ -115,7 +115,7 @@ class Retriever:
         targets = [collections] if isinstance(collections, Collection) else list(collections)
         if not targets or not query.strip():
             return []
-        vector = to_pgvector(await self.embedder.embed_one(query))
+        vector = to_param(await self.embedder.embed_one(query))
         identifiers = " ".join(w for w in _WORD.findall(query) if any(c.isdigit() for c in w))
         async with self.pool.acquire() as conn, conn.transaction():
             # Filtered HNSW scans keep going until enough rows pass the filter (pgvector 0.8).

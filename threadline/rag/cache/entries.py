@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from ..vectors import to_pgvector
+from ..vectors import to_param
 from .scope import CacheScope
 from .verifier import Candidate
 
@@ -99,13 +99,33 @@ class Entries:
         with their answers (one round trip)."""
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT * FROM threadline.cache_nearest($1, $2::halfvec, $3, $4)",
+                "SELECT * FROM threadline.cache_nearest($1, $2::real[]::halfvec, $3, $4)",
                 scope_key,
-                to_pgvector(vector),
+                to_param(vector),
                 k,
                 min_cosine,
             )
         return [(Candidate(r["id"], r["prompt"], float(r["cosine"])), _answer(r)) for r in rows]
+
+    async def lookup(
+        self, scope_key: str, prompt_hash: str, vector: Any, k: int, min_cosine: float
+    ) -> tuple[CachedAnswer | None, list[tuple[Candidate, CachedAnswer]]]:
+        """`exact`, else `nearest`, in one round trip (for a vector that cost nothing to
+        make before knowing whether the exact match hits)."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT * FROM threadline.cache_lookup($1, $2, $3::real[]::halfvec, $4, $5)",
+                scope_key,
+                prompt_hash,
+                to_param(vector),
+                k,
+                min_cosine,
+            )
+        if rows and rows[0]["exact"]:
+            return _answer(rows[0]), []
+        return None, [
+            (Candidate(r["id"], r["prompt"], float(r["cosine"])), _answer(r)) for r in rows
+        ]
 
     async def answer(self, entry_id: int) -> CachedAnswer | None:
         async with self.pool.acquire() as conn:
@@ -169,7 +189,7 @@ class Entries:
                 json.dumps(scope.to_json()),
                 prompt,
                 prompt_hash,
-                to_pgvector(vector),
+                to_param(vector),
                 answer.answer,
                 answer.provider,
                 answer.model,
@@ -206,7 +226,7 @@ class Entries:
                         scope_json,
                         prompt,
                         prompt_hash,
-                        to_pgvector(vector),
+                        to_param(vector),
                         a.answer,
                         a.provider,
                         a.model,
@@ -245,7 +265,7 @@ _PUT = """
 INSERT INTO threadline.cache_entries
     (scope_key, scope, prompt, prompt_hash, embedding, answer, provider, model,
      input_tokens, output_tokens, cost_usd, expires_at)
-VALUES ($1, $2::jsonb, $3, $4, $5::halfvec, $6, $7, $8, $9, $10, $11, now() + $12::interval)
+VALUES ($1, $2::jsonb, $3, $4, $5::real[]::halfvec, $6, $7, $8, $9, $10, $11, now() + $12::interval)
 ON CONFLICT (scope_key, prompt_hash) DO UPDATE
    SET prompt = EXCLUDED.prompt, embedding = EXCLUDED.embedding, answer = EXCLUDED.answer,
        provider = EXCLUDED.provider, model = EXCLUDED.model,
