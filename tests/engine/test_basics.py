@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from threadline import Engine, Registry, WorkflowContext, step, workflow
 
 registry = Registry()
@@ -50,6 +52,34 @@ async def test_a_run_of_three_steps_takes_three_commits(database_url: str) -> No
         assert engine.journal.flushes - before == 3
         assert calls["add_one"] == 3
         assert [s.output for s in await engine.get_steps(handle.run_id)] == [11, 12, 13]
+
+
+class CountingPool:
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.acquired = 0
+
+    def acquire(self) -> Any:
+        self.acquired += 1
+        return self.pool.acquire()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.pool, name)
+
+
+async def test_the_result_of_a_run_finished_here_needs_no_query(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's NOTIFY may wake `result` before the local worker hands over the outcome; the
+    outcome is then kept in memory, not fetched again."""
+    async with Engine(database_url, registry=registry) as engine:
+        handle = await engine.start(plain_three_steps, 1)
+        assert await handle.result(timeout=10) == 4
+        pool = CountingPool(engine.pool)
+        with monkeypatch.context() as patch:
+            patch.setattr(engine, "_pool", pool)
+            assert await handle.result(timeout=10) == 4
+        assert pool.acquired == 0
 
 
 async def test_a_step_body_waits_for_the_previous_record(database_url: str) -> None:

@@ -9,7 +9,7 @@ import logging
 import os
 import socket
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,6 +38,7 @@ from .worker import Queue, Worker
 log = logging.getLogger(__name__)
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+FINISHED_KEPT = 1024  # recent local outcomes kept for `result`
 _CHANNELS = (
     "threadline_done",
     "threadline_events",
@@ -137,6 +138,9 @@ class Engine:
         self.worker_id = 0
         self.url = ""
         self._result_waiters: dict[str, list[asyncio.Future[Outcome | None]]] = defaultdict(list)
+        # Outcomes of runs this process finished lately, durable: `result` needs no query for
+        # them (the run's NOTIFY can wake a waiter before the local worker hands it over).
+        self._finished: OrderedDict[str, Outcome] = OrderedDict()
         self._event_watchers: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._closing = False
         self._reconnect_task: asyncio.Task[None] | None = None
@@ -218,6 +222,7 @@ class Engine:
         self.worker_id = 0
         self._pinned_version = None
         self._result_waiters.clear()
+        self._finished.clear()
         self._event_watchers.clear()
 
     async def __aenter__(self) -> Engine:
@@ -313,6 +318,10 @@ class Engine:
 
     def run_finished(self, run_id: str, outcome: Outcome | None) -> None:
         """Called by the local worker once a run's outcome is durable (None: it was not)."""
+        if outcome is not None:
+            self._finished[run_id] = outcome
+            if len(self._finished) > FINISHED_KEPT:
+                self._finished.popitem(last=False)
         self._resolve(run_id, outcome)
         self._signal_events(run_id)
 
@@ -394,7 +403,9 @@ class Engine:
                 fut: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
                 self._result_waiters[run_id].append(fut)
                 local = self.worker is not None and run_id in self.worker.active
-                outcome = None if local else await self._fetch_outcome(run_id)
+                outcome = self._finished.get(run_id)
+                if outcome is None and not local:
+                    outcome = await self._fetch_outcome(run_id)
                 if outcome is None:
                     try:
                         outcome = await asyncio.wait_for(asyncio.shield(fut), 5.0)
