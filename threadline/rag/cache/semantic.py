@@ -97,23 +97,18 @@ class SemanticCache:
         """Look up without counting a hit, and say why (for hit-testing)."""
         started = time.perf_counter()
         threshold = self.threshold
-        key, digest, k, floor = (
-            scope.key,
-            _prompt_hash(prompt),
-            self.neighbours,
-            self.verifier.min_cosine,
-        )
-        if self.embedder.instant:  # embed first, then one round trip for both searches
+        key, digest = scope.key, _prompt_hash(prompt)
+        k, floor = self.neighbours, self.verifier.min_cosine
+        if self.embedder.instant:  # embed first: exact match and neighbours in one round trip
             vector = await self.embedder.embed_one(prompt)
             exact, candidates = await self._entries.lookup(key, digest, vector, k, floor)
-        else:  # a model's embedding is worth skipping when the exact match hits
+        else:  # a model's embedding is skipped when the exact match hits
             exact = await self._entries.exact(key, digest)
-            candidates = []
+            if exact is None:
+                vector = await self.embedder.embed_one(prompt)
+                candidates = await self._entries.nearest(key, vector, k, floor)
         if exact is not None:
             return CacheDecision(CacheHit(exact, True, 1.0, _ms(started)), threshold)
-        if not self.embedder.instant:
-            vector = await self.embedder.embed_one(prompt)
-            candidates = await self._entries.nearest(key, vector, k, floor)
         if not candidates:
             return CacheDecision(None, threshold)
         scores = await self._score(prompt, [c for c, _ in candidates])
