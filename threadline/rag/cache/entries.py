@@ -76,6 +76,10 @@ def _answer(row: asyncpg.Record) -> CachedAnswer:
     )
 
 
+def _candidates(rows: list[asyncpg.Record]) -> list[tuple[Candidate, CachedAnswer]]:
+    return [(Candidate(r["id"], r["prompt"], float(r["cosine"])), _answer(r)) for r in rows]
+
+
 class Entries:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -105,7 +109,7 @@ class Entries:
                 k,
                 min_cosine,
             )
-        return [(Candidate(r["id"], r["prompt"], float(r["cosine"])), _answer(r)) for r in rows]
+        return _candidates(rows)
 
     async def lookup(
         self, scope_key: str, prompt_hash: str, vector: Any, k: int, min_cosine: float
@@ -123,9 +127,7 @@ class Entries:
             )
         if rows and rows[0]["exact"]:
             return _answer(rows[0]), []
-        return None, [
-            (Candidate(r["id"], r["prompt"], float(r["cosine"])), _answer(r)) for r in rows
-        ]
+        return None, _candidates(rows)
 
     async def answer(self, entry_id: int) -> CachedAnswer | None:
         async with self.pool.acquire() as conn:
