@@ -162,8 +162,9 @@ def _postgres(data_dir: Path) -> list[psutil.Process]:
 async def cpu_shares(
     server_pid: int, worker_pids: list[int], data_dir: Path, window: tuple[float, float]
 ) -> dict[str, float]:
-    """CPU used in the window, in cores: the server process, its PostgreSQL (children), and
-    this client. On a small machine they compete, and latency shows it."""
+    """CPU used in the window, in cores: the server process, the embedded PostgreSQL, the
+    worker processes, and this client. On a small machine they compete, and latency shows
+    it."""
     await asyncio.sleep(max(0.0, window[0] - time.time()))
     server = psutil.Process(server_pid)
     groups = {"server": [server], "db": _postgres(data_dir)}
@@ -172,7 +173,6 @@ async def cpu_shares(
     groups["client"] = [psutil.Process()]
     before = {name: _cpu_seconds(ps) for name, ps in groups.items()}
     await asyncio.sleep(max(0.0, window[1] - time.time()))
-    groups["db"] = [p for p in groups["db"] if p.is_running()]
     seconds = window[1] - window[0]
     return {
         f"{name}_cpu_cores": round((_cpu_seconds(ps) - before[name]) / seconds, 2)
