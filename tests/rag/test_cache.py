@@ -9,6 +9,7 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
+from threadline import Engine
 from threadline.ledger import LLM, Ledger, Scope
 from threadline.llm import DemoModel, Message, StreamEnd, StreamEvent, TextDelta
 from threadline.llm.pricing import PriceOverrides
@@ -204,3 +205,14 @@ async def test_admin_inspect_hit_test_and_purge(cache: SemanticCache) -> None:
     assert await cache.purge(tenant="acme") == 2
     assert [e.answer for e in await cache.entries()] == ["c"]
     assert await cache.purge() == 1
+
+
+async def test_hits_counted_as_the_engine_closes_are_written(database_url: str) -> None:
+    """Hit counters are written behind (batched); closing the engine writes the last ones."""
+    async with Engine(database_url, worker=False) as engine:
+        cache = SemanticCache(engine.pool, embedder=HashEmbedder())
+        await cache.store(QUESTION, "Hold the button for 3 seconds.", FAQ)
+        assert await cache.lookup(QUESTION, FAQ) is not None
+    async with Engine(database_url, worker=False) as engine:
+        (entry,) = await SemanticCache(engine.pool, embedder=HashEmbedder()).entries(FAQ)
+    assert entry.hits == 1

@@ -10,7 +10,7 @@ import os
 import socket
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -145,6 +145,7 @@ class Engine:
         self._closing = False
         self._reconnect_task: asyncio.Task[None] | None = None
         self._watchers: dict[str, list[Watcher]] = defaultdict(list)
+        self._closers: list[Callable[[], Awaitable[None]]] = []
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -210,6 +211,12 @@ class Engine:
                     await conn.execute(store.STOP_WORKER, self.worker_id)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 pass
+        closers, self._closers = self._closers, []
+        for closer in closers:
+            try:
+                await closer()
+            except Exception:
+                log.exception("a write-behind failed to flush at close")
         if self._journal is not None:
             await self._journal.drain()
             await self._journal.release()
@@ -247,6 +254,11 @@ class Engine:
     def listening(self) -> bool:
         """Whether notifications reach this process now."""
         return self._listener is not None and not self._listener.is_closed()
+
+    def before_close(self, flush: Callable[[], Awaitable[None]]) -> None:
+        """Await `flush` when the engine closes, once its runs have drained and while its
+        pool is still open (for writes kept behind, such as cache hit counters)."""
+        self._closers.append(flush)
 
     def watch(self, channel: str, watcher: Watcher) -> None:
         """Call `watcher` with each notification on `channel` (one of the channels the engine

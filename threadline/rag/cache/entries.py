@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 
+from ...engine.engine import Engine, engine_of
 from ..vectors import to_param
 from .scope import CacheScope
 from .verifier import Candidate
@@ -85,6 +86,7 @@ class Entries:
         self.pool = pool
         self._hits: dict[int, list[Any]] = {}
         self._hit_writer: asyncio.Task[None] | None = None
+        self._flushed_by: Engine | None = None
 
     async def exact(self, scope_key: str, prompt_hash: str) -> CachedAnswer | None:
         async with self.pool.acquire() as conn:
@@ -146,6 +148,10 @@ class Entries:
         count[1] += saved
         if self._hit_writer is None:
             self._hit_writer = asyncio.get_running_loop().create_task(self._write_hits())
+            engine = engine_of(self.pool)
+            if engine is not None and engine is not self._flushed_by:
+                self._flushed_by = engine  # the last counts are written before its pool closes
+                engine.before_close(self.flush)
 
     async def flush(self) -> None:
         while self._hit_writer is not None:
