@@ -13,6 +13,8 @@ twice; each answer's deltas must also add up to its `message.end` text.
 
     python benchmarks/streaming.py --clients 100
     python benchmarks/streaming.py --json --clients 500
+    python benchmarks/streaming.py --clients 500 --record benchmarks/results/streaming.jsonl
+    python benchmarks/streaming.py --plot benchmarks/results/streaming.png   # from the record
 """
 
 from __future__ import annotations
@@ -260,6 +262,39 @@ async def wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("the server did not start")
 
 
+def plot(record: Path, path: Path) -> None:
+    """Latency and delivered tokens/s against sessions, one line per server layout."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in record.read_text().splitlines() if line.strip()]
+    fig, (lat, rate) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for workers in sorted({r.get("workers", 0) for r in rows}):
+        runs = sorted(
+            (r for r in rows if r.get("workers", 0) == workers), key=lambda r: r["clients"]
+        )
+        label = "serve (web + worker)" if not workers else f"serve + {workers} worker process"
+        clients = [r["clients"] for r in runs]
+        lat.plot(clients, [r["p99_ms"] for r in runs], marker="o", label=f"p99, {label}")
+        lat.plot(clients, [r["p50_ms"] for r in runs], marker=".", ls="--", label=f"p50, {label}")
+        rate.plot(clients, [r["tokens_per_s"] for r in runs], marker="o", label=label)
+    top = max(r["clients"] for r in rows)
+    lat.axhline(10, color="#c53030", lw=0.8, label="target p99 at 500: 10 ms")
+    lat.set_yscale("log")
+    lat.set_xlabel("sessions streaming at once")
+    lat.set_ylabel("token to client, ms (log)")
+    lat.legend(fontsize=7)
+    rate.plot([0, top], [0, top * rows[0].get("tps", 20.0)], color="#999", ls=":", label="offered")
+    rate.set_xlabel("sessions streaming at once")
+    rate.set_ylabel("tokens delivered per second")
+    rate.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--clients", type=int, default=100)
@@ -281,7 +316,14 @@ def main() -> None:
     )
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--record", type=Path, help="append the result to this JSON-lines file")
+    parser.add_argument(
+        "--plot", type=Path, help="only draw the recorded results (--record's file) as a PNG"
+    )
     args = parser.parse_args()
+    if args.plot:
+        plot(args.record or ROOT / "benchmarks/results/streaming.jsonl", args.plot)
+        return
     port = free_port()
     data_dir = Path(tempfile.mkdtemp(prefix="tl-stream-"))
     env = dict(
@@ -338,6 +380,10 @@ def main() -> None:
             proc.wait(60)
         log.close()
         print(f"server log: {log_path}", file=sys.stderr)
+    if args.record:
+        entry = {**result, "workers": args.workers, "tps": args.tps, "date": time.strftime("%F")}
+        with args.record.open("a") as f:
+            f.write(json.dumps(entry) + "\n")
     if args.json:
         print(json.dumps(result))
     else:
