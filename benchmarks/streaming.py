@@ -25,6 +25,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import socket
 import statistics
 import subprocess
@@ -69,6 +70,7 @@ async def _answer(turn: Turn) -> str | None:
 
 
 AGENTS = [bench]
+TOKEN = re.compile(r"\S+")  # the demo model streams a word at a time
 # For `--workers`: `threadline worker --app benchmarks.streaming:engine` runs the turns.
 engine = Engine()
 Sessions(engine, AGENTS)
@@ -79,6 +81,7 @@ class ClientStats:
     latencies: list[float] = field(default_factory=list)
     seqs: list[int] = field(default_factory=list)
     tokens: int = 0
+    frames: int = 0
     answers: int = 0
     mismatched: int = 0
 
@@ -134,8 +137,13 @@ async def converse(ws: Any, window: tuple[float, float], delay: float) -> Client
                 if frame["type"] == "message.delta":
                     text += frame["text"]
                     if window[0] <= frame["ts"] < window[1]:
-                        stats.latencies.append((time.time() - frame["ts"]) * 1000)
-                        stats.tokens += 1
+                        # A frame carries one token, or several when the server fell behind
+                        # (they join while a commit is in flight); `ts` is its first token's
+                        # time, so each token's latency is counted from the oldest.
+                        tokens = len(TOKEN.findall(frame["text"]))
+                        stats.latencies += [(time.time() - frame["ts"]) * 1000] * tokens
+                        stats.tokens += tokens
+                        stats.frames += 1
                 elif frame["type"] == "message.end":
                     stats.answers += 1
                     stats.mismatched += text != frame["text"]
@@ -237,6 +245,7 @@ async def measure(
     return {
         "clients": clients,
         "tokens_per_s": round(sum(r.tokens for r in results) / seconds, 1),
+        "frames_per_s": round(sum(r.frames for r in results) / seconds, 1),
         "p50_ms": round(statistics.median(latencies), 2) if latencies else None,
         "p99_ms": round(percentile(latencies, 99), 2),
         "lost": lost,
@@ -271,11 +280,14 @@ def plot(record: Path, path: Path) -> None:
 
     rows = [json.loads(line) for line in record.read_text().splitlines() if line.strip()]
     fig, (lat, rate) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for workers in sorted({r.get("workers", 0) for r in rows}):
+    for series in sorted({(r.get("label", ""), r.get("workers", 0)) for r in rows}):
         runs = sorted(
-            (r for r in rows if r.get("workers", 0) == workers), key=lambda r: r["clients"]
+            (r for r in rows if (r.get("label", ""), r.get("workers", 0)) == series),
+            key=lambda r: r["clients"],
         )
-        label = "serve (web + worker)" if not workers else f"serve + {workers} worker process"
+        name, workers = series
+        label = "serve" if not workers else f"serve + {workers} worker"
+        label = f"{label}, {name}" if name else label
         clients = [r["clients"] for r in runs]
         lat.plot(clients, [r["p99_ms"] for r in runs], marker="o", label=f"p99, {label}")
         lat.plot(clients, [r["p50_ms"] for r in runs], marker=".", ls="--", label=f"p50, {label}")
@@ -317,6 +329,7 @@ def main() -> None:
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--record", type=Path, help="append the result to this JSON-lines file")
+    parser.add_argument("--label", default="", help="names the recorded run's series in --plot")
     parser.add_argument(
         "--plot", type=Path, help="only draw the recorded results (--record's file) as a PNG"
     )
@@ -381,7 +394,13 @@ def main() -> None:
         log.close()
         print(f"server log: {log_path}", file=sys.stderr)
     if args.record:
-        entry = {**result, "workers": args.workers, "tps": args.tps, "date": time.strftime("%F")}
+        entry = {
+            **result,
+            "workers": args.workers,
+            "tps": args.tps,
+            "label": args.label,
+            "date": time.strftime("%F"),
+        }
         with args.record.open("a") as f:
             f.write(json.dumps(entry) + "\n")
     if args.json:

@@ -67,3 +67,37 @@ async def test_local_and_notified_frames_match_the_log(database_url: str) -> Non
                 assert json.loads(event.text) == logged[event.seq]
         finally:
             await hub.stop()
+
+
+async def test_deltas_queued_behind_a_commit_go_out_as_one_frame(database_url: str) -> None:
+    """A session's delta that finds the previous one still queued, made well before it (the
+    log fell behind the model), joins it; deltas made together (a cached answer replayed),
+    an event of another kind or another turn's delta keep them apart; other sessions'
+    events in between do not."""
+    async with Engine(database_url, worker=False) as engine:
+        sessions = Sessions(engine, [echo])
+        one, two = (await sessions.create("echo")).id, (await sessions.create("echo")).id
+        log = EventLog(engine.pool)
+
+        def delta(session: str, turn: str, text: str, ts: float) -> None:
+            log.post(session, "message.delta", {"turn_id": turn, "text": text, "ts": ts})
+
+        delta(one, "t:1", "a ", 1.0)  # queued in one tick: nothing written yet
+        delta(one, "t:1", "b ", 1.0)
+        delta(two, "t:9", "x ", 1.0)
+        delta(one, "t:1", "c ", 1.05)
+        delta(one, "t:1", "d ", 1.1)
+        log.post(one, "message.end", {"turn_id": "t:1", "text": "a b c d "})
+        delta(one, "t:2", "e ", 2.0)
+        delta(one, "t:3", "f ", 3.0)
+        await log.drain()
+        frames = [e.frame() for e in await sessions.read(one, 0)]
+        assert [(f["type"], f["text"]) for f in frames] == [
+            ("message.delta", "a "),
+            ("message.delta", "b c d "),
+            ("message.end", "a b c d "),
+            ("message.delta", "e "),
+            ("message.delta", "f "),
+        ]
+        assert frames[1]["ts"] == 1.0  # the first token's time: latency is never understated
+        assert [e.frame()["text"] for e in await sessions.read(two, 0)] == ["x "]
