@@ -1,12 +1,13 @@
 """How right the semantic cache is, on question pairs: every `a` is cached (its answer is
 "the answer to a"), every `b` is asked, through the real cache on PostgreSQL.
 
-A hit is right when the cached question it served is the asked one or a labelled duplicate
-of it (a pair of the file says so); any other hit — a labelled non-duplicate, or a cached
-question the file says nothing about — counts as a false hit (`precision`; `precision_judged`
-leaves the unlabelled ones out, since many are the same question in other words).
-`hit_rate` is the share of duplicate pairs whose `b` got a right answer; `precision` is the
-share of hits that were right.
+A hit is right when the cached question it served is the asked one or a duplicate of it by
+the file's labels, directly or through a chain of them (a~b and b~c: a~c); any other hit — a
+labelled non-duplicate, or a cached question the labels say nothing about — counts as a
+false hit. `hit_rate` is the share of duplicate pairs whose `b` got a right answer;
+`precision` is the share of hits that were right. `precision_direct` counts only direct
+labels (no chains); `precision_judged` leaves out the hits the labels say nothing about,
+since many are the same question in other words.
 
     python benchmarks/cache_quality.py --pairs ../shared/data/qqp_pairs_dev.jsonl.gz --json
     python benchmarks/cache_quality.py --pairs FILE --false-hit-rate 0.02 --limit 5000
@@ -17,7 +18,6 @@ The pairs file is JSON lines (optionally gzipped) of {"a", "b", "duplicate"}.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gzip
 import json
 import statistics
@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from threadline import Engine, db  # noqa: E402
+from threadline.loop import run as run_loop  # noqa: E402
 from threadline.rag import CacheScope, HashEmbedder, SemanticCache, default_embedder  # noqa: E402
 from threadline.rag.cache import CosineVerifier  # noqa: E402
 from threadline.rag.vectors import normalise_prompt  # noqa: E402
@@ -55,6 +56,24 @@ def labels(pairs: list[dict[str, Any]]) -> dict[tuple[str, str], bool]:
     return found
 
 
+def duplicate_groups(pairs: list[dict[str, Any]]) -> dict[str, str]:
+    """Normalised question -> a representative of the questions labelled its duplicates,
+    directly or through a chain of labels."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for p in pairs:
+        a, b = find(normalise_prompt(p["a"])), find(normalise_prompt(p["b"]))
+        if p["duplicate"]:
+            parent[a] = b
+    return {q: find(q) for q in list(parent)}
+
+
 async def measure(cache: SemanticCache, pairs: list[dict[str, Any]], quiet: bool) -> dict[str, Any]:
     entries = {normalise_prompt(p["a"]): p["a"] for p in pairs}
     started = time.perf_counter()
@@ -64,8 +83,8 @@ async def measure(cache: SemanticCache, pairs: list[dict[str, Any]], quiet: bool
             f"cached {len(entries)} questions in {time.perf_counter() - started:.0f}s",
             file=sys.stderr,
         )
-    known = labels(pairs)
-    timings, hits, right, right_on_dup, exact, unlabelled = [], 0, 0, 0, 0, 0
+    known, groups = labels(pairs), duplicate_groups(pairs)
+    timings, hits, right, right_on_dup, exact, unlabelled, direct = [], 0, 0, 0, 0, 0, 0
     for i, p in enumerate(pairs):
         t0 = time.perf_counter()
         hit = await cache.lookup(p["b"], SCOPE)
@@ -75,8 +94,9 @@ async def measure(cache: SemanticCache, pairs: list[dict[str, Any]], quiet: bool
         hits += 1
         exact += hit.exact
         key = (normalise_prompt(hit.answer.answer), normalise_prompt(p["b"]))
-        ok = key[0] == key[1] or known.get(key, False)
-        unlabelled += key not in known and key[0] != key[1]
+        ok = key[0] == key[1] or groups.get(key[0], key[0]) == groups.get(key[1], key[1])
+        direct += key[0] == key[1] or known.get(key, False)
+        unlabelled += key not in known and key[0] != key[1] and not ok
         right += ok
         right_on_dup += ok and bool(p["duplicate"])
         if not quiet and (i + 1) % 1000 == 0:
@@ -92,7 +112,8 @@ async def measure(cache: SemanticCache, pairs: list[dict[str, Any]], quiet: bool
         "hits": hits,
         "false_hits": hits - right,
         "false_hits_unlabelled": unlabelled,
-        # Unlabelled hits served a cached question the file says nothing about: often the
+        "precision_direct": round(direct / hits, 4) if hits else 1.0,
+        # Unlabelled hits served a cached question the labels say nothing about: often the
         # same question in other words (counted wrong above); here left out.
         "precision_judged": round(right / (hits - unlabelled), 4) if hits > unlabelled else 1.0,
         "exact_hits": exact,
@@ -142,7 +163,7 @@ def main() -> None:
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    result = asyncio.run(run(args))
+    result = run_loop(run(args))
     if args.json:
         print(json.dumps(result))
         return

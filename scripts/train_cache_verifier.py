@@ -13,6 +13,11 @@ Training adds the negatives the cache will really meet (the nearest cached quest
 other pairs) and duplicates implied by transitivity. The adapters and the calibration table
 go to `threadline/rag/cache/verifier/`; then the test split is run as the cache runs (every
 `a` cached, every `b` asked) and held-out precision and hit rate are printed.
+
+On a GPU (`--device cuda`, the default where torch sees one) training runs in bfloat16 and
+an epoch takes about a minute; calibrate what ships on the CPU in float32 afterwards:
+
+    python scripts/train_cache_verifier.py --pairs FILE --epochs 0 --init DIR --device cpu
 """
 
 from __future__ import annotations
@@ -43,7 +48,6 @@ from threadline.rag.embedder import MiniLMEmbedder, model_dir  # noqa: E402
 from threadline.rag.vectors import normalise_prompt  # noqa: E402
 
 CACHE = ROOT / ".cache" / "cache-verifier"
-BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,8 @@ def split(pairs: list[Pair], seed: int) -> tuple[list[Pair], list[Pair], list[Pa
 class Features:
     """The MiniLM sentence vector of every distinct question, computed once and cached."""
 
-    def __init__(self, texts: list[str], cache: Path = CACHE) -> None:
+    def __init__(self, texts: list[str], cache: Path = CACHE, device: str = "cpu") -> None:
+        self.device = device
         cache.mkdir(parents=True, exist_ok=True)
         wanted = set(texts)
         if not (cache / "texts.json").exists() or not wanted <= set(
@@ -113,7 +118,9 @@ class Features:
 
     def _compute(self, texts: list[str], cache: Path) -> None:
         print(f"embedding {len(texts)} questions (once; kept in {cache})", flush=True)
-        embedder = MiniLMEmbedder(batch_size=128)
+        embedder = MiniLMEmbedder(
+            batch_size=128 if self.device == "cpu" else 1024, device=self.device
+        )
         parts = []
         for i in track(range(0, len(texts), 2048), description="embedding"):
             parts.append(embedder.embed_sync(texts[i : i + 2048]))
@@ -168,11 +175,13 @@ def mined_negatives(pairs: list[Pair], feats: Features, per_question: int = 1) -
     return out
 
 
-def train(model: CrossModel, pairs: list[Pair], epochs: int, seed: int, lr: float) -> None:
+def train(
+    model: CrossModel, pairs: list[Pair], epochs: int, seed: int, lr: float, batch_size: int
+) -> None:
     rng = random.Random(seed)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.01)
-    steps = epochs * math.ceil(len(pairs) / BATCH)
+    steps = epochs * math.ceil(len(pairs) / batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, lr, total_steps=steps, pct_start=0.06, anneal_strategy="linear"
     )
@@ -182,13 +191,14 @@ def train(model: CrossModel, pairs: list[Pair], epochs: int, seed: int, lr: floa
         started = time.time()
         with Progress(*Progress.get_default_columns(), TextColumn("{task.fields[loss]}")) as bar:
             task = bar.add_task(f"epoch {epoch + 1}", total=len(pairs), loss="")
-            for batch in _batches(pairs, rng):
+            for batch in _batches(pairs, rng, batch_size):
                 swap = [rng.random() < 0.5 for _ in batch]
                 first = [p.b if s else p.a for p, s in zip(batch, swap, strict=True)]
                 second = [p.a if s else p.b for p, s in zip(batch, swap, strict=True)]
-                target = torch.tensor([float(p.duplicate) for p in batch])
-                logits = model(model.tokenize(first, second))
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+                target = torch.tensor([float(p.duplicate) for p in batch], device=model.device)
+                with model.autocast():
+                    logits = model(model.tokenize(first, second))
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), target)
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
@@ -202,14 +212,14 @@ def train(model: CrossModel, pairs: list[Pair], epochs: int, seed: int, lr: floa
         )
 
 
-def _batches(pairs: list[Pair], rng: random.Random) -> list[list[Pair]]:
+def _batches(pairs: list[Pair], rng: random.Random, size: int) -> list[list[Pair]]:
     """Shuffled batches of pairs of similar length (little padding)."""
     order = pairs[:]
     rng.shuffle(order)
     batches = []
-    for i in range(0, len(order), BATCH * 32):
-        chunk = sorted(order[i : i + BATCH * 32], key=lambda p: len(p.a) + len(p.b))
-        batches += [chunk[j : j + BATCH] for j in range(0, len(chunk), BATCH)]
+    for i in range(0, len(order), size * 32):
+        chunk = sorted(order[i : i + size * 32], key=lambda p: len(p.a) + len(p.b))
+        batches += [chunk[j : j + size] for j in range(0, len(chunk), size)]
     rng.shuffle(batches)
     return batches
 
@@ -219,9 +229,11 @@ def score_pairs(model: CrossModel, asked: list[str], cached: list[str]) -> list[
     model.eval()
     order = sorted(range(len(asked)), key=lambda i: len(asked[i]) + len(cached[i]))
     scores = [0.0] * len(asked)
-    for i in track(range(0, len(order), 64), description="scoring"):
-        rows = order[i : i + 64]
-        found = model.probabilities([asked[r] for r in rows], [cached[r] for r in rows])
+    size = 64 if model.device.type == "cpu" else 512
+    for i in track(range(0, len(order), size), description="scoring"):
+        rows = order[i : i + size]
+        with model.autocast():
+            found = model.probabilities([asked[r] for r in rows], [cached[r] for r in rows])
         for r, score in zip(rows, found, strict=True):
             scores[r] = score
     return scores
@@ -229,13 +241,13 @@ def score_pairs(model: CrossModel, asked: list[str], cached: list[str]) -> list[
 
 def cache_run(
     model: CrossModel, pairs: list[Pair], feats: Features, k: int, min_cosine: float
-) -> list[ScoredQuery]:
-    """Every `a` cached, every `b` asked: the best candidate's score per question, and
-    whether serving it would be right (a labelled duplicate of the question)."""
-    label: dict[tuple[str, str], bool] = {}
-    for p in pairs:
-        key = (normalise_prompt(p.a), normalise_prompt(p.b))
-        label[key] = label.get(key, False) or p.duplicate
+) -> tuple[list[ScoredQuery], list[str]]:
+    """Every `a` cached, every `b` asked: the best candidate's score per question, whether
+    serving it would be right (the question itself or a duplicate of it by the labels,
+    directly or through a chain of them), and which it was."""
+    same = duplicate_groups(
+        [Pair(normalise_prompt(p.a), normalise_prompt(p.b), p.duplicate) for p in pairs]
+    )
     entries: dict[str, str] = {}
     for p in pairs:
         entries.setdefault(normalise_prompt(p.a), p.a)
@@ -258,12 +270,21 @@ def cache_run(
     for (row, key), s in zip(where, scores, strict=True):
         if row not in best or s > best[row][0]:
             best[row] = (s, key)
-    out = []
+    out, served = [], []
     for row, p in enumerate(pairs):
         b = normalise_prompt(p.b)
         score, key = (1.0, b) if b in entries else best.get(row, (0.0, ""))
-        out.append(ScoredQuery(score, key == b or label.get((key, b), False), p.duplicate))
-    return out
+        right = key == b or (key != "" and same[key] == same[b])
+        out.append(ScoredQuery(score, right, p.duplicate))
+        served.append(key)
+    return out, served
+
+
+def record(path: Path, run: list[ScoredQuery], served: list[str]) -> None:
+    """One row per asked question, in the split's order: score, right, duplicate, served."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [[q.score, q.right, q.duplicate, key] for q, key in zip(run, served, strict=True)]
+    path.write_text(json.dumps(rows))
 
 
 def report(name: str, run: list[ScoredQuery], calibration: Calibration) -> None:
@@ -290,6 +311,20 @@ def main() -> None:
     parser.add_argument("--min-cosine", type=float, default=0.5)
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--lr", type=float, default=6e-4)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument(
+        "--negatives", type=int, default=1, help="mined negatives per asked question"
+    )
+    parser.add_argument(
+        "--implied", type=int, default=6, help="implied duplicates per duplicate group"
+    )
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--record",
+        type=Path,
+        default=CACHE,
+        help="where the calibration and test runs go (score, judged right, served question)",
+    )
     parser.add_argument(
         "--max-pairs",
         type=int,
@@ -313,37 +348,40 @@ def main() -> None:
         flush=True,
     )
     write_pairs(CACHE / "test_pairs.jsonl.gz", test_set)  # for benchmarks/cache_quality.py
-    feats = Features([t for p in pairs for t in (p.a, p.b)])
-    extra = mined_negatives(train_set, feats) + closure_positives(train_set)
+    feats = Features([t for p in pairs for t in (p.a, p.b)], device=args.device)
+    extra = mined_negatives(train_set, feats, args.negatives) + closure_positives(
+        train_set, args.implied
+    )
     random.Random(args.seed).shuffle(extra)
     if args.max_pairs is not None:
         extra = extra[: max(0, args.max_pairs - len(train_set))]
     print(f"training on {len(train_set)} pairs + {len(extra)} mined/implied", flush=True)
     model = CrossModel(model_dir(), rank=args.rank)
     model.add_adapters()
+    model.to(args.device)
     if args.init is not None:  # go on training a shipped verifier
         trained = np.load(args.init / "verifier.npz")
         model.load_state_dict(
             {k: torch.from_numpy(trained[k].astype(np.float32)) for k in trained}, strict=False
         )
     order_seed = args.seed + (1 if args.init is not None else 0)  # another order than before
-    train(model, train_set + extra, args.epochs, order_seed, args.lr)
+    if args.epochs > 0:  # with 0, only calibrate and measure the --init verifier
+        train(model, train_set + extra, args.epochs, order_seed, args.lr, args.batch)
     with torch.no_grad():  # calibrate what ships: float16 weights
         for parameter in model.parameters():
             if parameter.requires_grad:
                 parameter.copy_(parameter.half().float())
-    calibration = Calibration.fit(
-        cache_run(model, calib_set, feats, args.neighbours, args.min_cosine)
-    )
+    calib_run, calib_served = cache_run(model, calib_set, feats, args.neighbours, args.min_cosine)
+    calibration = Calibration.fit(calib_run)
+    record(args.record / "calibration_run.json", calib_run, calib_served)
     save_artifact(
         args.out, model, calibration, neighbours=args.neighbours, min_cosine=args.min_cosine
     )
+    report("calibration", calib_run, calibration)
     print(f"held-out test, {len(test_set)} pairs, every a cached and every b asked:")
-    test_run = cache_run(model, test_set, feats, args.neighbours, args.min_cosine)
+    test_run, test_served = cache_run(model, test_set, feats, args.neighbours, args.min_cosine)
     report("test", test_run, calibration)
-    (CACHE / "test_run.json").write_text(
-        json.dumps([[q.score, q.right, q.duplicate] for q in test_run])
-    )
+    record(args.record / "test_run.json", test_run, test_served)
     print(f"done in {time.time() - started:.0f}s; artifact in {args.out}")
 
 

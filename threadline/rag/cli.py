@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -16,6 +15,7 @@ from rich.table import Table
 
 from ..engine import Engine
 from ..errors import ThreadlineError
+from ..loop import run as run_loop
 from .cache import CacheScope, SemanticCache
 from .documents import DocumentStore, IngestResult, files_under
 from .embedder import Embedder, HashEmbedder, default_embedder
@@ -48,7 +48,7 @@ def _run(database_url: str | None, fn: Callable[[Engine], Awaitable[T]]) -> T:
             return await fn(engine)
 
     try:
-        return asyncio.run(go())
+        return run_loop(go())
     except ThreadlineError as exc:
         Console(stderr=True).print(f"[red]error:[/red] {exc}")
         sys.exit(1)

@@ -124,9 +124,12 @@ class MiniLMEmbedder(Embedder):
 
     name = "all-MiniLM-L6-v2"
 
-    def __init__(self, *, batch_size: int = 64, threads: int | None = None) -> None:
+    def __init__(
+        self, *, batch_size: int = 64, threads: int | None = None, device: str = "cpu"
+    ) -> None:
         self.batch_size = batch_size
         self.threads = threads
+        self.device = device  # "cuda" only for offline work (training the verifier)
         self._model: SentenceTransformer | None = None
         self._lock = threading.Lock()
         self.loads = 0  # how many times the weights were read (tests check: once)
@@ -156,7 +159,7 @@ class MiniLMEmbedder(Embedder):
         if self.threads:
             torch.set_num_threads(self.threads)
         self.loads += 1
-        return SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+        return SentenceTransformer(str(folder), device=self.device, local_files_only=True)
 
     def embed_sync(self, texts: Sequence[str]) -> Vectors:
         if not texts:

@@ -9,6 +9,7 @@ second copy of the model."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,17 @@ class CrossModel(nn.Module):
         self.encoder: Any = AutoModel.from_pretrained(str(folder), local_files_only=True)
         self.head = nn.Sequential(nn.Dropout(0.1), nn.Linear(WIDTH, 1))
 
+    @property
+    def device(self) -> torch.device:
+        device: torch.device = self.encoder.embeddings.word_embeddings.weight.device
+        return device
+
+    def autocast(self) -> contextlib.AbstractContextManager[object]:
+        """bfloat16 on a GPU (training); plain float32 on a CPU (what serves)."""
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def config(self) -> dict[str, float]:
         return {"rank": self.rank, "alpha": self.alpha}
 
@@ -117,7 +129,8 @@ class CrossModel(nn.Module):
         return out
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
-        """Logits of "same question" for tokenized pairs."""
+        """Logits of "same question" for tokenized pairs (moved to the model's device)."""
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         states = self.encoder(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
         pooled = (states * mask).sum(1) / mask.sum(1)
@@ -128,4 +141,4 @@ class CrossModel(nn.Module):
         """The probability that each pair asks the same thing (trained on both orders)."""
         with torch.inference_mode():
             logits = self(self.tokenize(asked, cached))
-        return [float(x) for x in torch.sigmoid(logits)]
+        return [float(x) for x in torch.sigmoid(logits.float()).cpu()]
