@@ -39,6 +39,7 @@ from tests.llm.servers.base import Script, start_server  # noqa: E402
 from threadline import Engine, db  # noqa: E402
 from threadline.ledger import LLM, BudgetExceeded, Ledger, Scope  # noqa: E402
 from threadline.llm import Message  # noqa: E402
+from threadline.loop import run as run_loop  # noqa: E402
 from threadline.router import Router  # noqa: E402
 
 MODEL = "anthropic:claude-sonnet-4-5"
@@ -121,7 +122,7 @@ def cli() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=DeprecationWarning)  # Sonnet 4.5's notice
-    result = asyncio.run(main(args))
+    result = run_loop(main(args))
     if args.json:
         print(json.dumps(result))
         return

@@ -16,7 +16,6 @@ verifier on the candidates), which does not depend on the number of entries.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import random
@@ -33,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from threadline import Engine, db  # noqa: E402
+from threadline.loop import run as run_loop  # noqa: E402
 from threadline.rag import (  # noqa: E402
     CacheScope,
     HashEmbedder,
@@ -170,7 +170,7 @@ def main() -> None:
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    result = asyncio.run(run(args))
+    result = run_loop(run(args))
     if args.json:
         print(json.dumps(result))
     else:

@@ -38,6 +38,7 @@ from threadline import (
     step,
     workflow,
 )
+from threadline.loop import run as run_loop
 
 registry = Registry()
 
@@ -177,7 +178,7 @@ def cli() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     started = time.monotonic()
-    result = asyncio.run(main(args))
+    result = run_loop(main(args))
     result["elapsed_s"] = round(time.monotonic() - started, 1)
     if args.plot:
         plot(result, args.plot)

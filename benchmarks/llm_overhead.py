@@ -13,7 +13,6 @@ difference of the medians (and of the 99th percentiles).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import statistics
 import sys
@@ -34,6 +33,7 @@ from tests.llm.servers.base import ProviderServer, Script, start_server  # noqa:
 from threadline import Engine, db  # noqa: E402
 from threadline.ledger import LLM, Ledger, Scope  # noqa: E402
 from threadline.llm import Message, get_model  # noqa: E402
+from threadline.loop import run as run_loop  # noqa: E402
 
 QUESTION = "What is the capital of Portugal?"
 MODELS = {
@@ -158,7 +158,7 @@ def cli() -> None:
     parser.add_argument("--providers", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
-    results = asyncio.run(main(args))
+    results = run_loop(main(args))
     if args.json:
         print(json.dumps(results))
         return

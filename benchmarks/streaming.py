@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from threadline import Engine  # noqa: E402
 from threadline.agents import Agent, Turn  # noqa: E402
+from threadline.loop import run as run_loop  # noqa: E402
 from threadline.sessions import Sessions  # noqa: E402
 
 
@@ -361,13 +362,13 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     workers: list[subprocess.Popen[bytes]] = []
     try:
-        asyncio.run(wait_up(url, server))
+        run_loop(wait_up(url, server))
         worker = [*cli, "worker", "--app", "benchmarks.streaming:engine", "--concurrency", "1000"]
         for _ in range(args.workers):
             workers.append(
                 subprocess.Popen(worker, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
             )
-        result = asyncio.run(
+        result = run_loop(
             measure(
                 url,
                 args.clients,

@@ -28,6 +28,7 @@ from .errors import (
 )
 from .ledger import LLM, Budget, BudgetExceeded, BudgetNotice, Budgets, Ledger, Scope
 from .llm import LLMError, Message, Model, get_model
+from .loop import run
 from .router import (
     CooldownPolicy,
     Fallback,
@@ -84,6 +85,7 @@ __all__ = [
     "WorkflowContext",
     "WorkflowFailed",
     "get_model",
+    "run",
     "step",
     "tool",
     "workflow",

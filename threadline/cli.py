@@ -23,6 +23,7 @@ from . import db
 from .engine import Engine, Registry
 from .errors import ThreadlineError
 from .ledger import GROUPINGS, CostRow, Ledger
+from .loop import run as run_loop
 
 T = TypeVar("T")
 console = Console()
@@ -46,7 +47,7 @@ _app = click.option(
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     try:
-        return asyncio.run(coro)
+        return run_loop(coro)
     except ThreadlineError as exc:
         err_console.print(f"[red]error:[/red] {exc}")
         sys.exit(1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -16,6 +15,7 @@ from rich.table import Table
 
 from ..engine import Engine
 from ..errors import ThreadlineError
+from ..loop import run as run_loop
 from .budgets import Budgets, BudgetState
 
 T = TypeVar("T")
@@ -36,7 +36,7 @@ def _with_budgets(database_url: str | None, fn: Callable[[Budgets], Awaitable[T]
             return await fn(Budgets(engine.pool))
 
     try:
-        return asyncio.run(go())
+        return run_loop(go())
     except (ThreadlineError, ValueError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)

@@ -11,6 +11,8 @@ from typing import Any
 import httpx
 import websockets
 
+from ..loop import run as run_loop
+
 Write = Callable[[str], None]
 
 
@@ -82,7 +84,7 @@ def run(url: str, agent: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
 
-    asyncio.run(chat(url, agent, stdin_lines(), write))
+    run_loop(chat(url, agent, stdin_lines(), write))
 
 
 __all__ = ["chat", "run", "stdin_lines"]
