@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import importlib.metadata
 import itertools
@@ -205,6 +206,8 @@ def _kept_default_executor(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
     finally:
         if hasattr(loop, "_default_executor"):
             loop._default_executor = saved  # type: ignore[attr-defined]
+        else:  # uvloop keeps it out of reach: give the loop a fresh pool instead
+            loop.set_default_executor(concurrent.futures.ThreadPoolExecutor())
 
 
 async def bench_dbos(
