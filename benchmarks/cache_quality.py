@@ -34,6 +34,7 @@ from threadline import Engine, db  # noqa: E402
 from threadline.loop import run as run_loop  # noqa: E402
 from threadline.rag import CacheScope, HashEmbedder, SemanticCache, default_embedder  # noqa: E402
 from threadline.rag.cache import CosineVerifier  # noqa: E402
+from threadline.rag.cache.calibration import duplicate_groups  # noqa: E402
 from threadline.rag.vectors import normalise_prompt  # noqa: E402
 
 SCOPE = CacheScope(agent="cache-quality", prompt_version="1")
@@ -56,24 +57,6 @@ def labels(pairs: list[dict[str, Any]]) -> dict[tuple[str, str], bool]:
     return found
 
 
-def duplicate_groups(pairs: list[dict[str, Any]]) -> dict[str, str]:
-    """Normalised question -> a representative of the questions labelled its duplicates,
-    directly or through a chain of labels."""
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        while parent.setdefault(x, x) != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for p in pairs:
-        a, b = find(normalise_prompt(p["a"])), find(normalise_prompt(p["b"]))
-        if p["duplicate"]:
-            parent[a] = b
-    return {q: find(q) for q in list(parent)}
-
-
 async def measure(cache: SemanticCache, pairs: list[dict[str, Any]], quiet: bool) -> dict[str, Any]:
     entries = {normalise_prompt(p["a"]): p["a"] for p in pairs}
     started = time.perf_counter()
@@ -83,7 +66,10 @@ async def measure(cache: SemanticCache, pairs: list[dict[str, Any]], quiet: bool
             f"cached {len(entries)} questions in {time.perf_counter() - started:.0f}s",
             file=sys.stderr,
         )
-    known, groups = labels(pairs), duplicate_groups(pairs)
+    known = labels(pairs)
+    groups = duplicate_groups(
+        (normalise_prompt(p["a"]), normalise_prompt(p["b"]), bool(p["duplicate"])) for p in pairs
+    )
     timings, hits, right, right_on_dup, exact, unlabelled, direct = [], 0, 0, 0, 0, 0, 0
     for i, p in enumerate(pairs):
         t0 = time.perf_counter()
@@ -94,7 +80,7 @@ async def measure(cache: SemanticCache, pairs: list[dict[str, Any]], quiet: bool
         hits += 1
         exact += hit.exact
         key = (normalise_prompt(hit.answer.answer), normalise_prompt(p["b"]))
-        ok = key[0] == key[1] or groups.get(key[0], key[0]) == groups.get(key[1], key[1])
+        ok = key[0] == key[1] or groups.get(key[0], -1) == groups.get(key[1], -2)
         direct += key[0] == key[1] or known.get(key, False)
         unlabelled += key not in known and key[0] != key[1] and not ok
         right += ok

@@ -41,7 +41,12 @@ from rich.progress import Progress, TextColumn, track
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from threadline.rag.cache.calibration import Calibration, ScoredQuery  # noqa: E402
+from threadline.rag.cache.calibration import (  # noqa: E402
+    Calibration,
+    Groups,
+    ScoredQuery,
+    duplicate_groups,
+)
 from threadline.rag.cache.cross_model import CrossModel  # noqa: E402
 from threadline.rag.cache.learned import ARTIFACT_DIR, save_artifact  # noqa: E402
 from threadline.rag.embedder import MiniLMEmbedder, model_dir  # noqa: E402
@@ -68,23 +73,6 @@ def write_pairs(path: Path, pairs: list[Pair]) -> None:
     with gzip.open(path, "wt", encoding="utf-8") as f:
         for p in pairs:
             f.write(json.dumps({"a": p.a, "b": p.b, "duplicate": p.duplicate}) + "\n")
-
-
-class Groups:
-    """Union-find over questions: `join` two, `find` a group's representative."""
-
-    def __init__(self) -> None:
-        self.parent: dict[str, str] = {}
-
-    def find(self, x: str) -> str:
-        parent = self.parent
-        while parent.setdefault(x, x) != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    def join(self, a: str, b: str) -> None:
-        self.parent[self.find(a)] = self.find(b)
 
 
 def split(pairs: list[Pair], seed: int) -> tuple[list[Pair], list[Pair], list[Pair]]:
@@ -128,21 +116,10 @@ class Features:
         (cache / "texts.json").write_text(json.dumps(texts))
 
 
-def duplicate_groups(pairs: list[Pair]) -> dict[str, int]:
-    """Questions joined by duplicate labels (transitively): question -> group number."""
-    groups = Groups()
-    for p in pairs:
-        groups.find(p.a), groups.find(p.b)
-        if p.duplicate:
-            groups.join(p.a, p.b)
-    roots: dict[str, int] = {}
-    return {q: roots.setdefault(groups.find(q), len(roots)) for q in list(groups.parent)}
-
-
 def closure_positives(pairs: list[Pair], per_group: int = 6) -> list[Pair]:
     """Duplicates implied by transitivity (a~b, b~c: a~c) that no pair states."""
     groups: dict[int, list[str]] = defaultdict(list)
-    for question, group in duplicate_groups(pairs).items():
+    for question, group in duplicate_groups((p.a, p.b, p.duplicate) for p in pairs).items():
         groups[group].append(question)
     stated = {frozenset((p.a, p.b)) for p in pairs}
     extra = []
@@ -161,7 +138,7 @@ def closure_positives(pairs: list[Pair], per_group: int = 6) -> list[Pair]:
 def mined_negatives(pairs: list[Pair], feats: Features, per_question: int = 1) -> list[Pair]:
     """What the cache will ask the verifier about: for each asked question, the nearest
     cached questions of *other* pairs that no label calls its duplicates."""
-    group = duplicate_groups(pairs)
+    group = duplicate_groups((p.a, p.b, p.duplicate) for p in pairs)
     cached = sorted({p.a for p in pairs})
     matrix = feats.sent[[feats.index[q] for q in cached]]
     asked = sorted({p.b for p in pairs})
@@ -246,7 +223,7 @@ def cache_run(
     serving it would be right (the question itself or a duplicate of it by the labels,
     directly or through a chain of them), and which it was."""
     same = duplicate_groups(
-        [Pair(normalise_prompt(p.a), normalise_prompt(p.b), p.duplicate) for p in pairs]
+        (normalise_prompt(p.a), normalise_prompt(p.b), p.duplicate) for p in pairs
     )
     entries: dict[str, str] = {}
     for p in pairs:

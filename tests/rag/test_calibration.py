@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import random
 
-from threadline.rag.cache.calibration import NEVER, Calibration, ScoredQuery, wilson_upper
+from threadline.rag.cache.calibration import (
+    NEVER,
+    Calibration,
+    ScoredQuery,
+    duplicate_groups,
+    wilson_upper,
+)
 
 
 def _run(n: int = 4000) -> list[ScoredQuery]:
@@ -37,3 +43,18 @@ def test_wilson_upper_bound() -> None:
     assert wilson_upper(0, 0) == 1.0
     assert 0.05 < wilson_upper(5, 100) < 0.11
     assert wilson_upper(50, 1000) < wilson_upper(5, 100)
+
+
+def test_duplicates_are_read_through_chains_of_labels_and_never_across_a_non_duplicate() -> None:
+    groups = duplicate_groups(
+        [
+            ("how do i learn python", "best way to learn python", True),
+            ("best way to learn python", "how can i learn python", True),
+            ("how do i learn python", "how do i learn java", False),
+            ("how do i learn java", "best way to learn java", True),
+        ]
+    )
+    python = {groups[q] for q in ("how do i learn python", "best way to learn python")}
+    assert python == {groups["how can i learn python"]}  # a~b, b~c: a~c
+    assert groups["how do i learn java"] == groups["best way to learn java"]
+    assert groups["how do i learn java"] != groups["how do i learn python"]

@@ -4,16 +4,20 @@ Calibration replays held-out questions through the cache (every question asked, 
 candidate scored) and records, for each candidate threshold, how many hits there were and
 how many served a wrong answer. A threshold is allowed for a false-hit rate r when the
 95 % upper confidence bound (Wilson) on its false-hit share is at most r, at it and at
-every higher threshold with enough hits to judge; the lowest allowed threshold is used."""
+every higher threshold with enough hits to judge; the lowest allowed threshold is used.
+
+Whether a hit was right is read off labelled question pairs: serving a cached question is
+right when the labels make it a duplicate of the asked one, directly or through a chain of
+them (`duplicate_groups`: a~b and b~c give a~c)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Calibration", "ScoredQuery"]
+__all__ = ["Calibration", "Groups", "ScoredQuery", "duplicate_groups"]
 
 _Z = 1.645  # one-sided 95 %
 NEVER = 1.01  # a threshold no score reaches
@@ -86,3 +90,32 @@ class Calibration:
         return cls(
             [Point(float(d["threshold"]), int(d["hits"]), int(d["false_hits"])) for d in data]
         )
+
+
+class Groups:
+    """Union-find over questions: `join` two, `find` a group's representative."""
+
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+
+    def find(self, x: str) -> str:
+        parent = self.parent
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def join(self, a: str, b: str) -> None:
+        self.parent[self.find(a)] = self.find(b)
+
+
+def duplicate_groups(pairs: Iterable[tuple[str, str, bool]]) -> dict[str, int]:
+    """Questions joined by duplicate labels, directly or through chains: (a, b, duplicate)
+    triples -> question -> group number. Every question of the pairs has one."""
+    groups = Groups()
+    for a, b, duplicate in pairs:
+        groups.find(a), groups.find(b)
+        if duplicate:
+            groups.join(a, b)
+    roots: dict[str, int] = {}
+    return {q: roots.setdefault(groups.find(q), len(roots)) for q in list(groups.parent)}
