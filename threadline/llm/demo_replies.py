@@ -24,6 +24,7 @@ Every answer starts with `LABEL`, so nobody takes it for a real model.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -69,6 +70,7 @@ class DemoReply:
     tool_call: ToolCall | None = None
 
 
+@functools.lru_cache(maxsize=8192)
 def _stem(word: str) -> str:
     """A crude stemmer, enough to match "parking" with "park" and "shipped" with "ship"."""
     word = word.lower().replace("’", "'")
@@ -89,6 +91,13 @@ def _stem(word: str) -> str:
 
 def content_words(text: str) -> list[str]:
     return [_stem(w) for w in _WORD.findall(text) if len(w) > 2 and w.lower() not in _STOPWORDS]
+
+
+@functools.lru_cache(maxsize=4096)
+def _word_set(text: str) -> frozenset[str]:
+    """`content_words` as a set, kept: a prompt's reference passages are scored again on
+    every turn of every session that uses it."""
+    return frozenset(content_words(text))
 
 
 def _quote(text: str, words: int = 8) -> str:
@@ -166,6 +175,7 @@ def _questions(system: str) -> list[str]:
     return found
 
 
+@functools.lru_cache(maxsize=256)
 def is_interview(system: str) -> bool:
     if re.search(r"\binterview", system, re.IGNORECASE):
         return True
@@ -194,7 +204,7 @@ def _interview(system: str, messages: Sequence[Message]) -> DemoReply:
 # -- reference passages --------------------------------------------------------------------
 
 
-def _split_passages(block: str, default_label: str | None = None) -> list[tuple[str, str]]:
+def _split_passages(block: str, default_label: str | None = None) -> tuple[tuple[str, str], ...]:
     passages: list[tuple[str, str]] = []
     heading = default_label
     chunk: list[str] = []
@@ -220,11 +230,13 @@ def _split_passages(block: str, default_label: str | None = None) -> list[tuple[
         else:
             chunk.append(_LIST_MARKER.sub("", line).strip())
     flush()
-    return [(label, text) for label, text in passages if text]
+    return tuple((label, text) for label, text in passages if text)
 
 
-def find_passages(text: str) -> tuple[list[tuple[str, str]], str]:
-    """(label, passage) pairs in a text, and the text with the passages taken out."""
+@functools.lru_cache(maxsize=256)
+def find_passages(text: str) -> tuple[tuple[tuple[str, str], ...], str]:
+    """(label, passage) pairs in a text, and the text with the passages taken out (kept: a
+    system prompt's passages are the same on every turn)."""
     lines = text.splitlines()
     for index, line in enumerate(lines):
         if match := _CONTEXT_HEADER.match(line):
@@ -232,19 +244,25 @@ def find_passages(text: str) -> tuple[list[tuple[str, str]], str]:
             return _split_passages(block), "\n".join(lines[:index])
     if any(_HEADING.match(line) for line in lines):
         return _split_passages(text), ""
-    return [], text
+    return (), text
 
 
-def _answer_from(passages: list[tuple[str, str]], question: str) -> DemoReply:
-    wanted = set(content_words(question))
-    scored = []
-    for position, (label, passage) in enumerate(
+@functools.lru_cache(maxsize=256)
+def _sentences(passages: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """(label, sentence) for each sentence of the passages."""
+    return tuple(
         (label, sentence)
         for label, text in passages
         for sentence in _SENTENCE_END.split(text)
         if sentence.strip()
-    ):
-        score = len(wanted & set(content_words(passage)))
+    )
+
+
+def _answer_from(passages: tuple[tuple[str, str], ...], question: str) -> DemoReply:
+    wanted = set(content_words(question))
+    scored = []
+    for position, (label, passage) in enumerate(_sentences(passages)):
+        score = len(wanted & _word_set(passage))
         if score:
             scored.append((-score, position, label, passage.strip()))
     if not scored:
