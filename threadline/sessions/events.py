@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
 from ..engine.dbretry import with_db_retry
 
@@ -43,14 +44,13 @@ WITH batch AS (
     UPDATE threadline.sessions s SET event_seq = s.event_seq + c.n, updated_at = now()
     FROM counts c WHERE s.id = c.session_id
     RETURNING s.id, s.event_seq - c.n AS base
+), numbered AS (
+    SELECT b.session_id, b.type, b.data, b.ord,
+           x.base + row_number() OVER (PARTITION BY b.session_id ORDER BY b.ord) AS seq
+    FROM batch b JOIN bumped x ON x.id = b.session_id
 ), written AS (
     INSERT INTO threadline.session_events (session_id, seq, type, data)
-    SELECT b.session_id, x.base + row_number() OVER (PARTITION BY b.session_id ORDER BY b.ord),
-           b.type, b.data
-    FROM batch b JOIN bumped x ON x.id = b.session_id
-    RETURNING session_id, seq, type, data
-), numbered AS (
-    SELECT w.*, (row_number() OVER (ORDER BY session_id, seq) - 1) / 8 AS grp FROM written w
+    SELECT session_id, seq, type, data FROM numbered
 ), notice AS (
     -- The frames ride on the NOTIFY (small ones whole, large ones as a pointer), eight to a
     -- notification to stay below its 8000-byte limit even escaped, behind the writer's
@@ -59,9 +59,13 @@ WITH batch AS (
                CASE WHEN octet_length(data::text) <= 400
                     THEN (data || jsonb_build_object('type', type, 'seq', seq))::text END)
            ORDER BY session_id, seq)::text)
-    FROM numbered GROUP BY grp
+    FROM (SELECT n.*, (row_number() OVER (ORDER BY session_id, seq) - 1) / 8 AS grp
+          FROM numbered n) grouped
+    GROUP BY grp
 )
-SELECT w.session_id, w.seq, (SELECT count(*) FROM notice) AS notified FROM written w
+-- Each event's number in the order given (-1: no such session), once the notices are made.
+SELECT array_agg(coalesce(n.seq, -1) ORDER BY b.ord), (SELECT count(*) FROM notice)
+FROM batch b LEFT JOIN numbered n ON n.ord = b.ord
 """
 
 READ = """
@@ -99,11 +103,21 @@ _Queued = tuple[str, str, str, "asyncio.Future[int] | None"]  # data as JSON
 _Pending = tuple[str, str, dict[str, Any], "asyncio.Future[int] | None"]
 
 
+def encode(data: dict[str, Any]) -> str:
+    """An event's data as JSON text (orjson: the log encodes every streamed token)."""
+    return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 def frame_text(type: str, seq: int, data_json: str) -> str:
     """`SessionEvent.frame()` as JSON text, from the event's data already encoded (an
     object without `type` or `seq` keys): no second encoding per frame."""
-    head = f'{{"type": {json.dumps(type)}, "seq": {seq}'
-    return head + "}" if data_json == "{}" else head + ", " + data_json[1:]
+    head = f'{{"type":{_type_json(type)},"seq":{seq}'
+    return head + "}" if data_json == "{}" else head + "," + data_json[1:]
+
+
+@functools.lru_cache(maxsize=256)
+def _type_json(type: str) -> str:
+    return json.dumps(type)
 
 
 class EventLog:
@@ -180,7 +194,7 @@ class EventLog:
             while self._queue:
                 await asyncio.sleep(0)  # let the events that are ready now join the batch
                 pending, self._queue, self._tail = self._queue, [], {}
-                batch = [(sid, t, json.dumps(data), fut) for sid, t, data, fut in pending]
+                batch = [(sid, t, encode(data), fut) for sid, t, data, fut in pending]
                 try:
                     seqs = await with_db_retry(
                         functools.partial(self._write, batch), what="session events"
@@ -215,13 +229,8 @@ class EventLog:
     async def _write(self, batch: list[_Queued]) -> list[int]:
         sessions, types, datas = ([row[i] for row in batch] for i in range(3))
         async with self._pool.acquire() as conn:
-            rows = await conn.fetch(_APPEND, sessions, types, datas, CHANNEL, self.origin)
-        # Rows come back per session in order; hand each event its number in queue order.
-        numbers: dict[str, list[int]] = {}
-        for row in sorted(rows, key=lambda r: (r["session_id"], r["seq"])):
-            numbers.setdefault(row["session_id"], []).append(row["seq"])
-        cursor = {sid: iter(seqs) for sid, seqs in numbers.items()}
-        return [next(cursor[sid]) if sid in cursor else -1 for sid in sessions]
+            row = await conn.fetchrow(_APPEND, sessions, types, datas, CHANNEL, self.origin)
+        return list(row[0]) if row is not None and row[0] is not None else [-1] * len(batch)
 
 
 async def read_events(
