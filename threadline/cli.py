@@ -24,6 +24,7 @@ from .engine import Engine, Registry
 from .errors import ThreadlineError
 from .ledger import GROUPINGS, CostRow, Ledger
 from .loop import run as run_loop
+from .loop import settle_heap
 
 T = TypeVar("T")
 console = Console()
@@ -176,6 +177,7 @@ def worker(app_path: str | None, database_url: str | None, concurrency: int) -> 
             err_console.print(
                 f"worker {engine.worker_id} ready (version {engine.version}); workflows: {names}"
             )
+            settle_heap()
             await stop.wait()
             err_console.print("draining...")
 

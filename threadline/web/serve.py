@@ -17,6 +17,7 @@ import uvicorn
 from ..agents import Agent
 from ..db.embedded import default_data_dir
 from ..engine import Engine
+from ..loop import settle_heap
 from ..sessions import Sessions
 from .app import create_app
 from .auth import Auth
@@ -100,6 +101,7 @@ async def serve(
                 ws_per_message_deflate=False,
             )
             server = uvicorn.Server(config)
+            settle_heap()
             log.warning("threadline serving on http://%s:%d", host, port)
             with _survive_sigterm():
                 await server.serve()
