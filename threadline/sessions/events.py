@@ -3,7 +3,7 @@
 Turns append events (`message.delta`, `message.end`, ...) through `EventLog.append`, which
 group-commits them: all events queued while a write is in flight go in the next statement,
 numbered from each session's counter in that same statement, followed by NOTIFYs that carry
-the frames themselves. Readers (WebSocket and SSE handlers) get each frame once it is
+the events themselves (a reader makes each frame's text from its type, number and data). Readers (WebSocket and SSE handlers) get each frame once it is
 committed: in the writing process straight from the log's listeners, in every other process
 from the NOTIFY; they read the log only to fill a gap, so a client that reconnects with
 `resume {after_seq}` gets every missed event exactly once, in order.
@@ -41,8 +41,11 @@ WITH batch AS (
 ), counts AS (
     SELECT session_id, count(*) AS n FROM batch GROUP BY session_id
 ), bumped AS (
-    UPDATE threadline.sessions s SET event_seq = s.event_seq + c.n, updated_at = now()
-    FROM counts c WHERE s.id = c.session_id
+    -- The ANY lets the planner find the sessions by their key (a join alone reads the whole
+    -- table while it is small, and the log writes on every token). Only event_seq changes,
+    -- no indexed column: the update can stay on its page (HOT).
+    UPDATE threadline.sessions s SET event_seq = s.event_seq + c.n
+    FROM counts c WHERE s.id = ANY (ARRAY(SELECT session_id FROM counts)) AND s.id = c.session_id
     RETURNING s.id, s.event_seq - c.n AS base
 ), numbered AS (
     SELECT b.session_id, b.type, b.data, b.ord,
@@ -52,12 +55,11 @@ WITH batch AS (
     INSERT INTO threadline.session_events (session_id, seq, type, data)
     SELECT session_id, seq, type, data FROM numbered
 ), notice AS (
-    -- The frames ride on the NOTIFY (small ones whole, large ones as a pointer), eight to a
+    -- The events ride on the NOTIFY (small ones whole, large ones as a pointer), eight to a
     -- notification to stay below its 8000-byte limit even escaped, behind the writer's
     -- origin: readers in other processes forward them without a query.
     SELECT pg_notify($4, $5 || ':' || json_agg(json_build_array(session_id, seq, type,
-               CASE WHEN octet_length(data::text) <= 400
-                    THEN (data || jsonb_build_object('type', type, 'seq', seq))::text END)
+               CASE WHEN octet_length(data::text) <= 400 THEN data::text END)
            ORDER BY session_id, seq)::text)
     FROM (SELECT n.*, (row_number() OVER (ORDER BY session_id, seq) - 1) / 8 AS grp
           FROM numbered n) grouped

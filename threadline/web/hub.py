@@ -12,7 +12,7 @@ from collections import defaultdict
 import asyncpg
 
 from .. import db
-from ..sessions.events import CHANNEL, Committed, EventLog
+from ..sessions.events import CHANNEL, Committed, EventLog, frame_text
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,12 @@ class Hub:
         origin, _, body = payload.partition(":")
         if origin in self._local:
             return
-        self.deliver([Committed(*entry) for entry in json.loads(body)])
+        self.deliver(
+            [
+                Committed(sid, seq, type, None if data is None else frame_text(type, seq, data))
+                for sid, seq, type, data in json.loads(body)
+            ]
+        )
 
     def _on_lost(self, conn: object) -> None:
         if self._closing:
