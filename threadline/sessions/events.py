@@ -3,10 +3,11 @@
 Turns append events (`message.delta`, `message.end`, ...) through `EventLog.append`, which
 group-commits them: all events queued while a write is in flight go in the next statement,
 numbered from each session's counter in that same statement, followed by NOTIFYs that carry
-the events themselves (a reader makes each frame's text from its type, number and data). Readers (WebSocket and SSE handlers) get each frame once it is
-committed: in the writing process straight from the log's listeners, in every other process
-from the NOTIFY; they read the log only to fill a gap, so a client that reconnects with
-`resume {after_seq}` gets every missed event exactly once, in order.
+the events themselves (a reader makes each frame's text from its type, number and data).
+Readers (WebSocket and SSE handlers) get each frame once it is committed: in the writing
+process straight from the log's listeners, in every other process from the NOTIFY; they read
+the log only to fill a gap, so a client that reconnects with `resume {after_seq}` gets every
+missed event exactly once, in order.
 """
 
 from __future__ import annotations
