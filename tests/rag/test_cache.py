@@ -52,6 +52,32 @@ async def test_exact_repeat_hits_after_normalisation(cache: SemanticCache) -> No
     assert entry.hits == 1 and entry.saved_usd == Decimal("0.01")
 
 
+async def test_counting_hits_leaves_the_entry_and_its_vector_in_place(
+    cache: SemanticCache, pool: asyncpg.Pool
+) -> None:
+    """A hit is counted beside the entry: its row (and so its HNSW entry) is not rewritten,
+    and hits on an entry purged before they are written are dropped, not the others'."""
+    await cache.store(QUESTION, "Hold the button for 3 seconds.", FAQ, cost_usd=Decimal("0.02"))
+    await cache.store("Where is the drain tube?", "Behind the panel.", FAQ)
+    where = "SELECT ctid::text FROM threadline.cache_entries WHERE prompt = $1"
+    before = await pool.fetchval(where, QUESTION)
+    for _ in range(3):
+        assert await cache.lookup(QUESTION, FAQ) is not None
+    await cache.flush()
+    assert await pool.fetchval(where, QUESTION) == before
+    entry = next(e for e in await cache.entries(FAQ) if e.prompt == QUESTION)
+    assert entry.hits == 3 and entry.saved_usd == Decimal("0.06")
+
+    assert await cache.lookup("Where is the drain tube?", FAQ) is not None
+    assert await cache.lookup(QUESTION, FAQ) is not None
+    await pool.execute(
+        "DELETE FROM threadline.cache_entries WHERE prompt = $1", "Where is the drain tube?"
+    )
+    await cache.flush()
+    (entry,) = await cache.entries(FAQ)
+    assert entry.prompt == QUESTION and entry.hits == 4
+
+
 async def test_near_verbatim_rewording_hits_and_other_questions_miss(
     cache: SemanticCache,
 ) -> None:

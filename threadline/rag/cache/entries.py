@@ -164,12 +164,14 @@ class Entries:
                 # commit (and fsync) once per hit, beside the lookups it should not slow.
                 await asyncio.sleep(HIT_WRITE_DELAY_S)
                 batch, self._hits = self._hits, {}
+                ids = sorted(batch)  # one order for every writer: no deadlock between them
                 try:
-                    async with self.pool.acquire() as conn, conn.transaction():
-                        await conn.executemany(
-                            "UPDATE threadline.cache_entries SET hits = hits + $2, "
-                            "saved_usd = saved_usd + $3, last_hit_at = now() WHERE id = $1",
-                            [(entry_id, n, saved) for entry_id, (n, saved) in batch.items()],
+                    async with self.pool.acquire() as conn:
+                        await conn.execute(
+                            _COUNT_HITS,
+                            ids,
+                            [batch[i][0] for i in ids],
+                            [batch[i][1] for i in ids],
                         )
                 except Exception as exc:  # counters only: never fail a lookup for them
                     log.warning("could not count %d cache hits: %s", len(batch), exc)
@@ -251,10 +253,12 @@ class Entries:
         await self.flush()  # what is inspected includes the hits counted so far
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT e.*, ARRAY(SELECT document_id FROM threadline.cache_entry_documents d "
-                "                 WHERE d.entry_id = e.id ORDER BY 1) AS documents "
-                f"FROM threadline.cache_entries e WHERE {where} "
-                f"ORDER BY e.id DESC LIMIT ${len(args) + 1}",
+                "SELECT e.*, coalesce(h.hits, 0) AS hits, coalesce(h.saved_usd, 0) AS saved_usd, "
+                "       ARRAY(SELECT document_id FROM threadline.cache_entry_documents d "
+                "             WHERE d.entry_id = e.id ORDER BY 1) AS documents "
+                "FROM threadline.cache_entries e "
+                "LEFT JOIN threadline.cache_hits h ON h.entry_id = e.id "
+                f"WHERE {where} ORDER BY e.id DESC LIMIT ${len(args) + 1}",
                 *args,
                 limit,
             )
@@ -268,6 +272,18 @@ class Entries:
             )
         return int(status.split()[-1])
 
+
+# Entries deleted since their hits were counted are skipped (their counters went with them).
+_COUNT_HITS = """
+INSERT INTO threadline.cache_hits AS h (entry_id, hits, saved_usd, last_hit_at)
+SELECT c.id, c.n, c.saved, now()
+FROM unnest($1::bigint[], $2::bigint[], $3::numeric[]) AS c(id, n, saved)
+WHERE EXISTS (SELECT 1 FROM threadline.cache_entries e WHERE e.id = c.id)
+ORDER BY c.id
+ON CONFLICT (entry_id) DO UPDATE
+   SET hits = h.hits + EXCLUDED.hits, saved_usd = h.saved_usd + EXCLUDED.saved_usd,
+       last_hit_at = EXCLUDED.last_hit_at
+"""
 
 _PUT = """
 INSERT INTO threadline.cache_entries
