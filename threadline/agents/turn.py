@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -30,7 +30,8 @@ class TurnCancelled(Exception):
     """The turn was cancelled while its answer streamed."""
 
 
-Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
+# Queues an event for the session's log (it returns at once; the log commits in the background).
+Emit = Callable[[str, dict[str, Any]], None]
 
 
 @dataclass
@@ -106,9 +107,7 @@ class Turn:
             try:
                 response = await self._ask(messages, tools, max_tokens)
             except BudgetExceeded as exc:
-                await self.emit(
-                    "budget.exceeded", {"turn_id": self.turn_id, **_plain(exc.to_json())}
-                )
+                self.emit("budget.exceeded", {"turn_id": self.turn_id, **_plain(exc.to_json())})
                 await self._show(self.agent.budget_message)
                 texts.append(self.agent.budget_message)
                 break
@@ -133,13 +132,13 @@ class Turn:
 
     async def _serve(self, hit: CacheHit) -> str:
         """Stream a cached answer as a live one arrives (its ledger row is written)."""
-        await self.emit("message.start", {"turn_id": self.turn_id, "cached": True})
+        self.emit("message.start", {"turn_id": self.turn_id, "cached": True})
         self._shown = True
         async for event in replay_stream(hit):
             if self.cancelled():
                 raise TurnCancelled(self.turn_id)
             if isinstance(event, TextDelta):
-                await self.emit(
+                self.emit(
                     "message.delta",
                     {"turn_id": self.turn_id, "text": event.text, "ts": time.time()},
                 )
@@ -181,31 +180,31 @@ class Turn:
     ) -> Response:
         first = True  # this call's first text: after an earlier round's, a paragraph break
 
-        async def forward(event: StreamEvent | Restart) -> None:
+        def forward(event: StreamEvent | Restart) -> None:
             nonlocal first
             if self.cancelled():  # the user pressed stop: end the call, it is billed so far
                 raise TurnCancelled(self.turn_id)
             if isinstance(event, Restart):  # the model failed mid-answer: it starts again
-                await self.emit("message.restart", {"turn_id": self.turn_id, **event.to_json()})
+                self.emit("message.restart", {"turn_id": self.turn_id, **event.to_json()})
                 self._shown = first = False
             elif isinstance(event, TextDelta) and event.text:
                 text = event.text
                 if first:
                     first = False
                     if not self._shown:
-                        await self.emit("message.start", {"turn_id": self.turn_id})
+                        self.emit("message.start", {"turn_id": self.turn_id})
                     elif messages_have_text:
                         text = "\n\n" + text
                 self._shown = True
-                await self.emit(
+                self.emit(
                     "message.delta", {"turn_id": self.turn_id, "text": text, "ts": time.time()}
                 )
 
         messages_have_text = any(m.role == "assistant" and m.content for m in messages[1:])
 
-        async def tell(event: RouterEvent) -> None:
+        def tell(event: RouterEvent) -> None:
             if isinstance(event, (Fallback, BudgetNotice)):
-                await self.emit(event.kind, {"turn_id": self.turn_id, **_plain(event.to_json())})
+                self.emit(event.kind, {"turn_id": self.turn_id, **_plain(event.to_json())})
 
         response = await self.router.request(
             self.model,
@@ -230,7 +229,7 @@ class Turn:
     async def _call_tool(self, call: ToolCall) -> Message:
         """Run one tool call (a durable step) and return the tool-result message."""
         info = {"turn_id": self.turn_id, "call_id": call.id, "name": call.name}
-        await self.emit("tool.call", {**info, "arguments": call.arguments})
+        self.emit("tool.call", {**info, "arguments": call.arguments})
         found = self.agent.tool(call.name)
         result: Any
         if found is None:
@@ -239,13 +238,13 @@ class Turn:
             result = {"error": "the call was not approved"}
         else:
             result = await self._run_tool(found, call)
-        await self.emit("tool.result", {**info, "result": result})
+        self.emit("tool.result", {**info, "result": result})
         return Message.tool_result(call.id, result, name=call.name)
 
     async def _approved(self, call: ToolCall, info: dict[str, Any]) -> bool:
         if self.ctx is None:
             return False
-        await self.emit("tool.confirm", {**info, "arguments": call.arguments})
+        self.emit("tool.confirm", {**info, "arguments": call.arguments})
         answer = await self.ctx.receive(f"confirm:{call.id}", timeout=self.confirm_timeout)
         return bool(answer)
 
@@ -271,11 +270,11 @@ class Turn:
 
     async def _show(self, text: str) -> None:
         if not self._shown:
-            await self.emit("message.start", {"turn_id": self.turn_id})
+            self.emit("message.start", {"turn_id": self.turn_id})
         else:
             text = "\n\n" + text
         self._shown = True
-        await self.emit("message.delta", {"turn_id": self.turn_id, "text": text})
+        self.emit("message.delta", {"turn_id": self.turn_id, "text": text})
 
     def remind_after(self, seconds: float, text: str) -> None:
         """If the user says nothing for `seconds`, post `text` to the session (a durable

@@ -114,13 +114,18 @@ class Route:
         for notice in notices:
             await self.tell(notice)
 
-    async def relay(self, event: StreamEvent) -> None:
-        """The caller's `on_delta`, noting what output has gone out."""
+    def relay(self, event: StreamEvent) -> Awaitable[None] | None:
+        """The caller's `on_delta`, noting what output has gone out. Returns what the hook
+        returns when that is awaitable (the metered call awaits it): a synchronous hook costs
+        no coroutine per token."""
         if isinstance(event, TextDelta):
             self.delivered += event.text
         elif isinstance(event, ToolCallDelta):
             self.delivered += event.arguments_delta or " "
-        await _call(self.on_delta, event)
+        if self.on_delta is None:
+            return None
+        result = self.on_delta(event)
+        return result if inspect.isawaitable(result) else None
 
     async def restart(self, model: str, error: LLMError) -> None:
         """After a failure: if output had gone out, tell the caller to discard it."""

@@ -9,6 +9,7 @@ the assistant's message. Everything a client sees goes through the session's eve
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -232,7 +233,7 @@ class Sessions:
             text=snap["text"],
             history=[Message.from_json(m) for m in snap["history"]],
             router=self.router,
-            emit=lambda kind, data: self._emit(session_id, kind, data),
+            emit=functools.partial(self.events.post, session_id),
             scope=Scope(
                 tenant=snap["tenant"],
                 user=snap["user_id"],
@@ -315,9 +316,6 @@ class Sessions:
                 spent = state.spent_usd + state.reserved_usd
                 return {"limit": str(limit), "spent": str(spent), "left": str(limit - spent)}
         return {"limit": str(agent.budget.usd), "spent": "0", "left": str(agent.budget.usd)}
-
-    async def _emit(self, session_id: str, kind: str, data: dict[str, Any]) -> None:
-        self.events.post(session_id, kind, data)
 
     async def _snapshot(self, session_id: str, seq: int) -> dict[str, Any]:
         async with self.engine.pool.acquire() as conn:
