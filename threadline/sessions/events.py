@@ -36,7 +36,7 @@ JOIN_AFTER_S = 0.02
 
 _APPEND = """
 WITH batch AS (
-    SELECT e.session_id, e.type, e.data::jsonb AS data, e.ord
+    SELECT e.session_id, e.type, e.data, e.ord
     FROM unnest($1::text[], $2::text[], $3::text[])
          WITH ORDINALITY AS e(session_id, type, data, ord)
 ), counts AS (
@@ -54,13 +54,14 @@ WITH batch AS (
     FROM batch b JOIN bumped x ON x.id = b.session_id
 ), written AS (
     INSERT INTO threadline.session_events (session_id, seq, type, data)
-    SELECT session_id, seq, type, data FROM numbered
+    SELECT session_id, seq, type, data::jsonb FROM numbered
 ), notice AS (
     -- The events ride on the NOTIFY (small ones whole, large ones as a pointer), eight to a
     -- notification to stay below its 8000-byte limit even escaped, behind the writer's
-    -- origin: readers in other processes forward them without a query.
+    -- origin: readers in other processes forward them without a query. The data goes as the
+    -- writer encoded it (no jsonb to text again).
     SELECT pg_notify($4, $5 || ':' || json_agg(json_build_array(session_id, seq, type,
-               CASE WHEN octet_length(data::text) <= 400 THEN data::text END)
+               CASE WHEN octet_length(data) <= 400 THEN data END)
            ORDER BY session_id, seq)::text)
     FROM (SELECT n.*, (row_number() OVER (ORDER BY session_id, seq) - 1) / 8 AS grp
           FROM numbered n) grouped
