@@ -51,8 +51,14 @@ RETURNING id
 
 NEXT_WAKE = "SELECT min(wake_at) FROM threadline.runs WHERE status = 'waiting'"
 
+# A claimed run comes with what its replay needs (its recorded steps, as JSON text, and its
+# last event number): no round trips between the claim and the run starting.
 CLAIM_COLUMNS = """r.id, r.workflow, r.input::text AS input, r.wake_at, r.waiting_step,
-    r.waiting_topic, r.recoveries"""
+    r.waiting_topic, r.recoveries,
+    (SELECT json_agg(json_build_array(s.step_no, s.name, s.output::text, s.error::text))::text
+       FROM threadline.steps s WHERE s.run_id = r.id) AS journal,
+    (SELECT coalesce(max(e.seq), 0) FROM threadline.events e WHERE e.run_id = r.id)
+       AS last_event_seq"""
 
 CLAIM_UNLIMITED = f"""
 WITH c AS (
@@ -91,11 +97,6 @@ FROM chosen WHERE r.id = chosen.id
 RETURNING {CLAIM_COLUMNS}
 """
 
-LOAD_JOURNAL = """
-SELECT step_no, name, output::text AS output, error::text AS error
-FROM threadline.steps WHERE run_id = $1
-"""
-LAST_EVENT_SEQ = "SELECT coalesce(max(seq), 0) FROM threadline.events WHERE run_id = $1"
 
 LOCK_OWN_RUN = """
 SELECT 1 FROM threadline.runs WHERE id = $1 AND owner = $2 AND status = 'running' FOR UPDATE

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Iterable
@@ -197,10 +198,10 @@ class Worker:
             self._starved = len(rows) >= free
             for row in rows:
                 journal = {
-                    r["step_no"]: Recorded(r["name"], r["output"], r["error"])
-                    for r in await conn.fetch(store.LOAD_JOURNAL, row["id"])
+                    step_no: Recorded(name, output, error)
+                    for step_no, name, output, error in json.loads(row["journal"] or "[]")
                 }
-                last_seq = await conn.fetchval(store.LAST_EVENT_SEQ, row["id"])
+                last_seq = row["last_event_seq"]
                 wf = engine.registry.workflows[row["workflow"]]
                 ctx = WorkflowContext(
                     engine,
