@@ -85,3 +85,26 @@ async def test_an_answer_with_a_tool_round_starts_once_and_adds_up(chat: ChatSer
     assert sum(f["type"] == "message.start" for f in frames) == 1  # not a restart
     deltas = "".join(f["text"] for f in frames if f["type"] == "message.delta")
     assert deltas == frames[-1]["text"] and "\n\n" in deltas
+
+
+async def test_a_turn_waiting_for_approval_keeps_the_next_message_waiting(
+    chat: ChatServer,
+) -> None:
+    """One turn at a time per session, also while a turn waits (durably) for an approval:
+    the next message's turn starts only once the waiting one has ended."""
+    async with chat.connect(await chat.new_session("support")) as ws:
+        await start(ws, "Please place an order for TL-4472")
+        frames: list[dict[str, Any]] = await frames_until(ws, "tool.confirm")
+        first_turn, call_id = frames[-1]["turn_id"], frames[-1]["call_id"]
+        await ws.send(
+            json.dumps({"type": "message.send", "client_id": "m2", "text": "Look up TL-4471"})
+        )
+        await frames_until(ws, "message.user")
+        with pytest.raises(TimeoutError):  # nothing of a second turn while the first waits
+            await frames_until(ws, "message.start", timeout=2.0)
+        await ws.send(json.dumps({"type": "tool.confirm", "call_id": call_id, "approve": True}))
+        frames = await frames_until(ws, "message.end")
+        assert frames[-1]["turn_id"] == first_turn
+        assert all(f.get("turn_id") in (None, first_turn) for f in frames)
+        frames = await frames_until(ws, "message.end")
+    assert frames[-1]["turn_id"] != first_turn and "TL-4471" in frames[-1]["text"]

@@ -75,10 +75,13 @@ RETURNING {CLAIM_COLUMNS}
 
 # A limited queue is claimed under a transaction-level advisory lock on its name, so the
 # counts of running runs cannot change between reading them and claiming.
+# A key's cap counts the runs in progress, waiting ones too (a turn waiting for an approval
+# still holds its session); the queue's cap counts the running ones.
 CLAIM_LIMITED = f"""
 WITH active AS (
-    SELECT queue_key, count(*) AS n FROM threadline.runs
-    WHERE queue = $2 AND status = 'running' GROUP BY queue_key
+    SELECT queue_key, count(*) AS n, count(*) FILTER (WHERE status = 'running') AS running
+    FROM threadline.runs
+    WHERE queue = $2 AND status IN ('running', 'waiting') GROUP BY queue_key
 ), candidates AS (
     SELECT r.id, r.created_at, r.queue_key,
            row_number() OVER (PARTITION BY r.queue_key ORDER BY r.created_at, r.id) AS rank
@@ -89,7 +92,7 @@ WITH active AS (
     SELECT c.id FROM candidates c LEFT JOIN active a ON a.queue_key IS NOT DISTINCT FROM c.queue_key
     WHERE $6::int IS NULL OR c.queue_key IS NULL OR c.rank + coalesce(a.n, 0) <= $6
     ORDER BY c.created_at, c.id
-    LIMIT least($5, coalesce($7::int - (SELECT coalesce(sum(n), 0) FROM active)::int, $5))
+    LIMIT least($5, coalesce($7::int - (SELECT coalesce(sum(running), 0) FROM active)::int, $5))
 )
 UPDATE threadline.runs r SET status = 'running', owner = $1,
     started_at = coalesce(r.started_at, now())

@@ -36,7 +36,9 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Queue:
     """A named queue. `concurrency` caps its running runs across all workers; `per_key`
-    caps them per queue key (e.g. per tenant)."""
+    caps its runs in progress per queue key (e.g. per tenant), those waiting on a sleep, a
+    message or a child included: a session's turn waiting for an approval keeps the
+    session's next turn queued."""
 
     name: str
     concurrency: int | None = None
