@@ -74,9 +74,9 @@ RETURNING {CLAIM_COLUMNS}
 """
 
 # A limited queue is claimed under a transaction-level advisory lock on its name, so the
-# counts of running runs cannot change between reading them and claiming.
-# A key's cap counts the runs in progress, waiting ones too (a turn waiting for an approval
-# still holds its session); the queue's cap counts the running ones.
+# counts cannot change between reading them and claiming. A key's cap counts its runs in
+# progress, waiting ones too (a turn waiting for an approval still holds its session); the
+# queue's cap counts the running ones (ADR 0012).
 CLAIM_LIMITED = f"""
 WITH active AS (
     SELECT queue_key, count(*) AS n, count(*) FILTER (WHERE status = 'running') AS running
@@ -99,7 +99,6 @@ UPDATE threadline.runs r SET status = 'running', owner = $1,
 FROM chosen WHERE r.id = chosen.id
 RETURNING {CLAIM_COLUMNS}
 """
-
 
 LOCK_OWN_RUN = """
 SELECT 1 FROM threadline.runs WHERE id = $1 AND owner = $2 AND status = 'running' FOR UPDATE
