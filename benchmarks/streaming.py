@@ -8,8 +8,11 @@ clock starts); every client sends a first message at a random moment of the firs
 `--stagger` seconds, and another as soon as an answer (about 210 tokens) ends; deltas made in
 the `--seconds` after a `--warmup` count. Each `message.delta` carries
 the time the model produced it; latency is the time it reached the client (one clock, one
-machine). A delta is lost when its sequence number never arrives, duplicated when it arrives
-twice; each answer's deltas must also add up to its `message.end` text.
+machine). Deltas made by the process serving the client arrive live, before they are
+logged (no sequence number; `offset` places each in its answer): a delta is lost when its
+offset is past the text the client has (a gap), duplicated when it repeats text the client
+has, and a logged frame is duplicated when its sequence number arrives twice; each answer's
+deltas must also add up to its `message.end` text.
 
     python benchmarks/streaming.py --clients 100
     python benchmarks/streaming.py --json --clients 500
@@ -81,6 +84,8 @@ Sessions(engine, AGENTS)
 class ClientStats:
     latencies: list[float] = field(default_factory=list)
     seqs: list[int] = field(default_factory=list)
+    lost: int = 0  # deltas that left a gap in the answer's text
+    duplicated: int = 0  # deltas that repeated some of it
     tokens: int = 0
     frames: int = 0
     answers: int = 0
@@ -136,6 +141,9 @@ async def converse(ws: Any, window: tuple[float, float], delay: float) -> Client
                 if "seq" in frame:
                     stats.seqs.append(frame["seq"])
                 if frame["type"] == "message.delta":
+                    offset = frame.get("offset", len(text))
+                    stats.lost += offset > len(text)
+                    stats.duplicated += offset < len(text)
                     text += frame["text"]
                     if window[0] <= frame["ts"] < window[1]:
                         # A frame carries one token, or several when the server fell behind
@@ -237,12 +245,8 @@ async def measure(
         sampler.cancel()
         shares = await cpu
     latencies = [x for r in results for x in r.latencies]
-    lost = duplicated = 0
-    for r in results:
-        seen = sorted(r.seqs)
-        duplicated += len(seen) - len(set(seen))
-        if seen:
-            lost += (seen[-1] - seen[0] + 1) - len(set(seen))
+    lost = sum(r.lost for r in results)
+    duplicated = sum(r.duplicated + len(r.seqs) - len(set(r.seqs)) for r in results)
     return {
         "clients": clients,
         "tokens_per_s": round(sum(r.tokens for r in results) / seconds, 1),

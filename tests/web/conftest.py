@@ -113,3 +113,44 @@ async def frames_until(ws: Any, kind: str, timeout: float = 20.0) -> list[dict[s
             seen.append(frame)
             if frame["type"] == kind:
                 return seen
+
+
+class Screen:
+    """What a client shows, built from the frames it gets as the widget builds it, and
+    strict: a logged frame out of order, or an answer's piece that leaves a gap or repeats
+    text, fails the test."""
+
+    def __init__(self) -> None:
+        self.last_seq = 0
+        self.answers: dict[str, str] = {}  # turn -> its text since its last (re)start
+        self.started: dict[str, float | None] = {}
+        self.current: str | None = None  # the answer in progress
+        self.live = 0  # pieces that came before they were logged (no seq)
+
+    def show(self, frame: dict[str, Any]) -> None:
+        if "seq" in frame:
+            assert frame["seq"] > self.last_seq, f"{frame} after seq {self.last_seq}"
+            self.last_seq = frame["seq"]
+        kind, turn = frame["type"], frame.get("turn_id")
+        if kind in ("message.start", "message.restart"):
+            assert turn not in self.started or frame.get("ts") != self.started[turn], (
+                f"the same beginning twice: {frame}"
+            )
+            self.answers[turn], self.started[turn], self.current = "", frame.get("ts"), turn
+        elif kind == "message.delta":
+            text = self.answers.get(turn, "")
+            assert frame["offset"] == len(text), f"{frame} after {len(text)} code points"
+            self.answers[turn] = text + frame["text"]
+            self.live += "seq" not in frame
+        elif kind == "message.end" and turn == self.current:
+            self.current = None
+
+    def resume(self) -> dict[str, Any]:
+        """The `resume` frame after a reconnect: the last number seen, and how much of the
+        answer in progress is on screen."""
+        frame: dict[str, Any] = {"type": "resume", "after_seq": self.last_seq}
+        if self.current is not None:
+            frame["turn_id"] = self.current
+            frame["started"] = self.started[self.current]
+            frame["shown"] = len(self.answers[self.current])
+        return frame

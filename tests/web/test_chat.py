@@ -3,14 +3,16 @@ several tabs, history, and a clear error for every kind of bad input."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
+import asyncpg
 import jwt
 import pytest
 import websockets
 
-from .conftest import ORIGIN, ChatServer, frames_until
+from .conftest import ORIGIN, ChatServer, Screen, frames_until
 
 
 def answer_of(frames: list[dict]) -> tuple[str, str]:  # type: ignore[type-arg]
@@ -29,8 +31,12 @@ async def test_an_answer_streams_in_pieces_and_lands_in_the_history(chat: ChatSe
     deltas, final = answer_of(frames)
     assert len([f for f in frames if f["type"] == "message.delta"]) >= 3
     assert deltas == final and final.startswith("[demo model]")
-    seqs = [f["seq"] for f in frames if "seq" in f]
-    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # contiguous, in order
+    screen = Screen()
+    for frame in frames:  # logged frames in order, pieces without gap or overlap
+        screen.show(frame)
+    assert screen.answers[frames[-1]["turn_id"]] == final
+    # The pieces went out as the model made them, before they were logged (no number yet).
+    assert screen.live >= 3
     r = await chat.http.get(
         f"/v1/sessions/{session['session_id']}/messages", params={"token": session["token"]}
     )
@@ -44,22 +50,33 @@ async def test_a_dropped_connection_resumes_with_nothing_missing_or_twice(
     chat: ChatServer,
 ) -> None:
     session = await chat.new_session()
-    seen: list[dict] = []  # type: ignore[type-arg]
+    screen = Screen()
     async with chat.connect(session) as ws:
         await ws.recv()
         await ws.send(json.dumps({"type": "resume", "after_seq": 0}))
         await ws.send(json.dumps({"type": "message.send", "client_id": "m1", "text": "Tell me"}))
-        while len([f for f in seen if f["type"] == "message.delta"]) < 2:
-            seen.append(json.loads(await ws.recv()))
-    # The connection is gone mid-answer; the answer goes on being written to the log.
+        while screen.live < 3:
+            screen.show(json.loads(await ws.recv()))
+    # The connection is gone mid-answer, with pieces shown that the log may not have yet;
+    # the answer goes on. The client says what it has: nothing comes twice, nothing is
+    # missing (Screen checks every frame).
+    turn = screen.current
+    assert turn is not None
     async with chat.connect(session) as ws:
         await ws.recv()
-        await ws.send(json.dumps({"type": "resume", "after_seq": seen[-1]["seq"]}))
-        seen += await frames_until(ws, "message.end")
-    seqs = [f["seq"] for f in seen]
-    assert seqs == list(range(1, len(seqs) + 1))
-    deltas, final = answer_of(seen)
-    assert deltas == final
+        await ws.send(json.dumps(screen.resume()))
+        frames = await frames_until(ws, "message.end")
+    for frame in frames:
+        screen.show(frame)
+    assert screen.answers[turn] == frames[-1]["text"]
+    # A client that only says the last number it saw gets the rest of the log after it:
+    # pieces it has may come again, and their offsets tell it so.
+    async with chat.connect(session) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "resume", "after_seq": 0}))
+        logged = await frames_until(ws, "message.end")
+    assert [f["seq"] for f in logged] == list(range(1, len(logged) + 1))
+    assert answer_of(logged) == (screen.answers[turn], screen.answers[turn])
 
 
 async def test_a_resend_with_the_same_client_id_is_not_a_second_turn(chat: ChatServer) -> None:
@@ -195,7 +212,9 @@ async def test_sse_streams_the_same_events_and_resumes_from_last_event_id(
     assert ids and ids[0] == 2 and ids == list(range(2, 2 + len(ids)))
 
 
-async def test_event_numbers_are_contiguous_over_several_turns(chat: ChatServer) -> None:
+async def test_event_numbers_are_in_order_and_the_log_contiguous_over_several_turns(
+    chat: ChatServer,
+) -> None:
     session = await chat.new_session()
     frames: list[dict] = []  # type: ignore[type-arg]
     async with chat.connect(session) as ws:
@@ -204,9 +223,21 @@ async def test_event_numbers_are_contiguous_over_several_turns(chat: ChatServer)
         for i in range(3):
             await ws.send(json.dumps({"type": "message.send", "client_id": f"m{i}", "text": "Hi"}))
             frames += await frames_until(ws, "message.end")
-    assert [f["seq"] for f in frames] == list(range(1, len(frames) + 1))
+    screen = Screen()
+    for frame in frames:  # numbered frames in order; live pieces between them
+        screen.show(frame)
     users = [f for f in frames if f["type"] == "message.user"]
     assert [u["message_seq"] for u in users] == [1, 3, 5]  # user, assistant, user, ...
+    async with chat.connect(session) as ws:  # the log itself: every number, once, in order
+        await ws.recv()
+        await ws.send(json.dumps({"type": "resume", "after_seq": 0}))
+        logged: list[dict] = []  # type: ignore[type-arg]
+        for _ in range(3):
+            logged += await frames_until(ws, "message.end")
+    assert [f["seq"] for f in logged] == list(range(1, len(logged) + 1))
+    assert [f["type"] for f in logged if f["type"] != "message.delta"] == [
+        f["type"] for f in frames if f["type"] != "message.delta"
+    ]
 
 
 async def test_the_terminal_client_streams_a_conversation(chat: ChatServer) -> None:
@@ -284,3 +315,70 @@ async def test_the_ai_sdk_endpoint_speaks_the_ui_message_stream_protocol(
     assert text == history.json()[-1]["content"]
     bad = await chat.http.post(url, json={"messages": []})
     assert bad.status_code == 422 and "user message" in bad.json()["detail"]
+
+
+async def test_pieces_reach_the_client_before_the_log_has_them(
+    chat: ChatServer, database_url: str
+) -> None:
+    """While the log cannot write (its session row locked by another transaction), the
+    answer still streams; once it can, its copies are not sent again and the log has it
+    all."""
+    session = await chat.new_session()
+    sid = session["session_id"]
+    screen = Screen()
+    blocker = await asyncpg.connect(database_url)
+    try:
+        async with asyncio.timeout(20), chat.connect(session) as ws:
+            await ws.recv()
+            await ws.send(json.dumps({"type": "resume", "after_seq": 0}))
+            await ws.send(json.dumps({"type": "message.send", "client_id": "m1", "text": "Hi"}))
+            while screen.live < 1:
+                screen.show(json.loads(await ws.recv()))
+            lock = blocker.transaction()
+            await lock.start()
+            await blocker.execute("SELECT 1 FROM threadline.sessions WHERE id = $1 FOR UPDATE", sid)
+            logged = await blocker.fetchval(
+                "SELECT count(*) FROM threadline.session_events WHERE session_id = $1", sid
+            )
+            before = screen.live
+            while screen.live < before + 3:  # more pieces, none of them logged meanwhile
+                screen.show(json.loads(await ws.recv()))
+            assert logged == await blocker.fetchval(
+                "SELECT count(*) FROM threadline.session_events WHERE session_id = $1", sid
+            )
+            await lock.rollback()
+            frames = await frames_until(ws, "message.end")
+            for frame in frames:
+                screen.show(frame)
+    finally:
+        await blocker.close()
+    turn = frames[-1]["turn_id"]
+    assert screen.answers[turn] == frames[-1]["text"]
+    async with chat.connect(session) as ws:  # and the log has every piece
+        await ws.recv()
+        await ws.send(json.dumps({"type": "resume", "after_seq": 0}))
+        assert answer_of(await frames_until(ws, "message.end"))[0] == screen.answers[turn]
+
+
+async def test_a_client_that_shows_part_of_an_answer_gets_exactly_the_rest(
+    chat: ChatServer,
+) -> None:
+    session = await chat.new_session()
+    async with chat.connect(session) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "resume", "after_seq": 0}))
+        await ws.send(json.dumps({"type": "message.send", "client_id": "m1", "text": "Hi"}))
+        frames = await frames_until(ws, "message.end")
+    start = next(f for f in frames if f["type"] == "message.start")
+    final = frames[-1]["text"]
+    for shown in (0, 5, len(final) // 2, len(final)):  # within pieces, too
+        screen = Screen()
+        screen.answers[start["turn_id"]] = final[:shown]
+        screen.started[start["turn_id"]] = start["ts"]
+        screen.current = start["turn_id"]
+        async with chat.connect(session) as ws:
+            await ws.recv()
+            await ws.send(json.dumps(screen.resume()))  # after_seq 0: the whole log
+            for frame in await frames_until(ws, "message.end"):
+                screen.show(frame)  # the same start is not sent again; no piece overlaps
+        assert screen.answers[start["turn_id"]] == final

@@ -9,7 +9,7 @@ import json
 
 from threadline import Engine
 from threadline.sessions import Sessions
-from threadline.sessions.events import EventLog, frame_text
+from threadline.sessions.events import Committed, EventLog, Live, Piece, frame_text
 from threadline.web import Hub
 
 from .conftest import echo
@@ -101,3 +101,53 @@ async def test_deltas_queued_behind_a_commit_go_out_as_one_frame(database_url: s
         ]
         assert frames[1]["ts"] == 1.0  # the first token's time: latency is never understated
         assert [e.frame()["text"] for e in await sessions.read(two, 0)] == ["x "]
+
+
+async def test_an_answer_goes_out_live_only_behind_what_readers_have(database_url: str) -> None:
+    """An answer's events go to live listeners before they are written, unless an earlier
+    event of their session is still unwritten and was not live (it would be overtaken):
+    then they wait for the commit like any other. Each committed copy says where it sits,
+    as its live original did."""
+    async with Engine(database_url, worker=False) as engine:
+        sessions = Sessions(engine, [echo])
+        one, two = (await sessions.create("echo")).id, (await sessions.create("echo")).id
+        log = EventLog(engine.pool)
+        live: list[Live] = []
+        committed: list[Committed] = []
+        log.watch_live(live.append)
+        log.listen(committed.extend)
+
+        def delta(session: str, text: str, offset: int) -> None:
+            data = {"turn_id": "t:1", "text": text, "offset": offset}
+            log.post(session, "message.delta", data)
+
+        log.post(one, "message.start", {"turn_id": "t:1", "ts": 1.0})
+        delta(one, "ab", 0)
+        log.post(one, "tool.call", {"turn_id": "t:1", "name": "lookup"})
+        delta(one, "cd", 2)  # behind the unwritten tool.call: not live
+        delta(two, "xy", 0)  # another session: nothing of its own unwritten
+        log.post(one, "message.delta", {"turn_id": "t:1", "text": "no offset"})
+        assert [(e.session_id, e.type, e.piece) for e in live] == [
+            (one, "message.start", Piece("t:1", 0, 0, 1.0)),
+            (one, "message.delta", Piece("t:1", 0, 2)),
+            (two, "message.delta", Piece("t:1", 0, 2)),
+        ]
+        assert json.loads(live[1].text) == {
+            "type": "message.delta",
+            "turn_id": "t:1",
+            "text": "ab",
+            "offset": 0,
+        }
+        await log.drain()
+        delta(one, "ef", 11)  # all written now: live again
+        await log.drain()
+        assert live[-1].piece == Piece("t:1", 11, 13)
+        mine = [(e.type, e.piece) for e in committed if e.session_id == one]
+        assert mine == [
+            ("message.start", Piece("t:1", 0, 0, 1.0)),
+            ("message.delta", Piece("t:1", 0, 2)),
+            ("tool.call", None),
+            ("message.delta", Piece("t:1", 2, 4)),
+            ("message.delta", None),
+            ("message.delta", Piece("t:1", 11, 13)),
+        ]

@@ -58,6 +58,7 @@ class Turn:
     handoff_reason: str | None = None
     reminders: list[tuple[float, str]] = field(default_factory=list)
     _shown: bool = False  # the turn's answer has started on screen (one message.start)
+    _shown_length: int = 0  # code points of the answer streamed since its message.start
     usage: Usage = field(default_factory=Usage)
     cost: Decimal | None = Decimal(0)  # None once a call's price is unknown
     model_used: str | None = None
@@ -132,16 +133,12 @@ class Turn:
 
     async def _serve(self, hit: CacheHit) -> str:
         """Stream a cached answer as a live one arrives (its ledger row is written)."""
-        self.emit("message.start", {"turn_id": self.turn_id, "cached": True})
-        self._shown = True
+        self._start(cached=True)
         async for event in replay_stream(hit):
             if self.cancelled():
                 raise TurnCancelled(self.turn_id)
             if isinstance(event, TextDelta):
-                self.emit(
-                    "message.delta",
-                    {"turn_id": self.turn_id, "text": event.text, "ts": time.time()},
-                )
+                self._delta(event.text, ts=time.time())
         answer = hit.answer
         self.usage = self.usage + Usage(answer.input_tokens, answer.output_tokens)
         self.model_used = f"{answer.provider}:{answer.model}" if answer.model else "cache"
@@ -185,20 +182,21 @@ class Turn:
             if self.cancelled():  # the user pressed stop: end the call, it is billed so far
                 raise TurnCancelled(self.turn_id)
             if isinstance(event, Restart):  # the model failed mid-answer: it starts again
-                self.emit("message.restart", {"turn_id": self.turn_id, **event.to_json()})
+                self.emit(
+                    "message.restart",
+                    {"turn_id": self.turn_id, "ts": time.time(), **event.to_json()},
+                )
                 self._shown = first = False
+                self._shown_length = 0
             elif isinstance(event, TextDelta) and event.text:
                 text = event.text
                 if first:
                     first = False
                     if not self._shown:
-                        self.emit("message.start", {"turn_id": self.turn_id})
+                        self._start()
                     elif messages_have_text:
                         text = "\n\n" + text
-                self._shown = True
-                self.emit(
-                    "message.delta", {"turn_id": self.turn_id, "text": text, "ts": time.time()}
-                )
+                self._delta(text, ts=time.time())
 
         messages_have_text = any(m.role == "assistant" and m.content for m in messages[1:])
 
@@ -270,11 +268,32 @@ class Turn:
 
     async def _show(self, text: str) -> None:
         if not self._shown:
-            self.emit("message.start", {"turn_id": self.turn_id})
+            self._start()
         else:
             text = "\n\n" + text
+        self._delta(text)
+
+    def _start(self, *, cached: bool = False) -> None:
+        """The answer begins on screen (again, after a crash: a restart to clients)."""
+        start: dict[str, Any] = {"turn_id": self.turn_id, "ts": time.time()}
+        if cached:
+            start["cached"] = True
+        self.emit("message.start", start)
         self._shown = True
-        self.emit("message.delta", {"turn_id": self.turn_id, "text": text})
+        self._shown_length = 0
+
+    def _delta(self, text: str, *, ts: float | None = None) -> None:
+        """The answer's next piece; `offset` (its length so far, in code points) lets a
+        reader join pieces that reach it live and from the log without a gap or overlap."""
+        data: dict[str, Any] = {
+            "turn_id": self.turn_id,
+            "text": text,
+            "offset": self._shown_length,
+        }
+        if ts is not None:
+            data["ts"] = ts
+        self._shown_length += len(text)
+        self.emit("message.delta", data)
 
     def remind_after(self, seconds: float, text: str) -> None:
         """If the user says nothing for `seconds`, post `text` to the session (a durable

@@ -7,7 +7,9 @@ the events themselves (a reader makes each frame's text from its type, number an
 Readers (WebSocket and SSE handlers) get each frame once it is committed: in the writing
 process straight from the log's listeners, in every other process from the NOTIFY; they read
 the log only to fill a gap, so a client that reconnects with `resume {after_seq}` gets every
-missed event exactly once, in order.
+missed event exactly once, in order. An answer's beginning and pieces may also go to the
+writing process's WebSocket readers before they are committed (`watch_live`, ADR 0014): they
+place themselves in their answer (`Piece`), so a reader can skip their logged copies.
 """
 
 from __future__ import annotations
@@ -94,22 +96,77 @@ class SessionEvent:
 class Committed:
     """A committed event as a reader forwards it: `text` is its frame as JSON (what
     `SessionEvent.frame` gives), or None when it was too large to ride on a notification
-    and must be read from the log."""
+    and must be read from the log. `piece` places an answer's start or piece when the
+    writer knows it (events this process wrote): see `Piece`."""
 
     session_id: str
     seq: int
     type: str
     text: str | None
+    piece: Piece | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """Where an answer's event sits in the answer: a `message.delta` covers code points
+    [offset, end) of its turn's text since the answer (re)started; a `message.start` or
+    `message.restart` begins it (offset = end = 0), `started` (its `ts`) telling one
+    beginning from another."""
+
+    turn_id: str
+    offset: int
+    end: int
+    started: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Live:
+    """An answer's event (`message.start`, `.restart`, `.delta`) handed to readers in this
+    process before it is logged: `text` is its frame as JSON, without a `seq` (it has none
+    yet); its `Committed` copy follows with the same `Piece`."""
+
+    session_id: str
+    type: str
+    piece: Piece
+    text: str
 
 
 CommitListener = Callable[[list[Committed]], None]
+LiveListener = Callable[[Live], None]
+ANSWER_TYPES = frozenset({"message.start", "message.restart", "message.delta"})
+
+
+def piece_of(type: str, data: dict[str, Any]) -> Piece | None:
+    """The place of an answer's event in its answer, when its data tells it."""
+    if type not in ANSWER_TYPES:
+        return None
+    turn_id = data.get("turn_id")
+    if not isinstance(turn_id, str):
+        return None
+    if type != "message.delta":
+        started = data.get("ts")
+        return Piece(turn_id, 0, 0, started if isinstance(started, float) else None)
+    offset, text = data.get("offset"), data.get("text")
+    if not isinstance(offset, int) or isinstance(offset, bool) or not isinstance(text, str):
+        return None
+    return Piece(turn_id, offset, offset + len(text))
+
+
 _Queued = tuple[str, str, str, "asyncio.Future[int] | None"]  # data as JSON
-_Pending = tuple[str, str, dict[str, Any], "asyncio.Future[int] | None"]
+# session, type, data, future, and whether it went out live (if not, until it is committed
+# the session's later events cannot go out live: frames stay in order)
+_Pending = tuple[str, str, dict[str, Any], "asyncio.Future[int] | None", bool]
 
 
 def encode(data: dict[str, Any]) -> str:
     """An event's data as JSON text (orjson: the log encodes every streamed token)."""
     return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def live_text(type: str, data_json: str) -> str:
+    """A frame's JSON text before the event has a number (see `Live`)."""
+    head = f'{{"type":{_type_json(type)}'
+    return head + "}" if data_json == "{}" else head + "," + data_json[1:]
 
 
 def frame_text(type: str, seq: int, data_json: str) -> str:
@@ -134,6 +191,8 @@ class EventLog:
         # them when they come back from the database.
         self.origin = secrets.token_hex(6)
         self._listeners: list[CommitListener] = []
+        self._live: list[LiveListener] = []
+        self._unseen: dict[str, int] = {}  # session -> its queued or written, unseen events
 
     def listen(self, listener: CommitListener) -> None:
         """Call `listener` with each batch of events once it is committed, in order."""
@@ -143,11 +202,22 @@ class EventLog:
         if listener in self._listeners:
             self._listeners.remove(listener)
 
+    def watch_live(self, listener: LiveListener) -> None:
+        """Also call `listener` with each answer's event that can go out before it is
+        logged: when every earlier event of its session from this log is committed (and
+        handed to the commit listeners) or went out live itself. Its committed copy
+        follows, with the same `Piece`, for the listener to recognise."""
+        self._live.append(listener)
+
+    def unwatch_live(self, listener: LiveListener) -> None:
+        if listener in self._live:
+            self._live.remove(listener)
+
     def append(self, session_id: str, type: str, data: dict[str, Any]) -> asyncio.Future[int]:
         """Queue an event; the future gives its sequence number once it is durable."""
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         fut.add_done_callback(_observe)
-        self._enqueue(session_id, type, data, fut)
+        self._enqueue(session_id, type, data, fut, False)
         return fut
 
     def post(self, session_id: str, type: str, data: dict[str, Any]) -> None:
@@ -159,13 +229,17 @@ class EventLog:
         session's tokens go out in fewer, larger frames instead of falling further behind.
         Nothing changes while they keep up, nor for deltas made together (a cached answer
         replayed word by word)."""
+        live = False
+        if type in ANSWER_TYPES and self._live and not self._unseen.get(session_id):
+            live = self._go_live(session_id, type, data)
         if type == "message.delta":
             last = self._tail.get(session_id)
             if last is not None:
-                _, last_type, queued, fut = self._queue[last]
+                _, last_type, queued, fut, queued_live = self._queue[last]
                 if (
                     last_type == type
                     and fut is None
+                    and queued_live is live
                     and queued.keys() == data.keys()
                     and queued.get("turn_id") == data.get("turn_id")
                     and isinstance(queued.get("text"), str)
@@ -177,15 +251,37 @@ class EventLog:
                     queued["text"] += data["text"]
                     return
             data = dict(data)  # ours to extend
-        self._enqueue(session_id, type, data, None)
+        self._enqueue(session_id, type, data, None, live)
+
+    def _go_live(self, session_id: str, type: str, data: dict[str, Any]) -> bool:
+        """Hand an answer's event to the live listeners; whether it could go."""
+        piece = piece_of(type, data)
+        if piece is None:  # not placed in its answer: readers could not join it up
+            return False
+        if "type" in data or "seq" in data:
+            data = {k: v for k, v in data.items() if k not in ("type", "seq")}
+        live = Live(session_id, type, piece, live_text(type, encode(data)))
+        for listener in list(self._live):
+            try:
+                listener(live)
+            except Exception:
+                log.exception("a live session event listener failed")
+        return True
 
     def _enqueue(
-        self, session_id: str, type: str, data: dict[str, Any], fut: asyncio.Future[int] | None
+        self,
+        session_id: str,
+        type: str,
+        data: dict[str, Any],
+        fut: asyncio.Future[int] | None,
+        live: bool,
     ) -> None:
         if "type" in data or "seq" in data:  # the frame's own fields win, as in frame()
             data = {k: v for k, v in data.items() if k not in ("type", "seq")}
+        if not live:
+            self._unseen[session_id] = self._unseen.get(session_id, 0) + 1
         self._tail[session_id] = len(self._queue)
-        self._queue.append((session_id, type, data, fut))
+        self._queue.append((session_id, type, data, fut, live))
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
@@ -198,7 +294,7 @@ class EventLog:
             while self._queue:
                 await asyncio.sleep(0)  # let the events that are ready now join the batch
                 pending, self._queue, self._tail = self._queue, [], {}
-                batch = [(sid, t, encode(data), fut) for sid, t, data, fut in pending]
+                batch = [(sid, t, encode(data), fut) for sid, t, data, fut, _ in pending]
                 try:
                     seqs = await with_db_retry(
                         functools.partial(self._write, batch), what="session events"
@@ -208,20 +304,36 @@ class EventLog:
                     for *_, fut in batch:
                         if fut is not None and not fut.done():
                             fut.set_exception(exc)
+                    self._seen(pending)
                     continue
                 for (_, _, _, fut), seq in zip(batch, seqs, strict=True):
                     if fut is not None and not fut.done():
                         fut.set_result(seq)
-                self._tell(batch, seqs)
+                self._tell(pending, batch, seqs)
+                self._seen(pending)
         finally:
             self._task = None
 
-    def _tell(self, batch: list[_Queued], seqs: list[int]) -> None:
+    def _seen(self, pending: list[_Pending]) -> None:
+        """Readers have these events now (or never will): the sessions' next deltas may go
+        out live again."""
+        unseen = self._unseen
+        for sid, *_, live in pending:
+            if not live:
+                left = unseen[sid] - 1
+                if left:
+                    unseen[sid] = left
+                else:
+                    del unseen[sid]
+
+    def _tell(self, pending: list[_Pending], batch: list[_Queued], seqs: list[int]) -> None:
         if not self._listeners:
             return
         committed = [
-            Committed(sid, seq, type, frame_text(type, seq, data))
-            for (sid, type, data, _), seq in zip(batch, seqs, strict=True)
+            Committed(sid, seq, type, frame_text(type, seq, text), piece_of(type, data))
+            for (sid, type, data, _, _), (_, _, text, _), seq in zip(
+                pending, batch, seqs, strict=True
+            )
             if seq > 0
         ]
         for listener in list(self._listeners):

@@ -1,5 +1,6 @@
 """Hands each committed session event to the readers of its session: events this process
-wrote straight from its event log, other processes' from their NOTIFYs (LISTEN)."""
+wrote straight from its event log, other processes' from their NOTIFYs (LISTEN). Readers
+that ask for it also get this process's answer pieces live, before they are logged."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from collections import defaultdict
 import asyncpg
 
 from .. import db
-from ..sessions.events import CHANNEL, Committed, EventLog, frame_text
+from ..sessions.events import CHANNEL, Committed, EventLog, Live, frame_text
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +27,12 @@ class Subscription:
     """One reader's view of a session: committed events (`inbox`), a `wake` signal, and
     `stale`, set (with `wake`) when nothing came for a while and the log should be read."""
 
-    def __init__(self) -> None:
+    def __init__(self, live: bool = False) -> None:
         self.wake = asyncio.Event()
         self.inbox: list[Committed] = []
+        # Answer pieces from this process's log not yet logged (`EventLog.watch_live`), for
+        # a reader that asked for them; each also comes in `inbox` once committed.
+        self.live: list[Live] | None = [] if live else None
         self.stale = False
         self.heard = False  # anything delivered since the hub last looked
 
@@ -66,6 +70,7 @@ class Hub:
         """Take `events`' commits from it directly, not back from the database."""
         self._local[events.origin] = events
         events.listen(self.deliver)
+        events.watch_live(self.deliver_live)
 
     async def start(self) -> None:
         self._conn = await db.connect(self._url)
@@ -80,11 +85,14 @@ class Hub:
             self._checker.cancel()
         for events in self._local.values():
             events.unlisten(self.deliver)
+            events.unwatch_live(self.deliver_live)
         if self._conn is not None and not self._conn.is_closed():
             await self._conn.close()
 
-    def subscribe(self, session_id: str) -> Subscription:
-        sub = Subscription()
+    def subscribe(self, session_id: str, *, live: bool = False) -> Subscription:
+        """A reader of `session_id`'s events; `live`: its answer pieces before they are
+        logged, too (see `Subscription.live`)."""
+        sub = Subscription(live)
         self._waiters[session_id].add(sub)
         return sub
 
@@ -100,6 +108,13 @@ class Hub:
         for event in events:
             for sub in waiters.get(event.session_id, ()):
                 sub.inbox.append(event)
+                sub.heard = True
+                sub.wake.set()
+
+    def deliver_live(self, piece: Live) -> None:
+        for sub in self._waiters.get(piece.session_id, ()):
+            if sub.live is not None:
+                sub.live.append(piece)
                 sub.heard = True
                 sub.wake.set()
 

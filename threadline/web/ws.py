@@ -1,8 +1,11 @@
 """The WebSocket protocol of a session (see docs/protocol.md).
 
-Client frames: `message.send {client_id, text}`, `resume {after_seq}`, `cancel`, `ping`.
-Server frames: the session's logged events, each with its `seq`, plus `session.state` on
-connect and `error {code, message}` for a bad frame (the connection stays open).
+Client frames: `message.send {client_id, text}`, `resume {after_seq, turn_id?, shown?}`,
+`cancel`, `ping`. Server frames: the session's logged events, each with its `seq`, plus
+`session.state` on connect and `error {code, message}` for a bad frame (the connection stays
+open). Answer pieces (`message.delta`) made in this process go out as they are made, before
+they are logged and so without a `seq`; the connection remembers how much of the answer its
+client has, so the logged copy of a piece it sent is skipped, never sent twice.
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..errors import PayloadTooLarge, ThreadlineError
 from ..sessions import Sessions
+from ..sessions.events import ANSWER_TYPES, Committed, Piece, piece_of
 from .hub import Hub
 
 MAX_FRAME_BYTES = 32 * 1024
@@ -32,7 +37,13 @@ class Connection:
         self.session_id = session_id
         self.cursor: int | None = None  # the last seq sent; None until the stream starts
         self.behind = False  # the log may hold events not yet sent
-        self.sub = hub.subscribe(session_id)
+        self.sub = hub.subscribe(session_id, live=True)
+        # The answer the client has: `turn_id`'s, begun at `started` (its start's `ts`), up
+        # to `shown` code points (turn_id None: unknown, nothing goes out live until the next
+        # answer starts).
+        self.turn_id: str | None = None
+        self.started: float | None = None
+        self.shown = 0
         self.sent_at: list[float] = []
         self._send_lock = asyncio.Lock()
 
@@ -89,6 +100,23 @@ class Connection:
             if not isinstance(after, int) or after < 0:
                 await self.error("bad_frame", "resume needs after_seq, a whole number >= 0")
                 return
+            turn_id, started = frame.get("turn_id"), frame.get("started")
+            shown = frame.get("shown", 0)
+            if turn_id is not None and (
+                not isinstance(turn_id, str)
+                or not isinstance(started, (int, float, type(None)))
+                or not isinstance(shown, int)
+                or shown < 0
+            ):
+                await self.error(
+                    "bad_frame",
+                    "resume's turn_id is a string, started a number, shown a whole number >= 0",
+                )
+                return
+            # The answer the client shows: what it has of it is not sent again.
+            self.turn_id = turn_id
+            self.started = float(started) if turn_id is not None and started is not None else None
+            self.shown = shown if turn_id is not None else 0
             self._start_at(after)
         elif kind == "message.send":
             await self._send_message(frame)
@@ -142,13 +170,77 @@ class Connection:
                 self.behind = True
             if self.cursor is None:
                 continue
+            if self.cursor is None:
+                if sub.live:
+                    sub.live.clear()  # nothing goes out before the client says from where
+                continue
             frames, gap = sub.take(self.cursor)
             for frame in frames:
-                await self.send_text(frame.text)  # type: ignore[arg-type]  # take(): not None
+                await self._send_logged(frame)
                 self.cursor = frame.seq
             if gap or self.behind:
                 self.behind = False
                 await self._catch_up()
+            if sub.live:
+                await self._send_live()
+
+    async def _send_live(self) -> None:
+        """Send the live events that continue what the client has; the others come from
+        the log (a piece after one still on its way there)."""
+        events, self.sub.live = self.sub.live, []
+        for live in events or ():
+            piece = live.piece
+            if live.type == "message.delta" and (
+                piece.turn_id != self.turn_id or piece.offset != self.shown
+            ):
+                continue
+            if self._fit(live.type, piece, dict) is _WHOLE:
+                await self.send_text(live.text)
+
+    async def _send_logged(self, event: Committed) -> None:
+        text = event.text
+        assert text is not None  # take() gives whole frames only
+        piece = event.piece
+        if piece is None and event.type in ANSWER_TYPES and self.turn_id is not None:
+            piece = piece_of(event.type, json.loads(text))  # another process wrote it
+        frame = self._fit(event.type, piece, lambda: json.loads(text))
+        if frame is _WHOLE:
+            await self.send_text(text)
+        elif frame is not None:
+            await self.send(frame)
+
+    def _fit(
+        self, type: str, piece: Piece | None, frame: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        """What of an event to send, given the answer the client has: `_WHOLE`, a trimmed
+        frame (the part of a piece the client lacks), or None (it has all of it)."""
+        if type not in ANSWER_TYPES:
+            return _WHOLE
+        if piece is None:  # not placed: send it, and lose track of the client's answer
+            self.turn_id = None
+            return _WHOLE
+        if type != "message.delta":
+            if (
+                piece.turn_id == self.turn_id
+                and piece.started is not None
+                and piece.started == self.started
+            ):
+                return None  # the beginning the client has (it went out live)
+            # The answer (re)starts: the client's text is empty.
+            self.turn_id, self.started, self.shown = piece.turn_id, piece.started, 0
+            return _WHOLE
+        if piece.turn_id != self.turn_id or piece.offset >= self.shown:
+            if piece.turn_id != self.turn_id:
+                self.turn_id, self.started = piece.turn_id, None
+            self.shown = piece.end
+            return _WHOLE
+        if piece.end <= self.shown:
+            return None  # sent live, or shown before a reconnect
+        trimmed = frame()
+        trimmed["text"] = trimmed["text"][self.shown - piece.offset :]
+        trimmed["offset"] = self.shown
+        self.shown = piece.end
+        return trimmed
 
     async def _catch_up(self) -> None:
         """Read the log after the cursor until it has nothing newer."""
@@ -157,5 +249,10 @@ class Connection:
             if not events:
                 return
             for event in events:
-                await self.send(event.frame())
+                frame = self._fit(event.type, piece_of(event.type, event.data), event.frame)
+                if frame is not None:
+                    await self.send(event.frame() if frame is _WHOLE else frame)
                 self.cursor = event.seq
+
+
+_WHOLE: dict[str, Any] = {}  # `Connection._fit`: send the event as it is

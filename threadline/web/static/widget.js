@@ -60,7 +60,7 @@
 
   var saved = {};
   try { saved = JSON.parse(localStorage.getItem(storeKey) || "{}"); } catch (e) { saved = {}; }
-  var ws = null, lastSeq = saved.lastSeq || 0, retry = 0, busy = false;
+  var ws = null, lastSeq = saved.lastSeq || 0, retry = 0, busy = false, answering = null;
   var turns = {}; // turn_id -> the element its text streams into
   var outbox = []; // frames waiting for an open connection
 
@@ -134,23 +134,36 @@
       case "message.start":
         el = turnBubble(frame.turn_id);
         el._text = ""; // a repeated start is a restart: the text begins again
+        el._shown = 0;
+        el._started = frame.ts;
+        answering = frame.turn_id;
         render(el, "");
         setBusy(true);
         return;
       case "message.restart":
         el = turnBubble(frame.turn_id);
         el._text = "";
+        el._shown = 0;
+        el._started = frame.ts;
         render(el, "");
         return;
       case "message.delta":
         el = turnBubble(frame.turn_id);
-        el._text += frame.text;
+        var piece = frame.text;
+        if (typeof frame.offset === "number") { // place it in the answer: no overlap
+          var chars = Array.from(piece), have = el._shown || 0; // offsets count code points
+          if (frame.offset + chars.length <= have) return; // already shown
+          if (frame.offset < have) piece = chars.slice(have - frame.offset).join("");
+          el._shown = frame.offset + chars.length;
+        }
+        el._text += piece;
         render(el, el._text);
         log.scrollTop = log.scrollHeight;
         return;
       case "message.end":
         el = turnBubble(frame.turn_id);
         if (frame.text && el._text !== frame.text) { el._text = frame.text; render(el, frame.text); }
+        if (answering === frame.turn_id) answering = null;
         setBusy(false);
         if (showCost && frame.cost !== null && frame.cost !== undefined) {
           var line = (frame.model || "") + " · $" + Number(frame.cost).toFixed(5);
@@ -214,7 +227,15 @@
     ws.onopen = function () {
       retry = 0;
       status.textContent = "";
-      ws.send(JSON.stringify({ type: "resume", after_seq: lastSeq }));
+      // Pieces of an answer arrive before they are logged (no seq): say how much of the
+      // answer in progress is on screen, so that the server does not send it again.
+      var resume = { type: "resume", after_seq: lastSeq };
+      if (answering && turns[answering]) {
+        resume.turn_id = answering;
+        resume.started = turns[answering]._started;
+        resume.shown = turns[answering]._shown || 0;
+      }
+      ws.send(JSON.stringify(resume));
       while (outbox.length) ws.send(outbox.shift());
     };
     ws.onmessage = function (e) {
