@@ -104,6 +104,7 @@ class Committed:
     type: str
     text: str | None
     piece: Piece | None = None
+    live: bool = False  # it went out live before (see `EventLog.watch_live`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,8 +331,8 @@ class EventLog:
         if not self._listeners:
             return
         committed = [
-            Committed(sid, seq, type, frame_text(type, seq, text), piece_of(type, data))
-            for (sid, type, data, _, _), (_, _, text, _), seq in zip(
+            Committed(sid, seq, type, frame_text(type, seq, text), piece_of(type, data), live)
+            for (sid, type, data, _, live), (_, _, text, _), seq in zip(
                 pending, batch, seqs, strict=True
             )
             if seq > 0

@@ -108,8 +108,10 @@ class Hub:
         for event in events:
             for sub in waiters.get(event.session_id, ()):
                 sub.inbox.append(event)
-                sub.heard = True
-                sub.wake.set()
+                if not (event.live and sub.live is not None):
+                    sub.heard = True
+                    sub.wake.set()
+                # else: it had it live; the copy only moves its cursor, at its next wake
 
     def deliver_live(self, piece: Live) -> None:
         for sub in self._waiters.get(piece.session_id, ()):

@@ -187,8 +187,8 @@ class Connection:
     async def _send_live(self) -> None:
         """Send the live events that continue what the client has; the others come from
         the log (a piece after one still on its way there)."""
-        events, self.sub.live = self.sub.live, []
-        for live in events or ():
+        events, self.sub.live = self.sub.live or [], []
+        for live in events:
             piece = live.piece
             if live.type == "message.delta" and (
                 piece.turn_id != self.turn_id or piece.offset != self.shown
