@@ -142,12 +142,22 @@ async def test_an_answer_goes_out_live_only_behind_what_readers_have(database_ur
         delta(one, "ef", 11)  # all written now: live again
         await log.drain()
         assert live[-1].piece == Piece("t:1", 11, 13)
-        mine = [(e.type, e.piece) for e in committed if e.session_id == one]
+        # Live pieces queued together, made far enough apart, join in the log; the
+        # committed copy covers both.
+        for text, offset, ts in (("gh", 13, 5.0), ("ij", 15, 5.1)):
+            data = {"turn_id": "t:1", "text": text, "offset": offset, "ts": ts}
+            log.post(one, "message.delta", data)
+        await log.drain()
+        assert [e.piece for e in live[-2:]] == [Piece("t:1", 13, 15), Piece("t:1", 15, 17)]
+        mine = [(e.type, e.piece, e.live) for e in committed if e.session_id == one]
         assert mine == [
-            ("message.start", Piece("t:1", 0, 0, 1.0)),
-            ("message.delta", Piece("t:1", 0, 2)),
-            ("tool.call", None),
-            ("message.delta", Piece("t:1", 2, 4)),
-            ("message.delta", None),
-            ("message.delta", Piece("t:1", 11, 13)),
+            ("message.start", Piece("t:1", 0, 0, 1.0), True),
+            ("message.delta", Piece("t:1", 0, 2), True),
+            ("tool.call", None, False),
+            ("message.delta", Piece("t:1", 2, 4), False),
+            ("message.delta", None, False),
+            ("message.delta", Piece("t:1", 11, 13), True),
+            ("message.delta", Piece("t:1", 13, 17), True),
         ]
+        logged = [e.frame() for e in await sessions.read(one, 0)]
+        assert [f.get("text") for f in logged[-2:]] == ["ef", "ghij"]

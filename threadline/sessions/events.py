@@ -154,9 +154,27 @@ def piece_of(type: str, data: dict[str, Any]) -> Piece | None:
 
 
 _Queued = tuple[str, str, str, "asyncio.Future[int] | None"]  # data as JSON
-# session, type, data, future, and whether it went out live (if not, until it is committed
-# the session's later events cannot go out live: frames stay in order)
-_Pending = tuple[str, str, dict[str, Any], "asyncio.Future[int] | None", bool]
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A queued event. `live`: where it sits in its answer if it went out live (if not,
+    until it is committed its session's later events cannot go out live: frames stay in
+    order); `encoded`: its data as JSON, kept from going live, until a later piece joins it."""
+
+    session_id: str
+    type: str
+    data: dict[str, Any]
+    fut: asyncio.Future[int] | None
+    live: Piece | None = None
+    encoded: str | None = None
+
+
+def _own_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """An event's data without `type` and `seq`: the frame's own fields win, as in frame()."""
+    if "type" in data or "seq" in data:
+        return {k: v for k, v in data.items() if k not in ("type", "seq")}
+    return data
 
 
 def encode(data: dict[str, Any]) -> str:
@@ -218,7 +236,7 @@ class EventLog:
         """Queue an event; the future gives its sequence number once it is durable."""
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         fut.add_done_callback(_observe)
-        self._enqueue(session_id, type, data, fut, False)
+        self._enqueue(_Pending(session_id, type, _own_fields(data), fut))
         return fut
 
     def post(self, session_id: str, type: str, data: dict[str, Any]) -> None:
@@ -230,17 +248,19 @@ class EventLog:
         session's tokens go out in fewer, larger frames instead of falling further behind.
         Nothing changes while they keep up, nor for deltas made together (a cached answer
         replayed word by word)."""
-        live = False
+        data = _own_fields(data)
+        live: tuple[Piece, str] | None = None
         if type in ANSWER_TYPES and self._live and not self._unseen.get(session_id):
             live = self._go_live(session_id, type, data)
         if type == "message.delta":
             last = self._tail.get(session_id)
             if last is not None:
-                _, last_type, queued, fut, queued_live = self._queue[last]
+                entry = self._queue[last]
+                queued = entry.data
                 if (
-                    last_type == type
-                    and fut is None
-                    and queued_live is live
+                    entry.type == type
+                    and entry.fut is None
+                    and (entry.live is None) is (live is None)
                     and queued.keys() == data.keys()
                     and queued.get("turn_id") == data.get("turn_id")
                     and isinstance(queued.get("text"), str)
@@ -250,39 +270,38 @@ class EventLog:
                     and data["ts"] - queued["ts"] >= JOIN_AFTER_S
                 ):
                     queued["text"] += data["text"]
+                    entry.encoded = None
+                    if entry.live is not None and live is not None:
+                        entry.live = Piece(entry.live.turn_id, entry.live.offset, live[0].end)
                     return
             data = dict(data)  # ours to extend
-        self._enqueue(session_id, type, data, None, live)
+        if live is None:
+            self._enqueue(_Pending(session_id, type, data, None))
+        else:
+            self._enqueue(_Pending(session_id, type, data, None, *live))
 
-    def _go_live(self, session_id: str, type: str, data: dict[str, Any]) -> bool:
-        """Hand an answer's event to the live listeners; whether it could go."""
+    def _go_live(
+        self, session_id: str, type: str, data: dict[str, Any]
+    ) -> tuple[Piece, str] | None:
+        """Hand an answer's event to the live listeners: its place and its data as JSON,
+        or None if it cannot go."""
         piece = piece_of(type, data)
         if piece is None:  # not placed in its answer: readers could not join it up
-            return False
-        if "type" in data or "seq" in data:
-            data = {k: v for k, v in data.items() if k not in ("type", "seq")}
-        live = Live(session_id, type, piece, live_text(type, encode(data)))
+            return None
+        encoded = encode(data)
+        live = Live(session_id, type, piece, live_text(type, encoded))
         for listener in list(self._live):
             try:
                 listener(live)
             except Exception:
                 log.exception("a live session event listener failed")
-        return True
+        return piece, encoded
 
-    def _enqueue(
-        self,
-        session_id: str,
-        type: str,
-        data: dict[str, Any],
-        fut: asyncio.Future[int] | None,
-        live: bool,
-    ) -> None:
-        if "type" in data or "seq" in data:  # the frame's own fields win, as in frame()
-            data = {k: v for k, v in data.items() if k not in ("type", "seq")}
-        if not live:
-            self._unseen[session_id] = self._unseen.get(session_id, 0) + 1
-        self._tail[session_id] = len(self._queue)
-        self._queue.append((session_id, type, data, fut, live))
+    def _enqueue(self, entry: _Pending) -> None:
+        if entry.live is None:
+            self._unseen[entry.session_id] = self._unseen.get(entry.session_id, 0) + 1
+        self._tail[entry.session_id] = len(self._queue)
+        self._queue.append(entry)
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
@@ -295,7 +314,15 @@ class EventLog:
             while self._queue:
                 await asyncio.sleep(0)  # let the events that are ready now join the batch
                 pending, self._queue, self._tail = self._queue, [], {}
-                batch = [(sid, t, encode(data), fut) for sid, t, data, fut, _ in pending]
+                batch = [
+                    (
+                        e.session_id,
+                        e.type,
+                        encode(e.data) if e.encoded is None else e.encoded,
+                        e.fut,
+                    )
+                    for e in pending
+                ]
                 try:
                     seqs = await with_db_retry(
                         functools.partial(self._write, batch), what="session events"
@@ -319,22 +346,27 @@ class EventLog:
         """Readers have these events now (or never will): the sessions' next deltas may go
         out live again."""
         unseen = self._unseen
-        for sid, *_, live in pending:
-            if not live:
-                left = unseen[sid] - 1
+        for entry in pending:
+            if entry.live is None:
+                left = unseen[entry.session_id] - 1
                 if left:
-                    unseen[sid] = left
+                    unseen[entry.session_id] = left
                 else:
-                    del unseen[sid]
+                    del unseen[entry.session_id]
 
     def _tell(self, pending: list[_Pending], batch: list[_Queued], seqs: list[int]) -> None:
         if not self._listeners:
             return
         committed = [
-            Committed(sid, seq, type, frame_text(type, seq, text), piece_of(type, data), live)
-            for (sid, type, data, _, live), (_, _, text, _), seq in zip(
-                pending, batch, seqs, strict=True
+            Committed(
+                e.session_id,
+                seq,
+                e.type,
+                frame_text(e.type, seq, text),
+                piece_of(e.type, e.data) if e.live is None else e.live,
+                e.live is not None,
             )
+            for e, (_, _, text, _), seq in zip(pending, batch, seqs, strict=True)
             if seq > 0
         ]
         for listener in list(self._listeners):

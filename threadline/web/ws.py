@@ -1,11 +1,11 @@
 """The WebSocket protocol of a session (see docs/protocol.md).
 
-Client frames: `message.send {client_id, text}`, `resume {after_seq, turn_id?, shown?}`,
-`cancel`, `ping`. Server frames: the session's logged events, each with its `seq`, plus
-`session.state` on connect and `error {code, message}` for a bad frame (the connection stays
-open). Answer pieces (`message.delta`) made in this process go out as they are made, before
-they are logged and so without a `seq`; the connection remembers how much of the answer its
-client has, so the logged copy of a piece it sent is skipped, never sent twice.
+Client frames: `message.send {client_id, text}`, `resume {after_seq, turn_id?, started?,
+shown?}`, `cancel`, `ping`. Server frames: the session's logged events, each with its `seq`,
+plus `session.state` on connect and `error {code, message}` for a bad frame (the connection
+stays open). An answer's beginning and pieces made in this process go out as they are made,
+before they are logged and so without a `seq`; the connection remembers how much of the
+answer its client has, so the logged copy of what it sent is skipped, never sent twice.
 """
 
 from __future__ import annotations
@@ -168,8 +168,6 @@ class Connection:
             if sub.stale:  # quiet for seconds: a lost notification costs that, never an event
                 sub.stale = False
                 self.behind = True
-            if self.cursor is None:
-                continue
             if self.cursor is None:
                 if sub.live:
                     sub.live.clear()  # nothing goes out before the client says from where
