@@ -6,10 +6,12 @@ latency, lost or duplicated tokens, and the server's memory.
 session. This process opens N WebSocket clients, one session each (all connected before the
 clock starts); every client sends a first message at a random moment of the first
 `--stagger` seconds, and another as soon as an answer (about 210 tokens) ends; deltas made in
-the `--seconds` after a `--warmup` count. Each `message.delta` carries
-the time the model produced it; latency is the time it reached the client (one clock, one
-machine). Deltas made by the process serving the client arrive live, before they are
-logged (no sequence number; `offset` places each in its answer): a delta is lost when its
+the `--seconds` after a `--warmup` count. Each `message.delta` carries the time the model
+produced it (`ts`: for the demo model, when its pace made the token due, however late the busy
+server got to it, as a provider's token waits in the socket until the server reads it);
+latency is the time it reached the client (one clock, one machine). Deltas made by the
+process serving the client arrive live, before they are logged (no sequence number;
+`offset` places each in its answer): a delta is lost when its
 offset is past the text the client has (a gap), duplicated when it repeats text the client
 has, and a logged frame is duplicated when its sequence number arrives twice; each answer's
 deltas must also add up to its `message.end` text.

@@ -4,7 +4,7 @@ import gc
 import pytest
 
 import threadline
-from threadline.loop import settle_heap
+from threadline.loop import settle_heap, start_eagerly
 
 
 async def loop_module() -> str:
@@ -39,3 +39,68 @@ def test_settle_heap_moves_what_is_alive_out_of_the_collectors_reach() -> None:
         assert any(o is later for o in seen)
     finally:
         gc.unfreeze()
+
+
+def test_start_eagerly_runs_a_coroutine_that_need_not_wait_in_the_callers_step() -> None:
+    async def main() -> None:
+        done: list[str] = []
+
+        async def write() -> None:
+            done.append("written")
+
+        assert start_eagerly(write()) is None  # no task: it finished at once
+        assert done == ["written"]
+
+        async def refuse() -> None:
+            raise ConnectionResetError("gone")
+
+        with pytest.raises(ConnectionResetError, match="gone"):
+            start_eagerly(refuse())
+
+    threadline.run(main())
+
+
+def test_start_eagerly_hands_a_coroutine_that_must_wait_to_a_task_that_carries_it_on() -> None:
+    async def main() -> None:
+        steps: list[str] = []
+        gate = asyncio.Event()
+
+        async def write() -> str:
+            steps.append("begun")
+            await gate.wait()  # the socket cannot take it yet
+            await asyncio.sleep(0)  # a bare yield on the way
+            steps.append("written")
+            return "sent"
+
+        task = start_eagerly(write())
+        assert task is not None and steps == ["begun"]  # it ran up to the wait, here
+        await asyncio.sleep(0.01)
+        assert not task.done()
+        gate.set()
+        assert await task == "sent"
+        assert steps == ["begun", "written"]
+
+        async def fails_later() -> None:
+            await asyncio.sleep(0)
+            raise BrokenPipeError("closed")
+
+        failing = start_eagerly(fails_later())
+        assert failing is not None
+        with pytest.raises(BrokenPipeError):
+            await failing
+
+        async def cleans_up() -> None:
+            try:
+                await asyncio.Event().wait()
+            finally:
+                steps.append("cleaned up")
+
+        waiting = start_eagerly(cleans_up())
+        assert waiting is not None
+        await asyncio.sleep(0)
+        waiting.cancel()  # a cancel reaches the coroutine where it waits
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert steps[-1] == "cleaned up"
+
+    threadline.run(main())

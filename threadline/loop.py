@@ -6,7 +6,8 @@ reply goes through the loop with a fraction of the Python it takes otherwise
 (benchmarks/README.md has the figures).
 
 `settle_heap()` is for long-running processes once they have started (`threadline serve`
-and `threadline worker` call it).
+and `threadline worker` call it). `start_eagerly()` runs a coroutine at once, up to where it
+must wait (Python 3.12's eager tasks, for one call on 3.11 too).
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
-__all__ = ["loop_factory", "run", "settle_heap"]
+__all__ = ["loop_factory", "run", "settle_heap", "start_eagerly"]
 
 T = TypeVar("T")
 
@@ -45,3 +46,45 @@ def settle_heap() -> None:
     walk only what was made since, and pause a serving process for less."""
     gc.collect()
     gc.freeze()
+
+
+def start_eagerly(coro: Coroutine[Any, Any, T]) -> asyncio.Task[T] | None:
+    """Run `coro` now, in the caller's step, until it finishes or must wait: None if it
+    finished (its result is dropped; its exception raises here), else a task that carries
+    it on from there. A frame written to a socket that takes it at once costs no task and
+    no trip through the loop (the live path of a streamed answer: one per token)."""
+    try:
+        waiting_on = coro.send(None)
+    except StopIteration:
+        return None
+    return asyncio.ensure_future(_carry_on(coro, waiting_on))
+
+
+async def _carry_on(coro: Coroutine[Any, Any, T], waiting_on: Any) -> T:
+    result: T = await _Resumed(coro, waiting_on)
+    return result
+
+
+class _Resumed:
+    """Awaiting it continues a started coroutine: what it waits on goes to the task, what
+    the task sends or throws back goes to it (what `await` does, from mid-way)."""
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], waiting_on: Any) -> None:
+        self._coro = coro
+        self._waiting_on = waiting_on
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        waiting_on = self._waiting_on
+        while True:
+            try:
+                sent = yield waiting_on
+            except BaseException as exc:  # the task's throw (a cancel), passed on
+                try:
+                    waiting_on = self._coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    waiting_on = self._coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value

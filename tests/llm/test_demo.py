@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import time
 from decimal import Decimal
 
@@ -192,6 +194,24 @@ async def test_streams_at_the_configured_pace() -> None:
     assert len(text.split()) == words > 10
     assert elapsed >= (words - 1) / 100 * 0.9
     assert elapsed < 5
+
+
+async def test_a_paced_word_says_when_it_was_due_however_late_it_is_read() -> None:
+    messages = [Message.user("one two three four five six seven eight nine ten")]
+    paced = DemoModel(tokens_per_second=50)
+    before = time.time()
+    stamps: list[tuple[float, float]] = []  # (due, read)
+    async for event in paced.stream(messages):
+        if isinstance(event, TextDelta):
+            assert event.at is not None
+            stamps.append((event.at, time.time()))
+            if len(stamps) == 3:
+                await asyncio.sleep(0.2)  # a busy consumer: the next words are read late
+    dues = [due for due, _ in stamps]
+    assert before <= dues[0] <= before + 0.05
+    assert all(abs((b - a) - 1 / 50) < 1e-6 for a, b in itertools.pairwise(dues))
+    assert all(due <= read for due, read in stamps)
+    assert stamps[3][1] - stamps[3][0] > 0.1  # read late, due on time: the lateness shows
 
 
 async def test_scripted_failures() -> None:

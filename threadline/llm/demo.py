@@ -168,18 +168,22 @@ class DemoModel(Model):
             raise failure.error
         plan = self._plan(messages, tools, max_tokens, stop)
         yield UsageEvent(Usage(input_tokens=plan.usage.input_tokens))
-        started = time.monotonic()
+        started, wall = time.monotonic(), time.time()
         sent: list[str] = []
+        pace = self.tokens_per_second
         for number, word in enumerate(plan.words):
             if failure is not None and number == failure.after_words:
                 failure.error.partial_text = "".join(sent)
                 raise failure.error
-            if self.tokens_per_second > 0:
-                # Pace against the start time, so slow consumers do not slow the pace further.
-                delay = started + number / self.tokens_per_second - time.monotonic()
+            at = None
+            if pace > 0:
+                # Pace against the start time, so slow consumers do not slow the pace further;
+                # a word is made when it is due, however late this process gets to it.
+                delay = started + number / pace - time.monotonic()
                 await asyncio.sleep(max(delay, 0))
+                at = wall + number / pace
             sent.append(word)
-            yield TextDelta(word)
+            yield TextDelta(word, at=at)
         if failure is not None:
             failure.error.partial_text = "".join(sent)
             raise failure.error

@@ -64,9 +64,12 @@ class Usage:
 
 @dataclass(frozen=True)
 class TextDelta:
-    """The next piece of the answer's text."""
+    """The next piece of the answer's text. `at`: when the model produced it (epoch
+    seconds), where the model says (the demo model: when its pace was due, however late
+    the process got to it); None: when it arrived, as far as anyone knows."""
 
     text: str
+    at: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

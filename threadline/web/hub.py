@@ -9,6 +9,7 @@ import contextlib
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 
 import asyncpg
 
@@ -33,6 +34,8 @@ class Subscription:
         # Answer pieces from this process's log not yet logged (`EventLog.watch_live`), for
         # a reader that asked for them; each also comes in `inbox` once committed.
         self.live: list[Live] | None = [] if live else None
+        # Takes a live piece at once, if it can (True: taken, not to be queued in `live`).
+        self.direct: Callable[[Live], bool] | None = None
         self.stale = False
         self.heard = False  # anything delivered since the hub last looked
 
@@ -116,9 +119,10 @@ class Hub:
     def deliver_live(self, piece: Live) -> None:
         for sub in self._waiters.get(piece.session_id, ()):
             if sub.live is not None:
-                sub.live.append(piece)
                 sub.heard = True
-                sub.wake.set()
+                if sub.direct is None or not sub.direct(piece):
+                    sub.live.append(piece)
+                    sub.wake.set()
 
     async def _check_quiet(self) -> None:
         """One timer for all readers (not one per wait): wake those that heard nothing."""
