@@ -43,7 +43,10 @@ from typing import Any
 
 import httpx
 import psutil
-import websockets
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
+from websockets.uri import parse_uri
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -107,7 +110,72 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-async def open_client(url: str, http: httpx.AsyncClient) -> Any:
+class Client(asyncio.Protocol):
+    """One session's WebSocket, read as the bytes arrive: frames are parsed by websockets'
+    sans-I/O protocol in `data_received`, without a task wake-up per frame, and a frame's
+    arrival is the moment its bytes were read. The load generator shares the server's
+    machine, so it spends as little as it can and adds as little as it can to what it
+    measures."""
+
+    def __init__(self, uri: str) -> None:
+        self.protocol = ClientProtocol(parse_uri(uri), max_size=None)
+        self.transport: asyncio.Transport | None = None
+        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.on_frame: Any = None  # called with (frame, arrival time)
+        self.first: dict[str, Any] | None = None  # session.state
+        self.closing = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        self.protocol.send_request(self.protocol.connect())
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        self.protocol.receive_data(data)
+        for event in self.protocol.events_received():
+            if isinstance(event, Response):
+                if event.status_code != 101:
+                    self.opened.set_exception(RuntimeError(f"handshake: {event.status_code}"))
+            elif isinstance(event, Frame) and event.opcode is Opcode.TEXT:
+                assert event.fin, "the server sends whole frames"
+                frame = json.loads(bytes(event.data))
+                if self.first is None:
+                    self.first = frame
+                    self.opened.set_result(None)
+                elif self.on_frame is not None:
+                    self.on_frame(frame, now)
+        self._flush()  # pongs, a close
+
+    def _flush(self) -> None:
+        assert self.transport is not None
+        for chunk in self.protocol.data_to_send():
+            if chunk:
+                self.transport.write(chunk)
+            else:
+                self.transport.close()
+
+    def send(self, frame: dict[str, Any]) -> None:
+        self.protocol.send_text(json.dumps(frame).encode())
+        self._flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for fut in (self.opened, self.closed):
+            if fut.done():
+                continue
+            if self.closing:
+                fut.set_result(None)
+            else:
+                fut.set_exception(exc or ConnectionError("the server closed the connection"))
+
+    def close(self) -> None:
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def open_client(url: str, http: httpx.AsyncClient) -> Client:
     """A session and its WebSocket, streaming from the start of its log."""
     r = await http.post(url + "/v1/sessions", json={"agent": "bench"})
     r.raise_for_status()
@@ -116,49 +184,64 @@ async def open_client(url: str, http: httpx.AsyncClient) -> Any:
         f"{url.replace('http', 'ws')}/v1/sessions/{session['session_id']}/ws"
         f"?token={session['token']}"
     )
-    ws = await websockets.connect(ws_url, max_queue=None, open_timeout=60)
-    await ws.recv()
-    await ws.send(json.dumps({"type": "resume", "after_seq": 0}))
-    return ws
+    uri = parse_uri(ws_url)
+    _, client = await asyncio.get_running_loop().create_connection(
+        lambda: Client(ws_url), uri.host, uri.port
+    )
+    await asyncio.wait_for(client.opened, 60)
+    client.send({"type": "resume", "after_seq": 0})
+    return client
 
 
-async def converse(ws: Any, window: tuple[float, float], delay: float) -> ClientStats:
+async def converse(client: Client, window: tuple[float, float], delay: float) -> ClientStats:
     """After `delay`, send a message, read its answer, repeat until the window closes. Only
     deltas made inside the window count, so connecting and the last answers do not dilute
     the rate."""
     stats = ClientStats()
-    n = 0
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    text = ""
+    sent = 0
+
+    def ask() -> None:
+        nonlocal sent, text
+        sent += 1
+        text = ""
+        client.send({"type": "message.send", "client_id": f"m{sent}", "text": "Tell me the facts"})
+
+    def on_frame(frame: dict[str, Any], arrived: float) -> None:
+        nonlocal text
+        if "seq" in frame:
+            stats.seqs.append(frame["seq"])
+        if frame["type"] == "message.delta":
+            offset = frame.get("offset", len(text))
+            stats.lost += offset > len(text)
+            stats.duplicated += offset < len(text)
+            text += frame["text"]
+            if window[0] <= frame["ts"] < window[1]:
+                # A frame carries one token, or several when the server fell behind (logged
+                # pieces join while a commit is in flight); `ts` is its first token's time,
+                # so each token's latency is counted from the oldest.
+                tokens = len(TOKEN.findall(frame["text"]))
+                stats.latencies += [(arrived - frame["ts"]) * 1000] * tokens
+                stats.tokens += tokens
+                stats.frames += 1
+        elif frame["type"] == "message.end":
+            stats.answers += 1
+            stats.mismatched += text != frame["text"]
+            if time.time() < window[1]:
+                ask()
+            elif not done.done():
+                done.set_result(None)
+
     await asyncio.sleep(delay)
-    async with ws:
-        while time.time() < window[1]:
-            n += 1
-            await ws.send(
-                json.dumps(
-                    {"type": "message.send", "client_id": f"m{n}", "text": "Tell me the facts"}
-                )
-            )
-            text = ""
-            while True:
-                frame = json.loads(await ws.recv())
-                if "seq" in frame:
-                    stats.seqs.append(frame["seq"])
-                if frame["type"] == "message.delta":
-                    offset = frame.get("offset", len(text))
-                    stats.lost += offset > len(text)
-                    stats.duplicated += offset < len(text)
-                    text += frame["text"]
-                    if window[0] <= frame["ts"] < window[1]:
-                        # A frame carries one token, or several when the server fell behind
-                        # (they join while a commit is in flight); `ts` is its first token's
-                        # time, so each token's latency is counted from the oldest.
-                        tokens = len(TOKEN.findall(frame["text"]))
-                        stats.latencies += [(time.time() - frame["ts"]) * 1000] * tokens
-                        stats.tokens += tokens
-                        stats.frames += 1
-                elif frame["type"] == "message.end":
-                    stats.answers += 1
-                    stats.mismatched += text != frame["text"]
-                    break
+    client.on_frame = on_frame
+    ask()
+    try:
+        await asyncio.wait([done, client.closed], return_when=asyncio.FIRST_COMPLETED)
+        if client.closed.done():
+            client.closed.result()  # raises: the server went away mid-run
+    finally:
+        client.close()
     return stats
 
 
@@ -220,7 +303,7 @@ async def measure(
     async with httpx.AsyncClient(limits=limits, timeout=60) as http:
         gate = asyncio.Semaphore(50)
 
-        async def opened() -> Any:
+        async def opened() -> Client:
             async with gate:
                 return await open_client(url, http)
 

@@ -180,7 +180,8 @@ class DemoModel(Model):
                 # Pace against the start time, so slow consumers do not slow the pace further;
                 # a word is made when it is due, however late this process gets to it.
                 delay = started + number / pace - time.monotonic()
-                await asyncio.sleep(max(delay, 0))
+                if delay > 0:  # a word already due goes at once, as one waiting in a socket
+                    await asyncio.sleep(delay)
                 at = wall + number / pace
             sent.append(word)
             yield TextDelta(word, at=at)

@@ -125,7 +125,7 @@ class Route:
         if self.on_delta is None:
             return None
         result = self.on_delta(event)
-        return result if inspect.isawaitable(result) else None
+        return None if result is None or not inspect.isawaitable(result) else result
 
     async def restart(self, model: str, error: LLMError) -> None:
         """After a failure: if output had gone out, tell the caller to discard it."""

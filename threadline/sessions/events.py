@@ -22,7 +22,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import orjson
@@ -92,8 +92,7 @@ class SessionEvent:
         return {**self.data, "type": self.type, "seq": self.seq}
 
 
-@dataclass(frozen=True, slots=True)
-class Committed:
+class Committed(NamedTuple):
     """A committed event as a reader forwards it: `text` is its frame as JSON (what
     `SessionEvent.frame` gives), or None when it was too large to ride on a notification
     and must be read from the log. `piece` places an answer's start or piece when the
@@ -107,8 +106,7 @@ class Committed:
     live: bool = False  # it went out live before (see `EventLog.watch_live`)
 
 
-@dataclass(frozen=True, slots=True)
-class Piece:
+class Piece(NamedTuple):  # a tuple: one is made per streamed token
     """Where an answer's event sits in the answer: a `message.delta` covers code points
     [offset, end) of its turn's text since the answer (re)started; a `message.start` or
     `message.restart` begins it (offset = end = 0), `started` (its `ts`) telling one
@@ -120,8 +118,7 @@ class Piece:
     started: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Live:
+class Live(NamedTuple):
     """An answer's event (`message.start`, `.restart`, `.delta`) handed to readers in this
     process before it is logged: `text` is its frame as JSON, without a `seq` (it has none
     yet); its `Committed` copy follows with the same `Piece`."""
