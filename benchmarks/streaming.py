@@ -369,8 +369,15 @@ def plot(record: Path, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = [json.loads(line) for line in record.read_text().splitlines() if line.strip()]
+    order: list[tuple[str, int]] = []  # series by their latest run, newest last
+    for r in rows:
+        key = (r.get("label", ""), r.get("workers", 0))
+        if key in order:
+            order.remove(key)
+        order.append(key)
     fig, (lat, rate) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for series in sorted({(r.get("label", ""), r.get("workers", 0)) for r in rows}):
+    # The newest three series (older ones are in the record and the README), one colour each.
+    for n, series in enumerate(order[-3:]):
         runs = sorted(
             (r for r in rows if (r.get("label", ""), r.get("workers", 0)) == series),
             key=lambda r: r["clients"],
@@ -379,9 +386,12 @@ def plot(record: Path, path: Path) -> None:
         label = "serve" if not workers else f"serve + {workers} worker"
         label = f"{label}, {name}" if name else label
         clients = [r["clients"] for r in runs]
-        lat.plot(clients, [r["p99_ms"] for r in runs], marker="o", label=f"p99, {label}")
-        lat.plot(clients, [r["p50_ms"] for r in runs], marker=".", ls="--", label=f"p50, {label}")
-        rate.plot(clients, [r["tokens_per_s"] for r in runs], marker="o", label=label)
+        c = f"C{n}"
+        lat.plot(clients, [r["p99_ms"] for r in runs], c=c, marker="o", label=f"p99, {label}")
+        lat.plot(
+            clients, [r["p50_ms"] for r in runs], c=c, marker=".", ls="--", label=f"p50, {label}"
+        )
+        rate.plot(clients, [r["tokens_per_s"] for r in runs], c=c, marker="o", label=label)
     top = max(r["clients"] for r in rows)
     lat.axhline(10, color="#c53030", lw=0.8, label="target p99 at 500: 10 ms")
     lat.set_yscale("log")
