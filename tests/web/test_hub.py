@@ -9,7 +9,14 @@ import json
 
 from threadline import Engine
 from threadline.sessions import Sessions
-from threadline.sessions.events import Committed, EventLog, Live, Piece, frame_text
+from threadline.sessions.events import (
+    LIVE_LOG_HOLD_S,
+    Committed,
+    EventLog,
+    Live,
+    Piece,
+    frame_text,
+)
 from threadline.web import Hub
 
 from .conftest import echo
@@ -161,3 +168,61 @@ async def test_an_answer_goes_out_live_only_behind_what_readers_have(database_ur
         ]
         logged = [e.frame() for e in await sessions.read(one, 0)]
         assert [f.get("text") for f in logged[-2:]] == ["ef", "ghij"]
+
+
+async def test_pieces_a_reader_took_wait_for_the_log_and_join_in_one_row(
+    database_url: str,
+) -> None:
+    """Pieces that readers here have live are not written at once: they wait up to
+    LIVE_LOG_HOLD_S, joining the piece they continue, unless an event of their session that
+    must not wait comes (then they go first, in order). Other sessions' events do not hurry
+    them; `drain` does."""
+    async with Engine(database_url, worker=False) as engine:
+        sessions = Sessions(engine, [echo])
+        one, two = (await sessions.create("echo")).id, (await sessions.create("echo")).id
+        log = EventLog(engine.pool)
+        committed: list[Committed] = []
+        log.watch_live(lambda live: live.session_id == one)  # a reader of `one` only
+        log.listen(committed.extend)
+
+        def delta(session: str, text: str, offset: int) -> None:
+            data = {"turn_id": "t:1", "text": text, "offset": offset, "ts": 1.0 + offset / 1000}
+            log.post(session, "message.delta", data)
+
+        log.post(one, "message.start", {"turn_id": "t:1", "ts": 1.0})
+        for offset, text in enumerate("abc"):
+            delta(one, text, offset)
+        delta(two, "x", 0)  # nobody here took it: written at once, alone
+        await asyncio.sleep(0.1)
+        assert [(e.session_id, e.type) for e in committed] == [(two, "message.delta")]
+
+        log.post(one, "tool.call", {"turn_id": "t:1", "name": "lookup"})  # must not wait
+        await asyncio.sleep(0.1)
+        mine = [(e.type, e.piece) for e in committed if e.session_id == one]
+        assert mine == [
+            ("message.start", Piece("t:1", 0, 0, 1.0)),
+            ("message.delta", Piece("t:1", 0, 3)),  # three pieces, one row
+            ("tool.call", None),
+        ]
+        logged = [e.frame() for e in await sessions.read(one, 0)]
+        assert [f["type"] for f in logged] == ["message.start", "message.delta", "tool.call"]
+        assert logged[1]["text"] == "abc" and logged[1]["offset"] == 0
+        assert logged[1]["ts"] == 1.0  # the first piece's time
+
+        # Alone, held pieces are written once the oldest has waited its time.
+        committed.clear()
+        delta(one, "d", 3)  # behind the committed tool.call: live, held
+        delta(one, "e", 4)
+        await asyncio.sleep(0.05)
+        assert committed == []
+        await asyncio.sleep(LIVE_LOG_HOLD_S)
+        assert [(e.type, e.piece) for e in committed] == [("message.delta", Piece("t:1", 3, 5))]
+
+        # A piece that does not continue the held one is a row of its own; drain writes now.
+        committed.clear()
+        delta(one, "f", 5)
+        delta(one, "h", 7)
+        started = asyncio.get_running_loop().time()
+        await log.drain()
+        assert asyncio.get_running_loop().time() - started < LIVE_LOG_HOLD_S / 2
+        assert [e.piece for e in committed] == [Piece("t:1", 5, 6), Piece("t:1", 7, 8)]

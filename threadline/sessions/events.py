@@ -35,6 +35,9 @@ CHANNEL = "threadline_session_events"
 # A delta joins the session's queued one when it was made this long after it: the log has
 # fallen behind the model (at 20 tokens/s a session's deltas are 50 ms apart, a commit ~1 ms).
 JOIN_AFTER_S = 0.02
+# Pieces that readers in this process took live wait up to this long for the log, joining
+# their answer's queued piece meanwhile: fewer, larger rows (see `EventLog.post`).
+LIVE_LOG_HOLD_S = 0.25
 
 _APPEND = """
 WITH batch AS (
@@ -130,7 +133,7 @@ class Live(NamedTuple):
 
 
 CommitListener = Callable[[list[Committed]], None]
-LiveListener = Callable[[Live], None]
+LiveListener = Callable[[Live], bool | None]  # True: some reader took it
 ANSWER_TYPES = frozenset({"message.start", "message.restart", "message.delta"})
 
 
@@ -165,6 +168,8 @@ class _Pending:
     fut: asyncio.Future[int] | None
     live: Piece | None = None
     encoded: str | None = None
+    held: bool = False  # a reader here took it live: its write may wait (LIVE_LOG_HOLD_S)
+    queued_at: float = 0.0  # loop time
 
 
 def _own_fields(data: dict[str, Any]) -> dict[str, Any]:
@@ -209,6 +214,9 @@ class EventLog:
         self._listeners: list[CommitListener] = []
         self._live: list[LiveListener] = []
         self._unseen: dict[str, int] = {}  # session -> its queued or written, unseen events
+        self._unheld = 0  # queued events whose write must not wait
+        self._hold: asyncio.Future[None] | None = None  # set: write now
+        self._draining = 0
 
     def listen(self, listener: CommitListener) -> None:
         """Call `listener` with each batch of events once it is committed, in order."""
@@ -244,73 +252,105 @@ class EventLog:
         first one's `ts` and other fields kept): when commits fall behind the model, a
         session's tokens go out in fewer, larger frames instead of falling further behind.
         Nothing changes while they keep up, nor for deltas made together (a cached answer
-        replayed word by word)."""
+        replayed word by word).
+
+        A delta that readers in this process took live joins the queued piece it continues,
+        whenever it was made: those readers have it, and the log keeps one row for the run of
+        pieces. Such pieces wait up to `LIVE_LOG_HOLD_S` for their write while nothing else
+        is queued (anything else writes them at once, in order): at 20 tokens/s about five
+        pieces make one row, and readers in other processes get them in that rhythm."""
         data = _own_fields(data)
-        live: tuple[Piece, str] | None = None
+        live: tuple[Piece, str, bool] | None = None
         if type in ANSWER_TYPES and self._live and not self._unseen.get(session_id):
             live = self._go_live(session_id, type, data)
         if type == "message.delta":
             last = self._tail.get(session_id)
-            if last is not None:
-                entry = self._queue[last]
-                queued = entry.data
-                if (
-                    entry.type == type
-                    and entry.fut is None
-                    and (entry.live is None) is (live is None)
-                    and queued.keys() == data.keys()
-                    and queued.get("turn_id") == data.get("turn_id")
-                    and isinstance(queued.get("text"), str)
-                    and isinstance(data.get("text"), str)
-                    and isinstance(queued.get("ts"), float)
-                    and isinstance(data.get("ts"), float)
-                    and data["ts"] - queued["ts"] >= JOIN_AFTER_S
-                ):
-                    queued["text"] += data["text"]
-                    entry.encoded = None
-                    if entry.live is not None and live is not None:
-                        entry.live = Piece(entry.live.turn_id, entry.live.offset, live[0].end)
-                    return
+            if last is not None and self._join(self._queue[last], data, live):
+                return
             data = dict(data)  # ours to extend
         if live is None:
             self._enqueue(_Pending(session_id, type, data, None))
         else:
             self._enqueue(_Pending(session_id, type, data, None, *live))
 
+    @staticmethod
+    def _join(entry: _Pending, data: dict[str, Any], live: tuple[Piece, str, bool] | None) -> bool:
+        """Append a delta to the session's queued `entry` if they make one piece."""
+        queued = entry.data
+        if not (
+            entry.type == "message.delta"
+            and entry.fut is None
+            and (entry.live is None) is (live is None)
+            and queued.keys() == data.keys()
+            and queued.get("turn_id") == data.get("turn_id")
+            and isinstance(queued.get("text"), str)
+            and isinstance(data.get("text"), str)
+        ):
+            return False
+        if live is not None and entry.live is not None and entry.held and live[2]:
+            if entry.live.end != live[0].offset:
+                return False
+        elif entry.held or not (
+            isinstance(queued.get("ts"), float)
+            and isinstance(data.get("ts"), float)
+            and data["ts"] - queued["ts"] >= JOIN_AFTER_S
+        ):
+            return False
+        queued["text"] += data["text"]
+        entry.encoded = None
+        if entry.live is not None and live is not None:
+            entry.live = Piece(entry.live.turn_id, entry.live.offset, live[0].end)
+        return True
+
     def _go_live(
         self, session_id: str, type: str, data: dict[str, Any]
-    ) -> tuple[Piece, str] | None:
-        """Hand an answer's event to the live listeners: its place and its data as JSON,
-        or None if it cannot go."""
+    ) -> tuple[Piece, str, bool] | None:
+        """Hand an answer's event to the live listeners: its place, its data as JSON and
+        whether a reader took it, or None if it cannot go."""
         piece = piece_of(type, data)
         if piece is None:  # not placed in its answer: readers could not join it up
             return None
         encoded = encode(data)
         live = Live(session_id, type, piece, live_text(type, encoded))
+        taken = False
         for listener in list(self._live):
             try:
-                listener(live)
+                taken = bool(listener(live)) or taken
             except Exception:
                 log.exception("a live session event listener failed")
-        return piece, encoded
+        return piece, encoded, taken
 
     def _enqueue(self, entry: _Pending) -> None:
         if entry.live is None:
             self._unseen[entry.session_id] = self._unseen.get(entry.session_id, 0) + 1
+        entry.queued_at = asyncio.get_running_loop().time()
+        if not entry.held:
+            self._unheld += 1
+            if self._hold is not None:
+                _wake(self._hold)
         self._tail[entry.session_id] = len(self._queue)
         self._queue.append(entry)
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def drain(self) -> None:
-        while self._task is not None:
-            await asyncio.wait([self._task])
+        """Wait until everything queued is written (held pieces too, without their wait)."""
+        self._draining += 1
+        try:
+            while self._task is not None:
+                if self._hold is not None:
+                    _wake(self._hold)
+                await asyncio.wait([self._task])
+        finally:
+            self._draining -= 1
 
     async def _run(self) -> None:
         try:
             while self._queue:
                 await asyncio.sleep(0)  # let the events that are ready now join the batch
-                pending, self._queue, self._tail = self._queue, [], {}
+                if not self._unheld:
+                    await self._held()
+                pending = self._take()
                 batch = [
                     (
                         e.session_id,
@@ -338,6 +378,42 @@ class EventLog:
                 self._seen(pending)
         finally:
             self._task = None
+
+    async def _held(self) -> None:
+        """Wait while only pieces readers here have are queued: until the oldest has waited
+        `LIVE_LOG_HOLD_S`, or anything else is queued."""
+        if self._draining:
+            return
+        loop = asyncio.get_running_loop()
+        self._hold = hold = loop.create_future()
+        timer = loop.call_at(self._queue[0].queued_at + LIVE_LOG_HOLD_S, _wake, hold)
+        try:
+            await hold
+        finally:
+            timer.cancel()
+            self._hold = None
+
+    def _take(self) -> list[_Pending]:
+        """The next batch: the whole queue once its oldest event has waited its time, else
+        the sessions with an event that must not wait (all of each one's, in order); the
+        sessions with only held pieces stay queued."""
+        queue = self._queue
+        now = asyncio.get_running_loop().time()
+        if not self._unheld or self._draining or queue[0].queued_at + LIVE_LOG_HOLD_S <= now:
+            self._queue, self._tail, self._unheld = [], {}, 0
+            return queue
+        urgent = {e.session_id for e in queue if not e.held}
+        taken: list[_Pending] = []
+        kept: list[_Pending] = []
+        tail: dict[str, int] = {}
+        for entry in queue:
+            if entry.session_id in urgent:
+                taken.append(entry)
+            else:
+                tail[entry.session_id] = len(kept)
+                kept.append(entry)
+        self._queue, self._tail, self._unheld = kept, tail, 0
+        return taken
 
     def _seen(self, pending: list[_Pending]) -> None:
         """Readers have these events now (or never will): the sessions' next deltas may go
@@ -384,6 +460,11 @@ async def read_events(
 ) -> list[SessionEvent]:
     rows = await conn.fetch(READ, session_id, after_seq, limit)
     return [SessionEvent(r["seq"], r["type"], json.loads(r["data"]), r["at"]) for r in rows]
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 def _observe(fut: asyncio.Future[int]) -> None:

@@ -116,13 +116,16 @@ class Hub:
                     sub.wake.set()
                 # else: it had it live; the copy only moves its cursor, at its next wake
 
-    def deliver_live(self, piece: Live) -> None:
+    def deliver_live(self, piece: Live) -> bool:
+        """Hand a live piece to the session's readers that take them; whether any did."""
+        taken = False
         for sub in self._waiters.get(piece.session_id, ()):
             if sub.live is not None:
-                sub.heard = True
+                taken = sub.heard = True
                 if sub.direct is None or not sub.direct(piece):
                     sub.live.append(piece)
                     sub.wake.set()
+        return taken
 
     async def _check_quiet(self) -> None:
         """One timer for all readers (not one per wait): wake those that heard nothing."""
