@@ -12,7 +12,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from threadline import Engine
 from threadline.sessions import Sessions
-from threadline.sessions.events import Live, Piece
+from threadline.sessions.events import Committed, Live, Piece, frame_text
 from threadline.web import Hub
 from threadline.web.ws import Connection
 
@@ -96,6 +96,62 @@ async def test_live_pieces_go_out_after_the_pass_in_order_behind_a_write_that_wa
             assert not conn.sub.live
             await asyncio.sleep(0)
             assert socket.sent[-1]["text"] == " Bye"
+        finally:
+            await socket.incoming.put(None)
+            await asyncio.wait_for(running, 5)
+
+
+async def test_a_client_behind_its_answer_is_brought_up_to_it_by_the_next_live_piece(
+    database_url: str,
+) -> None:
+    """A client that resumed without saying which answer it shows (a reloaded page) gets an
+    answer's logged pieces when the next live one comes, not only at the answer's end."""
+    async with Engine(database_url, worker=False) as engine:
+        sessions = Sessions(engine, [echo])
+        session = await sessions.create("echo")
+        hub = Hub(engine.url)
+        socket = Socket()
+        conn = Connection(socket, sessions, hub, session.id)  # type: ignore[arg-type]
+        running = asyncio.create_task(conn.run())
+        try:
+            await socket.incoming.put(json.dumps({"type": "resume", "after_seq": 0}))
+            await asyncio.sleep(0.2)
+            sent = len(socket.sent)
+            # Logged copies of pieces that went out live before this client resumed: they
+            # wake nobody.
+            start = {"turn_id": "t1", "ts": 1.5}
+            hello = {"turn_id": "t1", "text": "Hello", "offset": 0}
+            hub.deliver(
+                [
+                    Committed(
+                        session.id,
+                        1,
+                        "message.start",
+                        frame_text("message.start", 1, json.dumps(start)),
+                        Piece("t1", 0, 0, 1.5),
+                        live=True,
+                    ),
+                    Committed(
+                        session.id,
+                        2,
+                        "message.delta",
+                        frame_text("message.delta", 2, json.dumps(hello)),
+                        Piece("t1", 0, 5),
+                        live=True,
+                    ),
+                ]
+            )
+            await asyncio.sleep(0.05)
+            assert len(socket.sent) == sent
+            hub.deliver_live(piece(session.id, 5, ", world"))  # the answer goes on
+            await asyncio.sleep(0.05)
+            # The logged ones, then the live one, which now continues what the client has.
+            assert [(f["type"], f.get("seq")) for f in socket.sent[sent:]] == [
+                ("message.start", 1),
+                ("message.delta", 2),
+                ("message.delta", None),
+            ]
+            assert "".join(f["text"] for f in socket.sent[sent + 1 :]) == "Hello, world"
         finally:
             await socket.incoming.put(None)
             await asyncio.wait_for(running, 5)

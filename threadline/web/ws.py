@@ -89,7 +89,10 @@ class Connection:
         if live.type == "message.delta" and (
             piece.turn_id != self.turn_id or piece.offset != self.shown
         ):
-            return True  # it does not continue what the client has: the log brings it
+            # It does not continue what the client has: the log brings it, and what comes
+            # before it, which the forwarder is woken to send (a logged copy of a live piece
+            # wakes nobody).
+            return False
         if self._fit(live.type, piece, dict) is _WHOLE:
             if not self._outbox:
                 self._burst.add(self)
