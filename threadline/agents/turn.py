@@ -196,7 +196,7 @@ class Turn:
                         self._start()
                     elif messages_have_text:
                         text = "\n\n" + text
-                self._delta(text, ts=event.at or time.time())
+                self._delta(text, ts=time.time() if event.at is None else event.at)
 
         messages_have_text = any(m.role == "assistant" and m.content for m in messages[1:])
 

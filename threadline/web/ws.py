@@ -85,19 +85,23 @@ class Connection:
             return False
         if self.cursor is None or self._broken:
             return True  # nothing goes out before the client says from where
-        piece = live.piece
-        if live.type == "message.delta" and (
-            piece.turn_id != self.turn_id or piece.offset != self.shown
-        ):
-            # It does not continue what the client has: the log brings it, and what comes
-            # before it, which the forwarder is woken to send (a logged copy of a live piece
-            # wakes nobody).
+        if not self._continues(live):
+            # The log brings it, and what comes before it, which the forwarder is woken to
+            # send (a logged copy of a live piece wakes nobody).
             return False
-        if self._fit(live.type, piece, dict) is _WHOLE:
+        if self._fit(live.type, live.piece, dict) is _WHOLE:
             if not self._outbox:
                 self._burst.add(self)
             self._outbox.append(live.text)
         return True
+
+    def _continues(self, live: Live) -> bool:
+        """Whether a live event continues the answer the client has (a beginning always
+        may: it starts the answer over)."""
+        piece = live.piece
+        return live.type != "message.delta" or (
+            piece.turn_id == self.turn_id and piece.offset == self.shown
+        )
 
     def _drain(self) -> None:
         """Write the pieces in `_outbox`, in order, without waiting for the loop (a write
@@ -260,12 +264,7 @@ class Connection:
         the log (a piece after one still on its way there)."""
         events, self.sub.live = self.sub.live or [], []
         for live in events:
-            piece = live.piece
-            if live.type == "message.delta" and (
-                piece.turn_id != self.turn_id or piece.offset != self.shown
-            ):
-                continue
-            if self._fit(live.type, piece, dict) is _WHOLE:
+            if self._continues(live) and self._fit(live.type, live.piece, dict) is _WHOLE:
                 await self.send_text(live.text)
 
     async def _send_logged(self, event: Committed) -> None:
