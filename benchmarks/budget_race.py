@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import json
 import sys
-import tempfile
 import time
 import warnings
 from decimal import Decimal
@@ -85,7 +84,7 @@ async def spent(ledger: Ledger, tenant: str) -> Decimal:
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    url = args.database_url or db.start_embedded(Path(tempfile.mkdtemp(prefix="tl-bench-")))
+    url = args.database_url or db.start_embedded(db.temporary_data_dir("tl-bench-"))
     script = Script()
     server = start_server(anthropic_server.create_app(script), script)
     limit = Decimal(args.limit)

@@ -21,7 +21,6 @@ import json
 import random
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -122,7 +121,7 @@ def summary(timings: list[float]) -> dict[str, float]:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    url = args.database_url or db.start_embedded(Path(tempfile.mkdtemp(prefix="tl-bench-")))
+    url = args.database_url or db.start_embedded(db.temporary_data_dir("tl-bench-"))
     scopes = [CacheScope("latency-bench", "1", tenant=f"tenant-{i}") for i in range(args.scopes)]
     async with Engine(url, worker=False, pool_size=4) as engine:
         pool = engine.pool

@@ -22,7 +22,6 @@ import gzip
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -111,7 +110,7 @@ async def measure(cache: SemanticCache, pairs: list[dict[str, Any]], quiet: bool
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    url = args.database_url or db.start_embedded(Path(tempfile.mkdtemp(prefix="tl-bench-")))
+    url = args.database_url or db.start_embedded(db.temporary_data_dir("tl-bench-"))
     pairs = load_pairs(args.pairs, args.limit)
     async with Engine(url, worker=False) as engine:
         await engine.pool.execute(

@@ -20,7 +20,6 @@ import logging
 import re
 import resource
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -83,7 +82,7 @@ async def bench_threadline(
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    server_url = args.database_url or db.start_embedded(Path(tempfile.mkdtemp(prefix="tl-bench-")))
+    server_url = args.database_url or db.start_embedded(db.temporary_data_dir("tl-bench-"))
     sizes = {"runs": args.runs, "concurrency": args.concurrency, "warmup": args.warmup}
     ours_url = await fresh_database(server_url, "tl_bench")
     ours = await bench_threadline(ours_url, **sizes)

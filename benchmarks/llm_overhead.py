@@ -16,7 +16,6 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -127,7 +126,7 @@ async def measure(bare: Call, ours: Call, calls: int, warmup: int) -> dict[str, 
 
 
 async def main(args: argparse.Namespace) -> dict[str, dict[str, float]]:
-    url = args.database_url or db.start_embedded(Path(tempfile.mkdtemp(prefix="tl-bench-")))
+    url = args.database_url or db.start_embedded(db.temporary_data_dir("tl-bench-"))
     servers: list[ProviderServer] = []
     results: dict[str, dict[str, float]] = {}
     try:

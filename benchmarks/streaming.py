@@ -31,6 +31,7 @@ import json
 import os
 import random
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -445,7 +446,7 @@ def main() -> None:
         THREADLINE_DATA_DIR=str(data_dir),
         PYTHONPATH=str(ROOT),
     )
-    log_path = data_dir / "server.log"
+    log_path = data_dir.with_suffix(".log")  # kept; the database directory is removed
     log = log_path.open("wb")  # a file, not a pipe nobody reads: the server never blocks
     if args.database_url:
         env["DATABASE_URL"] = args.database_url
@@ -492,6 +493,10 @@ def main() -> None:
         for proc in workers:
             proc.wait(60)
         log.close()
+        if _postgres(data_dir):  # a killed server's database outlives it
+            print(f"the database under {data_dir} is still running: left", file=sys.stderr)
+        else:
+            shutil.rmtree(data_dir, ignore_errors=True)
         print(f"server log: {log_path}", file=sys.stderr)
     if args.record:
         entry = {

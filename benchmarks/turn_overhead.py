@@ -24,7 +24,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -106,7 +105,7 @@ async def model_alone(rounds: int) -> list[float]:
 
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
-    url = args.database_url or db.start_embedded(Path(tempfile.mkdtemp(prefix="tl-bench-")))
+    url = args.database_url or db.start_embedded(db.temporary_data_dir("tl-bench-"))
     async with Engine(url) as engine:
         sessions = Sessions(engine, [bench])
         watcher = Watcher()

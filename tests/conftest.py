@@ -7,7 +7,6 @@ import asyncio
 import itertools
 import os
 import re
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -24,7 +23,7 @@ os.environ.setdefault("THREADLINE_EMBEDDER", "hash")
 @pytest.fixture(scope="session")
 def pg_root() -> Iterator[Path]:
     configured = os.environ.get("THREADLINE_TEST_DATA_DIR")
-    root = Path(configured) if configured else Path(tempfile.mkdtemp(prefix="threadline-test-"))
+    root = Path(configured) if configured else db.temporary_data_dir("threadline-test-")
     yield root
 
 

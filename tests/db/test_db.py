@@ -105,3 +105,17 @@ def test_two_processes_on_one_data_dir_share_one_server(tmp_path: Path) -> None:
     assert second.stdout.strip() == first_url
     assert pid_while_shared.isdigit()
     assert not pid_file.exists()  # the last process out stopped the server
+
+
+def test_a_temporary_data_dir_goes_with_the_process_that_made_it(tmp_path: Path) -> None:
+    script = (
+        "import asyncio, asyncpg; from threadline import db;"
+        "root = db.temporary_data_dir('tl-temp-test-'); url = db.start_embedded(root);"
+        "asyncio.run(asyncpg.connect(url)); print(root)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    root = Path(done.stdout.strip())
+    assert root.name.startswith("tl-temp-test-")
+    assert not root.exists()  # the server stopped first, then its directory went

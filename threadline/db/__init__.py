@@ -1,7 +1,7 @@
 """Database access: where PostgreSQL is, connection pools, the embedded server, migrations."""
 
 from .connect import connect, create_pool, redact, resolve_database_url
-from .embedded import default_data_dir, start_embedded
+from .embedded import default_data_dir, start_embedded, temporary_data_dir
 from .migrations import pending, status, upgrade
 
 __all__ = [
@@ -13,5 +13,6 @@ __all__ = [
     "resolve_database_url",
     "start_embedded",
     "status",
+    "temporary_data_dir",
     "upgrade",
 ]

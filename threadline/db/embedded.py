@@ -7,8 +7,11 @@ directory share one server; the last one to exit stops it.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -25,6 +28,17 @@ def default_data_dir() -> Path:
     if configured:
         return Path(configured).expanduser()
     return Path(platformdirs.user_data_dir("threadline"))
+
+
+def temporary_data_dir(prefix: str = "threadline-") -> Path:
+    """A fresh data directory, removed when this process exits.
+
+    Call it before `start_embedded` on the directory: exit handlers run last-registered first,
+    so the server (when this process is its last user) stops before the directory goes.
+    """
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return root
 
 
 def start_embedded(data_dir: Path | None = None, database: str = "postgres") -> str:
