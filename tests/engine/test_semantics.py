@@ -382,6 +382,39 @@ async def test_queue_concurrency_limits_per_queue_and_per_key(database_url: str)
     assert all(peak[k] == 1 for k in "abcd")
 
 
+gates: dict[str, asyncio.Event] = {}
+
+
+@workflow(registry=reg, name="gated")
+async def gated(ctx: WorkflowContext, name: str) -> str:
+    await ctx.step(lambda: gates[name].wait(), name="wait")
+    return name
+
+
+async def test_a_limited_queue_run_starts_where_it_was_started_and_its_key_next_when_it_ends(
+    database_url: str,
+) -> None:
+    gates.clear()
+    gates.update(first=asyncio.Event(), second=asyncio.Event())
+    queues = [Queue("solo", per_key=1)]
+    # No polling to fall back on: only the start itself and the first run's end start runs.
+    async with Engine(
+        database_url, registry=reg, queues=queues, poll_interval=60, recover_interval=60
+    ) as engine:
+        assert engine.worker is not None
+        first = await engine.start(gated, "first", queue="solo", queue_key="k")
+        assert first.run_id in engine.worker.active  # claimed by its insert, no claim pass
+        second = await engine.start(gated, "second", queue="solo", queue_key="k")
+        assert second.run_id not in engine.worker.active  # the key's one slot is taken
+        assert await second.status() == "pending"
+        gates["second"].set()
+        await asyncio.sleep(0.2)
+        assert await second.status() == "pending"
+        gates["first"].set()
+        assert await first.result(10) == "first"
+        assert await second.result(10) == "second"  # woken by the first's outcome
+
+
 @workflow(registry=reg, name="chatty")
 async def chatty(ctx: WorkflowContext, n: int) -> int:
     for i in range(n):

@@ -371,6 +371,17 @@ class Engine:
         )
         q = self.queues.get(queue_name)
         worker = self.worker
+        if q is not None and q.limited and worker is not None and worker.try_reserve():
+            try:
+                created, launched = await worker.start_here(
+                    q, wf, run_id, input_json, queue_key=queue_key, parent_id=parent_id
+                )
+            finally:
+                worker.unreserve()
+            if not created and not launched and run_id not in worker.active:
+                await self._adopt_if_orphaned(run_id)
+                worker.wakeup.set()
+            return RunHandle(self, run_id, created)
         owned = worker is not None and (q is None or not q.limited) and worker.try_reserve()
         reserved = owned
         try:

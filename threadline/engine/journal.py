@@ -70,7 +70,7 @@ finished AS (
     FROM unnest({0}::text[], {1}::text[], {2}::text[], {3}::text[])
          AS f(id, status, output, error)
     WHERE r.id = f.id AND r.owner = $1 AND r.status = 'running'
-    RETURNING r.id, r.parent_id),
+    RETURNING r.id, r.parent_id, r.queue, r.queue_key),
 woken_parents AS (
     -- Always touch the parent row: if the parent is mid-suspend, this waits for its lock and
     -- then re-reads its status, so a child finishing as its parent suspends is never missed.
@@ -87,8 +87,12 @@ outcomes_notice AS (
     SELECT pg_notify('threadline_done', json_agg(id)::text) FROM
         (SELECT id, (row_number() OVER ()) / 30 AS grp FROM finished) d GROUP BY grp
     UNION ALL
+    -- A woken parent can run; so can a run that waited for its key's slot (a session's
+    -- next turn) now that one of these freed it.
     SELECT pg_notify('threadline_work', '')
-    WHERE EXISTS (SELECT 1 FROM woken_parents WHERE status = 'pending'))"""
+    WHERE EXISTS (SELECT 1 FROM woken_parents WHERE status = 'pending')
+       OR EXISTS (SELECT 1 FROM finished f JOIN threadline.runs r
+                  ON r.queue = f.queue AND r.queue_key = f.queue_key AND r.status = 'pending'))"""
 
 # kind letter, CTE template, number of arrays, what it returns, its notice CTE (if any)
 _PARTS = (

@@ -76,7 +76,9 @@ RETURNING {CLAIM_COLUMNS}
 # A limited queue is claimed under a transaction-level advisory lock on its name, so the
 # counts cannot change between reading them and claiming. A key's cap counts its runs in
 # progress, waiting ones too (a turn waiting for an approval still holds its session); the
-# queue's cap counts the running ones (ADR 0012).
+# queue's cap counts the running ones (ADR 0012). threadline.start_run_here (migration 0009)
+# takes the same lock.
+LOCK_QUEUE = "SELECT pg_advisory_xact_lock(hashtext($1))"
 CLAIM_LIMITED = f"""
 WITH active AS (
     SELECT queue_key, count(*) AS n, count(*) FILTER (WHERE status = 'running') AS running
@@ -100,6 +102,9 @@ FROM chosen WHERE r.id = chosen.id
 RETURNING {CLAIM_COLUMNS}
 """
 
+START_RUN_HERE = """
+SELECT threadline.start_run_here($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10)
+"""
 LOCK_OWN_RUN = """
 SELECT 1 FROM threadline.runs WHERE id = $1 AND owner = $2 AND status = 'running' FOR UPDATE
 """

@@ -186,7 +186,7 @@ class Worker:
                 if len(rows) >= free:
                     break
                 async with conn.transaction():
-                    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", queue.name)
+                    await conn.execute(store.LOCK_QUEUE, queue.name)
                     rows += await conn.fetch(
                         store.CLAIM_LIMITED,
                         self.id,
@@ -199,22 +199,63 @@ class Worker:
                     )
             self._starved = len(rows) >= free
             for row in rows:
-                journal = {
-                    step_no: Recorded(name, output, error)
-                    for step_no, name, output, error in json.loads(row["journal"] or "[]")
-                }
-                last_seq = row["last_event_seq"]
-                wf = engine.registry.workflows[row["workflow"]]
-                ctx = WorkflowContext(
-                    engine,
-                    row["id"],
+                self._launch_claimed(row)
+
+    async def start_here(
+        self,
+        queue: Queue,
+        wf: Workflow,
+        run_id: str,
+        input_json: str,
+        *,
+        queue_key: str | None,
+        parent_id: str | None,
+    ) -> tuple[bool, bool]:
+        """Insert a run of a limited queue and, when its queue lets it start now, claim it in
+        the same statement (migration 0009): no NOTIFY and claim round trip before it runs (a
+        chat turn starts in the process that stored its message). Call with a slot reserved.
+        Returns (created, launched here). A run that must wait is claimed once a run of its
+        key ends (that run's outcome wakes the workers)."""
+        engine = self.engine
+
+        async def attempt() -> str:
+            async with engine.pool.acquire() as conn:
+                status: str = await conn.fetchval(
+                    store.START_RUN_HERE,
+                    run_id,
                     wf.name,
-                    journal,
-                    last_event_seq=last_seq,
-                    waiting_step=row["waiting_step"],
-                    wake_at=row["wake_at"],
+                    engine.version,
+                    input_json,
+                    queue.name,
+                    queue_key,
+                    parent_id,
+                    self.id,
+                    queue.per_key,
+                    queue.concurrency,
                 )
-                self.launch(wf, row["input"], ctx)
+            return status
+
+        status = await with_db_retry(attempt, what="start run")
+        if status == "running":
+            self.launch(wf, input_json, WorkflowContext(engine, run_id, wf.name))
+        return status != "exists", status == "running"
+
+    def _launch_claimed(self, row: asyncpg.Record) -> None:
+        journal = {
+            step_no: Recorded(name, output, error)
+            for step_no, name, output, error in json.loads(row["journal"] or "[]")
+        }
+        wf = self.engine.registry.workflows[row["workflow"]]
+        ctx = WorkflowContext(
+            self.engine,
+            row["id"],
+            wf.name,
+            journal,
+            last_event_seq=row["last_event_seq"],
+            waiting_step=row["waiting_step"],
+            wake_at=row["wake_at"],
+        )
+        self.launch(wf, row["input"], ctx)
 
     # -- execution ----------------------------------------------------------------------------
 
