@@ -342,19 +342,21 @@ class Sessions:
         text: str,
     ) -> dict[str, Any]:
         status = "handoff" if state == "handoff" else "active"
-        async with self.engine.pool.acquire() as conn, conn.transaction():
-            seq = None
+        seq = None
+        async with self.engine.pool.acquire() as conn:
             if text:
-                seq, _ = await store.add_message(
+                seq = await store.add_answer(
                     conn,
                     session_id,
-                    "assistant",
                     text,
-                    client_id=turn_id,
                     turn_id=turn_id,
                     reply_to=reply_to,
+                    state=state,
+                    data=data,
+                    status=status,
                 )
-            await store.save_state(conn, session_id, state, data, status)
+            else:
+                await store.save_state(conn, session_id, state, data, status)
         return {"state": state, "message_seq": seq}
 
 

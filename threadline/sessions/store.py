@@ -150,6 +150,53 @@ async def add_message(
     return int(row["seq"]), bool(row["created"])
 
 
+# A turn's answer and the session's new state in one statement (atomic without a transaction
+# block: one round trip, not four). An answer already stored (the step replayed after a crash)
+# is found by its client id, and the state is saved all the same; the two UPDATEs never touch
+# the session's row both.
+ADD_ANSWER = """
+WITH existing AS (
+    SELECT seq FROM threadline.session_messages
+    WHERE session_id = $1 AND client_id = $3
+), bumped AS (
+    UPDATE threadline.sessions SET message_seq = message_seq + 1, updated_at = now(),
+        state = $6, data = $7::jsonb, status = $8
+    WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM existing)
+    RETURNING message_seq
+), restated AS (
+    UPDATE threadline.sessions SET state = $6, data = $7::jsonb, status = $8, updated_at = now()
+    WHERE id = $1 AND EXISTS (SELECT 1 FROM existing)
+), added AS (
+    INSERT INTO threadline.session_messages (session_id, seq, role, content, client_id, turn_id,
+                                             meta, reply_to)
+    SELECT $1, message_seq, 'assistant', $2, $3, $4, '{}'::jsonb, $5 FROM bumped
+    RETURNING seq
+)
+SELECT seq FROM added UNION ALL SELECT seq FROM existing
+"""
+
+
+async def add_answer(
+    conn: Connection,
+    session_id: str,
+    text: str,
+    *,
+    turn_id: str,
+    reply_to: int,
+    state: str,
+    data: dict[str, Any],
+    status: str,
+) -> int:
+    """Store a turn's answer (once: its turn id is its client id) and save the session's new
+    state with it. Returns the answer's seq."""
+    seq = await conn.fetchval(
+        ADD_ANSWER, session_id, text, turn_id, turn_id, reply_to, state, json.dumps(data), status
+    )
+    if seq is None:
+        raise UnknownSession(f"no session with id {session_id!r}")
+    return int(seq)
+
+
 async def messages(
     conn: Connection, session_id: str, *, up_to: int | None = None, limit: int = 1000
 ) -> list[StoredMessage]:
