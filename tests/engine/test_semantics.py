@@ -7,6 +7,7 @@ import asyncio
 import time
 from typing import Any
 
+import asyncpg
 import pytest
 
 from threadline import (
@@ -413,6 +414,50 @@ async def test_a_limited_queue_run_starts_where_it_was_started_and_its_key_next_
         gates["first"].set()
         assert await first.result(10) == "first"
         assert await second.result(10) == "second"  # woken by the first's outcome
+
+
+acted = asyncio.Event()
+looked = asyncio.Event()
+
+
+async def _look() -> str:
+    await looked.wait()
+    return "seen"
+
+
+async def _act(seen: str) -> str:
+    acted.set()
+    return f"acted on {seen}"
+
+
+@workflow(registry=reg, name="look_then_act")
+async def look_then_act(ctx: WorkflowContext) -> str:
+    seen: str = await ctx.step(_look, name="look", read_only=True)
+    return await ctx.step(_act, seen, name="act")
+
+
+async def test_a_read_only_steps_record_does_not_hold_up_the_next_step(
+    database_url: str,
+) -> None:
+    acted.clear()
+    looked.clear()
+    async with Engine(database_url, registry=reg) as engine:
+        handle = await engine.start(look_then_act)
+        blocker = await asyncpg.connect(database_url)
+        try:
+            # From here every journal write of a step waits behind this lock until it goes.
+            tx = blocker.transaction()
+            await tx.start()
+            await blocker.execute("LOCK TABLE threadline.steps IN EXCLUSIVE MODE")
+            looked.set()
+            await asyncio.wait_for(acted.wait(), 10)  # ran while `look` was not yet durable
+            assert await handle.status() == "running"
+            await tx.rollback()
+        finally:
+            await blocker.close()
+        assert await handle.result(10) == "acted on seen"
+        steps = await engine.get_steps(handle.run_id)
+    assert [(s.step_no, s.name) for s in steps] == [(1, "look"), (2, "act")]
 
 
 @workflow(registry=reg, name="chatty")

@@ -116,11 +116,15 @@ class WorkflowContext:
             )
         return n, recorded
 
-    async def _record(self, n: int, name: str, output: str | None, error: str | None) -> None:
-        """Queue the step's record; `_settle` later awaits that it was durably accepted."""
+    async def _record(
+        self, n: int, name: str, output: str | None, error: str | None, settle: bool = True
+    ) -> None:
+        """Queue the step's record; `_settle` later awaits that it was durably accepted
+        (unless not `settle`: it then only commits no later than the next record)."""
         journal = self._engine.journal
         await journal.follow(self.last_write)
-        self.last_write = self._unsettled = journal.add_step(self.run_id, n, name, output, error)
+        self.last_write = journal.add_step(self.run_id, n, name, output, error)
+        self._unsettled = self.last_write if settle else None
         self._recorded[n] = Recorded(name, output, error)
 
     async def _settle(self) -> None:
@@ -149,13 +153,19 @@ class WorkflowContext:
         retries: int = 0,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        read_only: bool = False,
         **kwargs: Any,
     ) -> T:
-        """Run `fn(*args, **kwargs)` as a durable step and return its (JSON) result."""
+        """Run `fn(*args, **kwargs)` as a durable step and return its (JSON) result.
+
+        `read_only`: the step only reads (a replay before its record is durable would read
+        again, and nothing has acted on what it read). The next step's body then does not
+        wait for this record to be durable, only the record after it (records commit in
+        order): a turn's `load` does not hold up its model call by a commit."""
         base: StepOptions | None = getattr(fn, "__threadline_step__", None)
         target = inspect.unwrap(fn) if base is not None else fn
         options = base
-        if options is None or name or retries or retry or timeout:
+        if options is None or name or retries or retry or timeout or read_only:
             default_name = str(getattr(fn, "__qualname__", repr(fn)))
             options = StepOptions(
                 name or (base.name if base else default_name),
@@ -163,6 +173,7 @@ class WorkflowContext:
                 or (RetryPolicy(max_attempts=retries + 1) if retries else None)
                 or (base.retry if base else NO_RETRY),
                 timeout if timeout is not None else (base.timeout if base else None),
+                read_only or (base.read_only if base else False),
             )
         result: T = await self.run_step(target, options, args, kwargs)
         return result
@@ -187,7 +198,7 @@ class WorkflowContext:
             await self._record(n, options.name, None, dumps(_error_json(exc), "step error"))
             raise StepError(options.name, type(exc).__name__, str(exc)) from exc
         output = dumps(value, f"the result of step {options.name!r}", self._limit())
-        await self._record(n, options.name, output, None)
+        await self._record(n, options.name, output, None, settle=not options.read_only)
         return loads(output)
 
     async def _invoke(

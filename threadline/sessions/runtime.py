@@ -221,7 +221,9 @@ class Sessions:
     # -- the turn workflow --------------------------------------------------------------------
 
     async def _run_turn(self, ctx: WorkflowContext, session_id: str, seq: int) -> dict[str, Any]:
-        snap: dict[str, Any] = await ctx.step(self._snapshot, session_id, seq, name="load")
+        snap: dict[str, Any] = await ctx.step(
+            self._snapshot, session_id, seq, name="load", read_only=True
+        )
         agent = self.agent(snap["agent"])
         turn_id = ctx.run_id
         turn = Turn(
