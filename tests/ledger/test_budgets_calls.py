@@ -4,7 +4,7 @@ reservation and settlement, a per-call cap, daily limits, and estimate mode."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -19,6 +19,7 @@ from threadline.ledger.limits import Counter, counters_for, today
 from threadline.llm import Message, price, prices_per_token, upper_bound_messages
 from threadline.llm.pricing import PriceOverrides
 
+from ..helpers import until
 from ..llm.servers.base import ProviderServer, Script
 
 MINI = "openai:gpt-4o-mini"
@@ -125,13 +126,6 @@ async def test_estimate_mode_learns_bytes_per_token_and_reports_overshoot(
     assert learned == pytest.approx(prompt_bytes(PROMPT) / 4000)
     model = llm.model(MINI)
     assert await llm.ledger.budgets.calibration.estimate(model, PROMPT) == 4000
-
-
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.01)
 
 
 async def test_calls_under_no_limit_skip_the_database_and_limits_set_elsewhere_apply(

@@ -6,9 +6,13 @@ import asyncio
 
 import pytest
 
-from threadline.llm import Message
+from threadline import Engine
+from threadline.engine.mirror import mirror_for
+from threadline.llm import Message, RateLimited
 from threadline.router import CooldownPolicy, Fallback, ModelPolicy
+from threadline.router.cooldowns import CHANNEL, MODELS, Cooldowns
 
+from ..helpers import until
 from ..llm.servers.base import Script
 from .conftest import MakeRouter, models_asked
 
@@ -59,3 +63,36 @@ async def test_one_probe_at_a_time_and_a_failed_probe_cools_it_down_for_longer(
     (health,) = await router.cooldowns().list()
     left = (health.until - health.until.now(health.until.tzinfo)).total_seconds()
     assert (health.failures, health.state) == (2, "open") and 1.5 < left <= 2  # 1 s, doubled
+
+
+async def test_healthy_models_are_routed_without_asking_the_database_until_one_cools_down(
+    make_router: MakeRouter,
+    scripts: dict[str, Script],
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    router = make_router()
+    cooldowns = router.cooldowns()
+    mirror = mirror_for(cooldowns.pool, CHANNEL, MODELS, lambda row: str(row[0]))
+    assert mirror is not None
+    await cooldowns.health([SONNET])  # first use: asks, and loads the set in the background
+    await until(lambda: mirror.keys() is not None)
+
+    def no_database() -> None:
+        raise AssertionError("asked the database")
+
+    with monkeypatch.context() as patched:
+        # No other task runs meanwhile: the answer needs no await that suspends.
+        patched.setattr(type(cooldowns.pool), "acquire", no_database)
+        assert await cooldowns.health([SONNET, MINI]) == {}
+    # Another process opens Sonnet's circuit: the notification reaches this one, and its
+    # router skips Sonnet from then on.
+    async with Engine(database_url, worker=False) as elsewhere:
+        await Cooldowns(elsewhere.pool).failed(SONNET, RateLimited("slow down", retry_after=30))
+    await until(lambda: mirror.keys() == {SONNET})
+    answer = await router.request(POLICY, PROMPT)
+    assert answer.fallbacks == (Fallback(SONNET, MINI, "cooldown"),)
+    assert scripts["anthropic"].requests == []
+    await cooldowns.clear()
+    await until(lambda: mirror.keys() == set())
+    assert (await router.request(POLICY, PROMPT)).used_model == SONNET

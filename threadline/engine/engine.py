@@ -45,7 +45,9 @@ _CHANNELS = (
     "threadline_work",
     "threadline_cancel",
     "threadline_budgets",
+    "threadline_cooldowns",
 )
+_MIRRORED = frozenset({"threadline_budgets", "threadline_cooldowns"})  # see engine/mirror.py
 # Called with a notification's payload, or None when notifications may have been missed.
 Watcher = Callable[[str | None], None]
 _OPEN_ENGINES: dict[asyncpg.Pool, Engine] = {}  # removed at close (pools take no weakref)
@@ -301,7 +303,7 @@ class Engine:
             return
 
     def _on_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
-        if channel == "threadline_budgets":  # the engine's own channels carry run ids
+        if channel in _MIRRORED:  # the engine's own channels carry run ids
             self._notify_watchers(payload, channel)
             return
         if channel == "threadline_work":

@@ -7,6 +7,11 @@ consecutive opening up to `max_s`. Then it is *half-open*: one caller at a time 
 processes) may probe it, for at most `probe_timeout_s`; a success closes it (the row is
 deleted), a failure opens it again, for longer. Failures while it is already open (calls that
 were in flight) do not lengthen it.
+
+Each routed call asks which of its models have a cooldown. Nearly always none has, so a
+process mirrors the set of models with a row (`threadline.engine.mirror`, the table's trigger
+notifies `threadline_cooldowns`, migration 0010) and asks the database only when one of the
+call's models is in it, or when the set is not known.
 """
 
 from __future__ import annotations
@@ -17,12 +22,15 @@ from datetime import datetime
 
 import asyncpg
 
+from ..engine.mirror import mirror_for
 from ..llm import LLMError, RateLimited
 
 __all__ = ["CooldownPolicy", "Cooldowns", "ModelHealth"]
 
 _COLUMNS = "model, failures, reason, until, probe_until, until > now() AS cooling"
 
+CHANNEL = "threadline_cooldowns"
+MODELS = "SELECT model FROM threadline.model_cooldowns"
 HEALTH = f"SELECT {_COLUMNS} FROM threadline.model_cooldowns WHERE model = ANY($1::text[])"
 ALL = f"SELECT {_COLUMNS} FROM threadline.model_cooldowns ORDER BY model"
 
@@ -75,6 +83,10 @@ class ModelHealth:
         return "open" if self.cooling else "half_open"
 
 
+def _model(row: asyncpg.Record) -> str:
+    return str(row[0])
+
+
 def _health(row: asyncpg.Record) -> ModelHealth:
     return ModelHealth(
         row["model"],
@@ -95,6 +107,10 @@ class Cooldowns:
 
     async def health(self, models: Sequence[str]) -> dict[str, ModelHealth]:
         """The models of this list that are open or half-open (closed ones are absent)."""
+        mirror = mirror_for(self.pool, CHANNEL, MODELS, _model)
+        cooling = None if mirror is None else mirror.keys()
+        if cooling is not None and cooling.isdisjoint(models):
+            return {}
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(HEALTH, list(models))
         return {row["model"]: _health(row) for row in rows}
@@ -111,6 +127,9 @@ class Cooldowns:
                 FAILED, model, error.code, retry_after, self.policy.base_s, self.policy.max_s
             )
         assert row is not None  # an upsert returns its row
+        mirror = mirror_for(self.pool, CHANNEL, MODELS, _model)
+        if mirror is not None:
+            mirror.add(model)
         return _health(row)
 
     async def try_probe(self, model: str) -> bool:
