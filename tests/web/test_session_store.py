@@ -49,6 +49,39 @@ async def test_an_answer_is_stored_once_and_the_state_saved_each_time(database_u
     assert (info.state, info.data, info.status) == ("later", {"n": 2}, "handoff")
 
 
+async def test_a_turn_loads_its_session_and_conversation_in_one_query(database_url: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await store.create_session(conn, "s1", "support", "start", "acme", "u1")
+        first, _ = await store.add_message(conn, "s1", "user", "one", client_id="m1")
+        second, _ = await store.add_message(conn, "s1", "user", "two", client_id="m2")
+        # The answer to the first message came after the second one was numbered.
+        await store.add_answer(
+            conn,
+            "s1",
+            "re: one",
+            turn_id="t1",
+            reply_to=first,
+            state="start",
+            data={},
+            status="active",
+        )
+        both = await store.session_and_messages(conn, "s1", up_to=first, limit=60)
+        apart = (
+            await store.get_session(conn, "s1"),
+            await store.messages(conn, "s1", up_to=first, limit=60),
+        )
+        with pytest.raises(store.UnknownSession):
+            await store.session_and_messages(conn, "nope")
+        whole = await store.session_and_messages(conn, "s1", limit=2)
+    finally:
+        await conn.close()
+    assert both == apart
+    assert [m.content for m in both[1]] == ["one", "re: one"]  # the turn for "one" sees no "two"
+    assert [m.content for m in whole[1]] == ["re: one", "two"]
+    assert second == first + 1
+
+
 async def test_an_answer_for_a_missing_session_is_a_clear_error(database_url: str) -> None:
     conn = await asyncpg.connect(database_url)
     try:

@@ -321,8 +321,7 @@ class Sessions:
 
     async def _snapshot(self, session_id: str, seq: int) -> dict[str, Any]:
         async with self.engine.pool.acquire() as conn:
-            info = await store.get_session(conn, session_id)
-            history = await store.messages(conn, session_id, up_to=seq, limit=60)
+            info, history = await store.session_and_messages(conn, session_id, up_to=seq, limit=60)
         *earlier, current = history
         return {
             "agent": info.agent,

@@ -197,33 +197,47 @@ async def add_answer(
     return int(seq)
 
 
+# A session's last `$3` messages, newest first, in conversation order: an answer right after
+# the message it replies to, even when later messages arrived (and were numbered) while it was
+# being written. With `$2`, the conversation as the turn for user message `$2` sees it: no
+# later user messages.
+_LAST_MESSAGES = """
+SELECT seq, role, content, client_id, turn_id, meta::text AS meta, created_at
+FROM threadline.session_messages WHERE session_id = $1
+  AND ($2::int IS NULL OR seq <= $2 OR role <> 'user')
+ORDER BY coalesce(reply_to, seq) DESC, seq DESC LIMIT $3
+"""
+# The session and those messages in one round trip (a turn's `load`).
+_SESSION_AND_MESSAGES = f"""
+SELECT {_SESSION_FIELDS},
+       array(SELECT row(m.seq, m.role, m.content, m.client_id, m.turn_id, m.meta, m.created_at)
+             FROM ({_LAST_MESSAGES}) m) AS history
+FROM threadline.sessions WHERE id = $1
+"""
+
+
 async def messages(
     conn: Connection, session_id: str, *, up_to: int | None = None, limit: int = 1000
 ) -> list[StoredMessage]:
-    # Conversation order: an answer right after the message it replies to, even when later
-    # messages arrived (and were numbered) while it was being written. With `up_to`, the
-    # conversation as the turn for user message `up_to` sees it: no later user messages.
-    rows = await conn.fetch(
-        "SELECT seq, role, content, client_id, turn_id, meta::text AS meta, created_at "
-        "FROM threadline.session_messages WHERE session_id = $1 "
-        "AND ($2::int IS NULL OR seq <= $2 OR role <> 'user') "
-        "ORDER BY coalesce(reply_to, seq) DESC, seq DESC LIMIT $3",
-        session_id,
-        up_to,
-        limit,
-    )
-    return [
-        StoredMessage(
-            r["seq"],
-            r["role"],
-            r["content"],
-            r["client_id"],
-            r["turn_id"],
-            json.loads(r["meta"]),
-            r["created_at"],
-        )
-        for r in reversed(rows)
-    ]
+    rows = await conn.fetch(_LAST_MESSAGES, session_id, up_to, limit)
+    return [_message(tuple(r)) for r in reversed(rows)]
+
+
+async def session_and_messages(
+    conn: Connection, session_id: str, *, up_to: int | None = None, limit: int = 1000
+) -> tuple[SessionInfo, list[StoredMessage]]:
+    """`get_session` and `messages` together, in one round trip."""
+    row = await conn.fetchrow(_SESSION_AND_MESSAGES, session_id, up_to, limit)
+    if row is None:
+        raise UnknownSession(f"no session with id {session_id!r}")
+    values = dict(row)
+    history = values.pop("history")
+    return _session(values), [_message(m) for m in reversed(history)]
+
+
+def _message(r: tuple[Any, ...]) -> StoredMessage:
+    seq, role, content, client_id, turn_id, meta, created_at = r
+    return StoredMessage(seq, role, content, client_id, turn_id, json.loads(meta), created_at)
 
 
 async def save_state(
