@@ -12,6 +12,7 @@ import pytest
 
 from threadline import Engine
 from threadline.ledger import LLM, Ledger, Scope
+from threadline.ledger.record import CallRecord
 from threadline.llm import (
     Message,
     RateLimited,
@@ -187,3 +188,34 @@ async def test_reports_group_costs(ledger: Ledger) -> None:
     (day,) = await ledger.report("day")
     assert day.calls == 3
     assert [r.calls for r in await ledger.report("model", tenant="b")] == [1]
+
+
+async def test_rows_with_a_step_record_keep_the_money_when_the_record_is_fenced_off(
+    ledger: Ledger,
+) -> None:
+    async with ledger.pool.acquire() as conn:
+        for run_id, owner in (("mine", 7), ("taken", 8)):
+            await conn.execute(
+                "INSERT INTO threadline.runs (id, workflow, app_version, status, input, owner) "
+                "VALUES ($1, 'wf', 'v', 'running', '{}', $2)",
+                run_id,
+                owner,
+            )
+
+    def row(run_id: str) -> CallRecord:
+        scope = Scope(run_id=run_id, step_no=1)
+        return CallRecord("demo", "demo:m", "m", "ok", 1.0, scope, cost_usd=Decimal("0.01"))
+
+    # Alone (one statement), then two at once (one transaction): a record is kept only for a
+    # run its writer still owns; the rows are kept either way.
+    assert await ledger.submit_with_step([row("mine")], ("mine", 1, "route", "{}", None, 7))
+    both = [
+        ledger.submit_with_step([row("mine")], ("mine", 2, "route", "{}", None, 7)),
+        ledger.submit_with_step([row("taken")], ("taken", 1, "route", "{}", None, 7)),
+    ]
+    assert [await f for f in both] == [True, False]
+    async with ledger.pool.acquire() as conn:
+        steps = await conn.fetch("SELECT run_id, step_no FROM threadline.steps ORDER BY 1, 2")
+        calls = await conn.fetchval("SELECT count(*) FROM threadline.llm_calls")
+    assert [tuple(s) for s in steps] == [("mine", 1), ("mine", 2)]
+    assert calls == 3

@@ -44,6 +44,12 @@ async def too_poor(ctx: WorkflowContext, catch: bool) -> dict[str, Any]:
     return {}
 
 
+@workflow(registry=registry, name="unbudgeted")
+async def unbudgeted(ctx: WorkflowContext, question: str) -> str:
+    policy = ModelPolicy(MINI, fallback=[SONNET])
+    return (await routers["r"].request(policy, [Message.user(question)])).text
+
+
 @pytest.fixture
 async def engine(
     database_url: str, servers: dict[str, ProviderServer], scripts: dict[str, Script]
@@ -118,3 +124,28 @@ async def test_budget_exceeded_fails_the_step_without_a_retry(
         ("budget.exceeded", BudgetExceeded.from_message(step.error["message"]).to_json())
     ]  # type: ignore[union-attr]
     assert [e.to_json() for e in heard] == [{"from": SONNET, "to": MINI, "reason": "budget"}]
+
+
+async def test_a_routed_steps_ledger_rows_commit_with_its_record(
+    engine: Engine, scripts: dict[str, Script]
+) -> None:
+    # One call alone (its row and record in one statement), then one that falls back (two
+    # rows) beside three more at once (several steps in one write).
+    scripts["openai"].reply(text="One.")
+    await (await engine.start(unbudgeted, "Q0", run_id="plain-0")).result(timeout=30)
+    scripts["openai"].reply(error="server_error")
+    scripts["anthropic"].reply(text="Two.")
+    scripts["openai"].reply(text="Three.")
+    handles = [await engine.start(unbudgeted, f"Q{n}", run_id=f"plain-{n}") for n in range(1, 5)]
+    for handle in handles:
+        await handle.result(timeout=30)
+    async with engine.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT c.run_id, c.step_no, c.xmin::text AS row_tx, s.xmin::text AS step_tx "
+            "FROM threadline.llm_calls c JOIN threadline.steps s "
+            "ON s.run_id = c.run_id AND s.step_no = c.step_no "
+            "WHERE c.run_id LIKE 'plain-%' ORDER BY c.run_id, c.id"
+        )
+    runs = [r["run_id"] for r in rows]
+    assert sorted(runs.count(f"plain-{n}") for n in range(5)) == [1, 1, 1, 1, 2]  # one fell back
+    assert all(r["row_tx"] == r["step_tx"] for r in rows)  # committed together

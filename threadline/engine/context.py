@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ..errors import NonDeterminismError, StepError, WorkflowCancelled, WorkflowFailed
 from . import store
@@ -26,6 +26,24 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 T = TypeVar("T")
+
+# A step's record as written: run id, step number, name, output and error (JSON), owner.
+StepRow = tuple[str, int, str, "str | None", "str | None", int]
+
+
+class RecordCarrier(Protocol):
+    """Writes a step's record together with writes the step's body left with it, in one
+    commit (the step's effect and its record), instead of the journal writing the record
+    after them. See `WorkflowContext.step`'s `record_with`."""
+
+    def carry(self, step: StepRow) -> asyncio.Future[bool] | None:
+        """Write `step` with what is held, committed together; the future says whether the
+        record was accepted (the run is still this worker's). None: nothing is held, so the
+        journal writes it."""
+
+    def release(self) -> None:
+        """The step is over: write what is still held on its own (a cancelled body)."""
+
 
 _current: ContextVar[WorkflowContext | None] = ContextVar("threadline_workflow", default=None)
 
@@ -117,14 +135,29 @@ class WorkflowContext:
         return n, recorded
 
     async def _record(
-        self, n: int, name: str, output: str | None, error: str | None, settle: bool = True
+        self,
+        n: int,
+        name: str,
+        output: str | None,
+        error: str | None,
+        settle: bool = True,
+        carrier: RecordCarrier | None = None,
     ) -> None:
         """Queue the step's record; `_settle` later awaits that it was durably accepted
         (unless not `settle`: it then only commits no later than the next record)."""
         journal = self._engine.journal
-        await journal.follow(self.last_write)
-        self.last_write = journal.add_step(self.run_id, n, name, output, error)
-        self._unsettled = self.last_write if settle else None
+        written = None
+        if carrier is not None:
+            # Another writer commits it: this run's earlier writes must be committed first.
+            earlier = [f for f in (self.created, self.last_write) if f is not None]
+            if any(not f.done() for f in earlier):
+                await asyncio.wait(earlier)
+            written = carrier.carry((self.run_id, n, name, output, error, self._engine.worker_id))
+        if written is None:
+            await journal.follow(self.last_write)
+            written = journal.add_step(self.run_id, n, name, output, error)
+        self.last_write = written
+        self._unsettled = written if settle else None
         self._recorded[n] = Recorded(name, output, error)
 
     async def _settle(self) -> None:
@@ -154,6 +187,7 @@ class WorkflowContext:
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         read_only: bool = False,
+        record_with: RecordCarrier | None = None,
         **kwargs: Any,
     ) -> T:
         """Run `fn(*args, **kwargs)` as a durable step and return its (JSON) result.
@@ -161,7 +195,11 @@ class WorkflowContext:
         `read_only`: the step only reads (a replay before its record is durable would read
         again, and nothing has acted on what it read). The next step's body then does not
         wait for this record to be durable, only the record after it (records commit in
-        order): a turn's `load` does not hold up its model call by a commit."""
+        order): a turn's `load` does not hold up its model call by a commit.
+
+        `record_with`: writes the body leaves with the carrier (a model call's ledger row)
+        commit together with the step's record, one commit where the body's write and then
+        the record would be two."""
         base: StepOptions | None = getattr(fn, "__threadline_step__", None)
         target = inspect.unwrap(fn) if base is not None else fn
         options = base
@@ -175,7 +213,7 @@ class WorkflowContext:
                 timeout if timeout is not None else (base.timeout if base else None),
                 read_only or (base.read_only if base else False),
             )
-        result: T = await self.run_step(target, options, args, kwargs)
+        result: T = await self.run_step(target, options, args, kwargs, record_with)
         return result
 
     async def run_step(
@@ -184,6 +222,7 @@ class WorkflowContext:
         options: StepOptions,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
+        carrier: RecordCarrier | None = None,
     ) -> Any:
         n, recorded = self._next(options.name)
         if recorded is not None:
@@ -193,13 +232,20 @@ class WorkflowContext:
             return loads(recorded.output)
         await self._settle()
         try:
-            value = await self._invoke(fn, options, args, kwargs)
-        except Exception as exc:
-            await self._record(n, options.name, None, dumps(_error_json(exc), "step error"))
-            raise StepError(options.name, type(exc).__name__, str(exc)) from exc
-        output = dumps(value, f"the result of step {options.name!r}", self._limit())
-        await self._record(n, options.name, output, None, settle=not options.read_only)
-        return loads(output)
+            try:
+                value = await self._invoke(fn, options, args, kwargs)
+            except Exception as exc:
+                error = dumps(_error_json(exc), "step error")
+                await self._record(n, options.name, None, error, carrier=carrier)
+                raise StepError(options.name, type(exc).__name__, str(exc)) from exc
+            output = dumps(value, f"the result of step {options.name!r}", self._limit())
+            await self._record(
+                n, options.name, output, None, settle=not options.read_only, carrier=carrier
+            )
+            return loads(output)
+        finally:
+            if carrier is not None:
+                carrier.release()
 
     async def _invoke(
         self,

@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 
+from ..engine.context import StepRow
 from ..llm.pricing import PriceOverrides
 from .budgets import DEFAULT_LEASE_S, Budgets
 from .record import CallRecord
@@ -40,6 +41,11 @@ class Ledger:
         """Queue one call's row (group commit); the future resolves once it is durable.
         `on_notices` receives the budget notices its settlement caused."""
         return self._writer.submit(call, on_notices)
+
+    def submit_with_step(self, calls: list[CallRecord], step: StepRow) -> asyncio.Future[bool]:
+        """Queue unreserved rows with a workflow step's record, one commit for both (see
+        `threadline.ledger.carrier`); the future says whether the record was accepted."""
+        return self._writer.submit_with_step(calls, step)
 
     async def record(self, call: CallRecord) -> None:
         """Write one call's row and wait until it is durable."""

@@ -343,13 +343,16 @@ class LLM:
         durable: bool = False,
         grant: Grant | None = None,
         receipt: Receipt | None = None,
+        hold: Callable[[CallRecord], None] | None = None,
     ) -> Response:
         """One metered call, not journaled (the router and `request` build on it).
 
         Its ledger row is group-committed after it returns; with `durable` the call returns
         only once the row is committed (a workflow step does, so that a recorded step always
         has its row). With a `grant` (see `admit`) the call keeps to its `max_tokens` and its
-        row settles its reservation; `receipt` receives the row's write."""
+        row settles its reservation; `receipt` receives the row's write. `hold` takes a row
+        that settles no reservation instead of the writer (not durable: it goes with the
+        step's record, see `threadline.ledger.carrier`)."""
         ledger = ledger or self.ledger
         if grant is not None:
             options = replace(options, max_tokens=grant.max_tokens)
@@ -374,11 +377,14 @@ class LLM:
             raise
         finally:
             row = self._row(ledger, meter, scope, note, status, error, grant)
-            written = ledger.submit(row, receipt.take if receipt is not None else None)
-            if receipt is not None:
-                receipt.written = written
-            if durable:
-                await asyncio.shield(written)
+            if hold is not None and not durable and row.reservation_id is None:
+                hold(row)
+            else:
+                written = ledger.submit(row, receipt.take if receipt is not None else None)
+                if receipt is not None:
+                    receipt.written = written
+                if durable:
+                    await asyncio.shield(written)
 
     # -- the ledger row -----------------------------------------------------------------------
 

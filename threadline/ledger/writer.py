@@ -4,6 +4,11 @@ one, as one transaction, so many concurrent calls cost one commit.
 A row that settles a budget reservation is written in the same transaction as the settlement.
 If recovery settled that reservation first (its process was presumed dead), the row recovery
 wrote stands for the call and this one is dropped: one row and one charge per reservation.
+
+A workflow step's rows can come with the step's record (`submit_with_step`, see
+`threadline.ledger.carrier`): both commit in one statement, fenced like the journal's records
+(the record only if the run is still this worker's; the rows whatever happens, the money was
+spent).
 """
 
 from __future__ import annotations
@@ -11,10 +16,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import asyncpg
 
+from ..engine.context import StepRow
 from ..engine.dbretry import with_db_retry
 from .outcomes import BudgetNotice, Settled
 from .record import INSERT, CallRecord, insert_args
@@ -24,6 +32,25 @@ log = logging.getLogger(__name__)
 
 NoticesHook = Callable[[Sequence[BudgetNotice]], None]
 Entry = tuple[CallRecord, "asyncio.Future[None]", NoticesHook | None]
+Bundle = tuple[list[CallRecord], StepRow, "asyncio.Future[bool]"]  # rows with a step record
+
+# Step records of this worker's runs (fencing as in the journal); their rows go beside them.
+_STEPS = """
+INSERT INTO threadline.steps (run_id, step_no, name, output, error)
+SELECT s.run_id, s.step_no, s.name, s.output::jsonb, s.error::jsonb
+FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::int[])
+     AS s(run_id, step_no, name, output, error, owner)
+WHERE EXISTS (SELECT 1 FROM threadline.runs r
+              WHERE r.id = s.run_id AND r.owner = s.owner AND r.status = 'running')
+ON CONFLICT DO NOTHING
+RETURNING run_id, step_no
+"""
+# One step's record and its one row in one statement (the usual case: one round trip).
+_STEP_AND_ROW = (
+    f"WITH step AS ({_STEPS}), call AS ("
+    + re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + 6}", INSERT)
+    + ") SELECT count(*) FROM step"
+)
 
 
 class LedgerWriter:
@@ -35,6 +62,7 @@ class LedgerWriter:
         self._pool = pool
         self._on_notices = on_notices
         self._queue: list[Entry] = []
+        self._bundles: list[Bundle] = []
         self._task: asyncio.Task[None] | None = None
 
     def submit(
@@ -45,9 +73,23 @@ class LedgerWriter:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         fut.add_done_callback(_observe)  # failures are logged here; awaiting is optional
         self._queue.append((call, fut, on_notices))
+        self._start()
+        return fut
+
+    def submit_with_step(self, calls: list[CallRecord], step: StepRow) -> asyncio.Future[bool]:
+        """Queue unreserved rows with a workflow step's record, committed together; the
+        future says whether the record was accepted (the run is still its owner's)."""
+        if any(call.reservation_id is not None for call in calls):
+            raise ValueError("a row that settles a reservation cannot go with a step record")
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(_observe)
+        self._bundles.append((calls, step, fut))
+        self._start()
+        return fut
+
+    def _start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
-        return fut
 
     async def drain(self) -> None:
         """Wait until every row queued so far is written (or has failed)."""
@@ -56,18 +98,22 @@ class LedgerWriter:
 
     async def _run(self) -> None:
         try:
-            while self._queue:
+            while self._queue or self._bundles:
                 batch, self._queue = self._queue, []
+                bundles, self._bundles = self._bundles, []
                 try:
-                    settled = await with_db_retry(
-                        functools.partial(self._write, batch), what="ledger write"
+                    settled, accepted = await with_db_retry(
+                        functools.partial(self._write, batch, bundles), what="ledger write"
                     )
                 except Exception as exc:
                     log.error("could not write %d ledger rows: %s", len(batch), exc)
-                    for _, fut, _ in batch:
+                    for fut in [e[1] for e in batch] + [b[2] for b in bundles]:
                         if not fut.done():
                             fut.set_exception(exc)
                     continue
+                for _, (run_id, step_no, *_), done in bundles:
+                    if not done.done():
+                        done.set_result((run_id, step_no) in accepted)
                 for call, fut, on_notices in batch:
                     if on_notices is not None:
                         on_notices(settled.notices.get(call.reservation_id or 0, []))
@@ -78,28 +124,43 @@ class LedgerWriter:
         finally:
             self._task = None
 
-    async def _write(self, batch: list[Entry]) -> Settled:
+    async def _write(
+        self, batch: list[Entry], bundles: list[Bundle]
+    ) -> tuple[Settled, set[tuple[str, int]]]:
         reserved = [call for call, _, _ in batch if call.reservation_id is not None]
         async with self._pool.acquire() as conn:
-            if not reserved:
+            if not reserved and not bundles:
                 await conn.executemany(INSERT, [insert_args(call) for call, _, _ in batch])
-                return Settled()
+                return Settled(), set()
+            if not batch and len(bundles) == 1 and len(bundles[0][0]) == 1:
+                (call,), step, _ = bundles[0]
+                steps = [[value] for value in step]
+                counted = await conn.fetchval(_STEP_AND_ROW, *steps, *insert_args(call))
+                return Settled(), {(step[0], step[1])} if counted else set()
             async with conn.transaction():
-                settled = await settle(
-                    conn,
-                    [call.reservation_id for call in reserved if call.reservation_id],
-                    [call.cost_usd for call in reserved],
-                )
+                settled = Settled()
+                if reserved:
+                    settled = await settle(
+                        conn,
+                        [call.reservation_id for call in reserved if call.reservation_id],
+                        [call.cost_usd for call in reserved],
+                    )
                 rows = [
                     insert_args(call)
                     for call, _, _ in batch
                     if call.reservation_id is None or call.reservation_id in settled.reservations
                 ]
+                rows += [insert_args(call) for calls, _, _ in bundles for call in calls]
                 if rows:
                     await conn.executemany(INSERT, rows)
-        return settled
+                accepted: set[tuple[str, int]] = set()
+                if bundles:
+                    columns = [list(c) for c in zip(*(b[1] for b in bundles), strict=True)]
+                    written = await conn.fetch(_STEPS, *columns)
+                    accepted = {(r["run_id"], r["step_no"]) for r in written}
+        return settled, accepted
 
 
-def _observe(fut: asyncio.Future[None]) -> None:
+def _observe(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled():
         fut.exception()

@@ -12,6 +12,7 @@ from typing import Any
 from ..errors import ThreadlineError
 from ..ledger import BudgetNotice, CallBudget, CallOptions, Refusal, Scope
 from ..ledger.admission import refused
+from ..ledger.record import CallRecord
 from ..llm import (
     ContextWindowExceeded,
     LLMError,
@@ -100,6 +101,8 @@ class Route:
     refusals: list[tuple[str, Refusal]] = field(default_factory=list)
     errors: list[LLMError] = field(default_factory=list)
     health: dict[str, ModelHealth] = field(default_factory=dict)
+    # Inside a step: takes the rows of calls under no reservation, to commit with its record.
+    hold: Callable[[CallRecord], None] | None = None
 
     # -- events -------------------------------------------------------------------------------
 

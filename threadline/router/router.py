@@ -30,6 +30,7 @@ from ..engine.retry import NO_RETRY
 from ..errors import ConfigurationError, StepError
 from ..ledger import LLM, Budget, BudgetExceeded, CallNote, CallOptions, Ledger, Refusal, Scope
 from ..ledger.admission import Receipt, budget_error, emit_events
+from ..ledger.carrier import HeldRows
 from ..ledger.limits import BoundBudget, Mode
 from ..llm import ContextWindowExceeded, LLMError, Message, Model, ToolDef
 from .cooldowns import CooldownPolicy, Cooldowns
@@ -118,14 +119,17 @@ class Router:
         step_scope = scope.with_(run_id=scope.run_id or ctx.run_id, step_no=ctx.step_no + 1)
         plan = self.llm.call_budget(step_scope, budget, mode=mode, ctx=ctx)
 
+        held = HeldRows(ledger)  # the calls' rows commit with the step's record
+
         async def step_body() -> dict[str, Any]:
             route = Route(policy, messages, options, step_scope, plan, min_tokens, on_delta, hooks)
+            route.hold = held.hold
             response = await self._route(route, ledger, durable=True)
             return {"response": response.to_json(), "events": route.events}
 
         try:
             recorded: dict[str, Any] = await ctx.step(
-                step_body, name=f"route:{policy.primary}", retry=self.step_retry
+                step_body, name=f"route:{policy.primary}", retry=self.step_retry, record_with=held
             )
         except StepError as exc:
             exceeded = budget_error(exc)
@@ -194,11 +198,13 @@ class Router:
             return grant.reason
         route.attempts += 1
         receipt = Receipt()
-        durable = durable or grant.reservation_id is not None  # await its notices
+        reserved = grant.reservation_id is not None
+        hold = None if reserved else route.hold
+        durable = reserved or (durable and hold is None)  # a settlement: await its notices
         relay = route.relay if route.on_delta is not None else None
         try:
             response = await llm.call(
-                model, messages, options, scope, relay, note, ledger, durable, grant, receipt
+                model, messages, options, scope, relay, note, ledger, durable, grant, receipt, hold
             )
         except LLMError as exc:
             await route.notices(await receipt.notices() if durable else ())
