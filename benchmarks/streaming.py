@@ -137,14 +137,15 @@ class Client(asyncio.Protocol):
         self.protocol.receive_data(data)
         for event in self.protocol.events_received():
             if isinstance(event, Response):
-                if event.status_code != 101:
+                if event.status_code != 101 and not self.opened.done():
                     self.opened.set_exception(RuntimeError(f"handshake: {event.status_code}"))
             elif isinstance(event, Frame) and event.opcode is Opcode.TEXT:
                 assert event.fin, "the server sends whole frames"
                 frame = json.loads(bytes(event.data))
                 if self.first is None:
                     self.first = frame
-                    self.opened.set_result(None)
+                    if not self.opened.done():  # not given up on (a failed setup)
+                        self.opened.set_result(None)
                 elif self.on_frame is not None:
                     self.on_frame(frame, now)
         self._flush()  # pongs, a close
@@ -300,7 +301,9 @@ async def measure(
     worker_pids: list[int],
     data_dir: Path,
 ) -> dict[str, Any]:
-    limits = httpx.Limits(max_connections=50)
+    # Idle connections are dropped before the server's keep-alive (5 s) closes them: a request
+    # sent on one the server is closing at that moment fails (httpx.ReadError at setup).
+    limits = httpx.Limits(max_connections=50, keepalive_expiry=2.0)
     async with httpx.AsyncClient(limits=limits, timeout=60) as http:
         gate = asyncio.Semaphore(50)
 
