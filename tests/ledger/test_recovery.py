@@ -36,6 +36,13 @@ async def test_a_recovered_workflow_does_not_buy_a_call_twice(
         finally:
             kill(second)
         rows = await Ledger(client.pool).calls(run_id="two-calls")
+        async with client.pool.acquire() as conn:
+            apart = await conn.fetchval(
+                "SELECT count(*) FROM threadline.llm_calls c JOIN threadline.steps s "
+                "ON s.run_id = c.run_id AND s.step_no = c.step_no "
+                "WHERE c.run_id = 'two-calls' AND c.xmin <> s.xmin"
+            )
+    assert apart == 0  # each call's row committed with its step's record
     assert len(api.script.requests) == 2
     assert [(r["input_tokens"], r["status"]) for r in rows] == [(40, "ok"), (60, "ok")]
     assert [r["step_no"] for r in rows] == [1, 3]

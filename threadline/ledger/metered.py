@@ -40,6 +40,7 @@ from ..llm import (
     price,
 )
 from .admission import CallBudget, Receipt, admit, budget_error, emit_events, events_json, refused
+from .carrier import HeldRows
 from .estimates import prompt_bytes
 from .ledger import Ledger
 from .limits import BoundBudget, Budget, Mode
@@ -218,14 +219,27 @@ class LLM:
         step_scope = scope.with_(run_id=scope.run_id or ctx.run_id, step_no=ctx.step_no + 1)
         plan = self.call_budget(step_scope, budget, mode=mode, ctx=ctx)
 
+        held = HeldRows(ledger)  # the call's row commits with the step's record
+
         async def step_body() -> dict[str, Any]:
             response, notices = await self._budgeted(
-                target, messages, options, step_scope, plan, on_delta, note, ledger, durable=True
+                target,
+                messages,
+                options,
+                step_scope,
+                plan,
+                on_delta,
+                note,
+                ledger,
+                durable=True,
+                hold=held.hold,
             )
             return response.to_json() | {"events": events_json(notices)}
 
         try:
-            recorded: dict[str, Any] = await ctx.step(step_body, name=f"llm:{target.spec}")
+            recorded: dict[str, Any] = await ctx.step(
+                step_body, name=f"llm:{target.spec}", record_with=held
+            )
         except StepError as exc:
             exceeded = budget_error(exc)
             if exceeded is None:
@@ -246,14 +260,19 @@ class LLM:
         note: CallNote | None,
         ledger: Ledger,
         durable: bool = False,
+        hold: Callable[[CallRecord], None] | None = None,
     ) -> tuple[Response, tuple[BudgetNotice, ...]]:
-        """Admit the call under its budgets, make it, and (if `durable`) await its settlement."""
+        """Admit the call under its budgets, make it, and (if `durable`) await its settlement
+        (`hold`: takes a row that settles no reservation instead, see `call`)."""
         grant = await self.admit(model, messages, options, scope, plan, note, ledger)
         if isinstance(grant, Refusal):
             raise refused(grant, model.spec)
         receipt = Receipt()
+        if grant.reservation_id is not None:
+            hold = None  # a settlement: await it and its notices
+        durable = durable and hold is None
         response = await self.call(
-            model, messages, options, scope, on_delta, note, ledger, durable, grant, receipt
+            model, messages, options, scope, on_delta, note, ledger, durable, grant, receipt, hold
         )
         return response, (await receipt.notices() if durable else ())
 
