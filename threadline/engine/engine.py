@@ -375,15 +375,15 @@ class Engine:
         worker = self.worker
         if q is not None and q.limited and worker is not None and worker.try_reserve():
             try:
-                status = await worker.start_here(
+                created, launched = await worker.start_here(
                     q, wf, run_id, input_json, queue_key=queue_key, parent_id=parent_id
                 )
             finally:
                 worker.unreserve()
-            if status == "exists" and run_id not in worker.active:
+            if not created and not launched and run_id not in worker.active:
                 await self._adopt_if_orphaned(run_id)
                 worker.wakeup.set()
-            return RunHandle(self, run_id, status != "exists")
+            return RunHandle(self, run_id, created)
         owned = worker is not None and (q is None or not q.limited) and worker.try_reserve()
         reserved = owned
         try:
@@ -415,42 +415,6 @@ class Engine:
         elif not created and worker is not None and run_id not in worker.active:
             await self._adopt_if_orphaned(run_id)
         return RunHandle(self, run_id, created)
-
-    async def start_here(
-        self,
-        workflow: WorkflowFn | str,
-        *args: Any,
-        run_id: str,
-        queue: str,
-        queue_key: str | None = None,
-        **kwargs: Any,
-    ) -> RunHandle | None:
-        """Start a run of a limited queue in this process now, if its caps let it start now
-        and this process's worker has room; None otherwise, with nothing inserted (the caller
-        may then `start` it: a caller that must write something before the run could start
-        elsewhere can do that write meanwhile). An id already taken returns its run."""
-        wf = self._workflow(workflow)
-        if not run_id or len(run_id) > 200:
-            raise ConfigurationError("run_id must be 1 to 200 characters")
-        q = self.queues.get(queue)
-        worker = self.worker
-        if q is None or not q.limited or worker is None or not worker.try_reserve():
-            return None
-        input_json = dumps(
-            {"args": list(args), "kwargs": kwargs}, f"the input of {wf.name}", self.max_payload
-        )
-        try:
-            status = await worker.start_here(
-                q, wf, run_id, input_json, queue_key=queue_key, parent_id=None, only_here=True
-            )
-        finally:
-            worker.unreserve()
-        if status == "busy":
-            return None
-        if status == "exists" and run_id not in worker.active:
-            await self._adopt_if_orphaned(run_id)
-            worker.wakeup.set()
-        return RunHandle(self, run_id, status != "exists")
 
     async def _adopt_if_orphaned(self, run_id: str) -> None:
         # A retried insert can find its own earlier write: a run owned by us that nobody runs.

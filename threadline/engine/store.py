@@ -103,7 +103,7 @@ RETURNING {CLAIM_COLUMNS}
 """
 
 START_RUN_HERE = """
-SELECT threadline.start_run_here($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10, $11)
+SELECT threadline.start_run_here($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10)
 """
 LOCK_OWN_RUN = """
 SELECT 1 FROM threadline.runs WHERE id = $1 AND owner = $2 AND status = 'running' FOR UPDATE

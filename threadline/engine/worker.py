@@ -210,14 +210,12 @@ class Worker:
         *,
         queue_key: str | None,
         parent_id: str | None,
-        only_here: bool = False,
-    ) -> str:
+    ) -> tuple[bool, bool]:
         """Insert a run of a limited queue and, when its queue lets it start now, claim it in
         the same statement (migration 0009): no NOTIFY and claim round trip before it runs (a
         chat turn starts in the process that stored its message). Call with a slot reserved.
-        Returns 'running' (launched here), 'pending' (it waits for its key: a run's outcome
-        wakes the workers when its key has one waiting), 'exists' (nothing changed), or with
-        `only_here` 'busy' (it cannot start now, and nothing was inserted)."""
+        Returns (created, launched here). A run that must wait is claimed once a run of its
+        key ends (that run's outcome wakes the workers)."""
         engine = self.engine
 
         async def attempt() -> str:
@@ -234,14 +232,13 @@ class Worker:
                     self.id,
                     queue.per_key,
                     queue.concurrency,
-                    only_here,
                 )
             return status
 
         status = await with_db_retry(attempt, what="start run")
         if status == "running":
             self.launch(wf, input_json, WorkflowContext(engine, run_id, wf.name))
-        return status
+        return status != "exists", status == "running"
 
     def _launch_claimed(self, row: asyncpg.Record) -> None:
         journal = {

@@ -127,22 +127,20 @@ class Sessions:
             seq, created = await store.add_message(
                 conn, session_id, "user", text, client_id=client_id
             )
-        logged = None
         if created:
-            logged = self.events.append(
+            await self.events.append(
                 session_id,
                 "message.user",
                 {"text": text, "client_id": client_id, "message_seq": seq},
             )
-        turn = {"run_id": f"turn:{session_id}:{seq}", "queue": TURN_QUEUE, "queue_key": session_id}
-        # A turn that starts here at once posts its events behind the message's in this
-        # process's log, so both writes go together. One that would start elsewhere, or later,
-        # is inserted only once the message's event is durable: its events come after it.
-        started = await self.engine.start_here(TURN_WORKFLOW, session_id, seq, **turn)
-        if logged is not None:
-            await logged
-        if started is None:
-            await self.engine.start(TURN_WORKFLOW, session_id, seq, **turn)
+        await self.engine.start(
+            TURN_WORKFLOW,
+            session_id,
+            seq,
+            run_id=f"turn:{session_id}:{seq}",
+            queue=TURN_QUEUE,
+            queue_key=session_id,
+        )
         return seq, created
 
     async def cancel(self, session_id: str) -> list[str]:
