@@ -268,9 +268,6 @@ class LLM:
         if isinstance(grant, Refusal):
             raise refused(grant, model.spec)
         receipt = Receipt()
-        if grant.reservation_id is not None:
-            hold = None  # a settlement: await it and its notices
-        durable = durable and hold is None
         response = await self.call(
             model, messages, options, scope, on_delta, note, ledger, durable, grant, receipt, hold
         )
@@ -370,8 +367,8 @@ class LLM:
         only once the row is committed (a workflow step does, so that a recorded step always
         has its row). With a `grant` (see `admit`) the call keeps to its `max_tokens` and its
         row settles its reservation; `receipt` receives the row's write. `hold` takes a row
-        that settles no reservation instead of the writer (not durable: it goes with the
-        step's record, see `threadline.ledger.carrier`)."""
+        that settles no reservation instead of the writer: it goes with the step's record
+        (see `threadline.ledger.carrier`), so `durable` has nothing to wait for."""
         ledger = ledger or self.ledger
         if grant is not None:
             options = replace(options, max_tokens=grant.max_tokens)
@@ -396,7 +393,7 @@ class LLM:
             raise
         finally:
             row = self._row(ledger, meter, scope, note, status, error, grant)
-            if hold is not None and not durable and row.reservation_id is None:
+            if hold is not None and row.reservation_id is None:
                 hold(row)
             else:
                 written = ledger.submit(row, receipt.take if receipt is not None else None)

@@ -22,7 +22,7 @@ from datetime import datetime
 
 import asyncpg
 
-from ..engine.mirror import mirror_for
+from ..engine.mirror import Mirror, mirror_for
 from ..llm import LLMError, RateLimited
 
 __all__ = ["CooldownPolicy", "Cooldowns", "ModelHealth"]
@@ -105,9 +105,13 @@ class Cooldowns:
         self.pool = pool
         self.policy = policy or CooldownPolicy()
 
+    def _mirror(self) -> Mirror[str] | None:
+        """Which models have a row, kept in this process (None: no engine on the pool)."""
+        return mirror_for(self.pool, CHANNEL, MODELS, _model)
+
     async def health(self, models: Sequence[str]) -> dict[str, ModelHealth]:
         """The models of this list that are open or half-open (closed ones are absent)."""
-        mirror = mirror_for(self.pool, CHANNEL, MODELS, _model)
+        mirror = self._mirror()
         cooling = None if mirror is None else mirror.keys()
         if cooling is not None and cooling.isdisjoint(models):
             return {}
@@ -127,7 +131,7 @@ class Cooldowns:
                 FAILED, model, error.code, retry_after, self.policy.base_s, self.policy.max_s
             )
         assert row is not None  # an upsert returns its row
-        mirror = mirror_for(self.pool, CHANNEL, MODELS, _model)
+        mirror = self._mirror()
         if mirror is not None:
             mirror.add(model)
         return _health(row)

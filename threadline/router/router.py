@@ -198,13 +198,21 @@ class Router:
             return grant.reason
         route.attempts += 1
         receipt = Receipt()
-        reserved = grant.reservation_id is not None
-        hold = None if reserved else route.hold
-        durable = reserved or (durable and hold is None)  # a settlement: await its notices
+        durable = durable or grant.reservation_id is not None  # await its notices
         relay = route.relay if route.on_delta is not None else None
         try:
             response = await llm.call(
-                model, messages, options, scope, relay, note, ledger, durable, grant, receipt, hold
+                model,
+                messages,
+                options,
+                scope,
+                relay,
+                note,
+                ledger,
+                durable,
+                grant,
+                receipt,
+                route.hold,
             )
         except LLMError as exc:
             await route.notices(await receipt.notices() if durable else ())
