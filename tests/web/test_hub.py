@@ -76,6 +76,82 @@ async def test_local_and_notified_frames_match_the_log(database_url: str) -> Non
             await hub.stop()
 
 
+async def test_a_user_message_and_its_event_commit_together_and_reach_every_reader(
+    database_url: str,
+) -> None:
+    async with Engine(database_url, worker=False) as engine:
+        sessions = Sessions(engine, [echo])
+        session = await sessions.create("echo")
+        here, elsewhere = Hub(engine.url), Hub(engine.url)
+        await here.start()
+        await elsewhere.start()
+        try:
+            here.attach(sessions.events)
+            near, far = here.subscribe(session.id), elsewhere.subscribe(session.id)
+            text = 'say "hi" <b>\u00e9</b>'
+            seq, created = await sessions.send(session.id, text, "m1")
+            again = await sessions.send(session.id, text, "m1")
+            await _settle(near.wake)
+            await _settle(far.wake)
+            (direct,), gap_here = near.take(0)
+            (notified,), gap_there = far.take(0)
+            logged = [e.frame() for e in await sessions.read(session.id, 0)]
+            async with engine.pool.acquire() as conn:
+                message_xmin = await conn.fetchval(
+                    "SELECT xmin::text FROM threadline.session_messages WHERE session_id = $1",
+                    session.id,
+                )
+                event_xmin = await conn.fetchval(
+                    "SELECT xmin::text FROM threadline.session_events WHERE session_id = $1",
+                    session.id,
+                )
+        finally:
+            await here.stop()
+            await elsewhere.stop()
+    assert (seq, created) == (1, True) and again == (1, False)  # a resend writes nothing
+    assert message_xmin == event_xmin  # one commit
+    expected = {"type": "message.user", "seq": 1, "text": text, "client_id": "m1", "message_seq": 1}
+    assert logged == [expected]
+    assert not gap_here and not gap_there
+    assert direct.text is not None and notified.text is not None
+    assert json.loads(direct.text) == json.loads(notified.text) == expected
+
+
+async def test_a_message_sent_while_the_sessions_events_are_on_their_way_follows_them(
+    database_url: str,
+) -> None:
+    async with Engine(database_url, worker=False) as engine:
+        sessions = Sessions(engine, [echo])
+        session = await sessions.create("echo")
+        log = sessions.events
+        went_live: list[Live] = []
+        log.watch_live(lambda piece: bool(went_live.append(piece)))
+
+        # While a handle is open, the session's answer pieces do not go out live.
+        along = log.along(session.id)
+        assert along is not None and log.along(session.id) is None
+        log.post(session.id, "message.start", {"turn_id": "t:1"})
+        along.close()
+        assert not went_live
+        # The start is queued or being written: the message goes after it, through the log.
+        assert log.along(session.id) is None
+        await sessions.send(session.id, "next", "m1")
+        await log.drain()
+        free = log.along(session.id)  # all written and seen
+        assert free is not None
+        free.close()
+        frames = [(e.seq, e.type) for e in await sessions.read(session.id, 0)]
+        async with engine.pool.acquire() as conn:
+            xmins = await conn.fetch(
+                "SELECT xmin::text AS x FROM threadline.session_events WHERE session_id = $1"
+                " UNION ALL SELECT xmin::text FROM threadline.session_messages"
+                " WHERE session_id = $1",
+                session.id,
+            )
+    assert frames == [(1, "message.start"), (2, "message.user")]
+    assert len({r["x"] for r in xmins}) == 3  # three commits: the slow path
+
+
 async def test_deltas_queued_behind_a_commit_go_out_as_one_frame(database_url: str) -> None:
     """A session's delta that finds the previous one still queued, made well before it (the
     log fell behind the model), joins it; deltas made together (a cached answer replayed),

@@ -39,7 +39,13 @@ JOIN_AFTER_S = 0.02
 # their answer's queued piece meanwhile: fewer, larger rows (see `EventLog.post`).
 LIVE_LOG_HOLD_S = 0.25
 
-_APPEND = """
+# One event as a notification carries it: small data whole, large as a pointer (null) to the
+# log. Also used by statements that write an event along with their own rows (`Along`).
+NOTICE_ITEM = (
+    "json_build_array(session_id, seq, type, CASE WHEN octet_length(data) <= 400 THEN data END)"
+)
+
+_APPEND = f"""
 WITH batch AS (
     SELECT e.session_id, e.type, e.data, e.ord
     FROM unnest($1::text[], $2::text[], $3::text[])
@@ -65,8 +71,7 @@ WITH batch AS (
     -- notification to stay below its 8000-byte limit even escaped, behind the writer's
     -- origin: readers in other processes forward them without a query. The data goes as the
     -- writer encoded it (no jsonb to text again).
-    SELECT pg_notify($4, $5 || ':' || json_agg(json_build_array(session_id, seq, type,
-               CASE WHEN octet_length(data) <= 400 THEN data END)
+    SELECT pg_notify($4, $5 || ':' || json_agg({NOTICE_ITEM}
            ORDER BY session_id, seq)::text)
     FROM (SELECT n.*, (row_number() OVER (ORDER BY session_id, seq) - 1) / 8 AS grp
           FROM numbered n) grouped
@@ -217,6 +222,7 @@ class EventLog:
         self._unheld = 0  # queued events whose write must not wait
         self._hold: asyncio.Future[None] | None = None  # set: write now
         self._draining = 0
+        self._writing: set[str] = set()  # the sessions of the batch being written
 
     def listen(self, listener: CommitListener) -> None:
         """Call `listener` with each batch of events once it is committed, in order."""
@@ -243,6 +249,18 @@ class EventLog:
         fut.add_done_callback(_observe)
         self._enqueue(_Pending(session_id, type, _own_fields(data), fut))
         return fut
+
+    def along(self, session_id: str) -> Along | None:
+        """A handle for one event of `session_id` that the caller writes in a statement of
+        its own, committed with rows of its own (a user's message and its `message.user`
+        event: one commit, not two), or None while this log has events of the session
+        queued, being written or not yet handed to its readers: one written beside them
+        could overtake them. Until the handle is closed, the session's answer pieces do not
+        go out live, as behind any event of the log not yet committed."""
+        if session_id in self._tail or session_id in self._writing or self._unseen.get(session_id):
+            return None
+        self._unseen[session_id] = 1
+        return Along(self, session_id)
 
     def post(self, session_id: str, type: str, data: dict[str, Any]) -> None:
         """Queue an event nobody waits for (a streamed token): no future, same order.
@@ -360,6 +378,7 @@ class EventLog:
                     )
                     for e in pending
                 ]
+                self._writing = {e.session_id for e in pending}
                 try:
                     seqs = await with_db_retry(
                         functools.partial(self._write, batch), what="session events"
@@ -371,6 +390,8 @@ class EventLog:
                             fut.set_exception(exc)
                     self._seen(pending)
                     continue
+                finally:
+                    self._writing = set()
                 for (_, _, _, fut), seq in zip(batch, seqs, strict=True):
                     if fut is not None and not fut.done():
                         fut.set_result(seq)
@@ -448,11 +469,61 @@ class EventLog:
             except Exception:
                 log.exception("a session event listener failed")
 
+    def _tell_one(self, session_id: str, seq: int, type: str, data_json: str) -> None:
+        committed = [Committed(session_id, seq, type, frame_text(type, seq, data_json))]
+        for listener in list(self._listeners):
+            try:
+                listener(committed)
+            except Exception:
+                log.exception("a session event listener failed")
+
+    def _closed(self, session_id: str) -> None:
+        left = self._unseen.get(session_id, 0) - 1
+        if left > 0:
+            self._unseen[session_id] = left
+        else:
+            self._unseen.pop(session_id, None)
+
     async def _write(self, batch: list[_Queued]) -> list[int]:
         sessions, types, datas = ([row[i] for row in batch] for i in range(3))
         async with self._pool.acquire() as conn:
             row = await conn.fetchrow(_APPEND, sessions, types, datas, CHANNEL, self.origin)
         return list(row[0]) if row is not None and row[0] is not None else [-1] * len(batch)
+
+
+class Along:
+    """An event written by its caller's own statement (see `EventLog.along`): `written`
+    hands it to the log's readers once committed; leaving the `with` block closes it."""
+
+    def __init__(self, events: EventLog, session_id: str) -> None:
+        self.events = events
+        self.session_id = session_id
+        self._open = True
+
+    @property
+    def origin(self) -> str:
+        """What the statement's NOTIFY starts with (`NOTICE_ITEM`), so that readers this log
+        hands the event to do not take it again from the database."""
+        return self.events.origin
+
+    def written(self, seq: int, type: str, data_json: str) -> None:
+        """The statement committed the event as number `seq`, its data encoded as
+        `data_json` (the text the statement stored)."""
+        if type in ANSWER_TYPES:
+            raise ValueError("an answer's events go through the log, in order")
+        self.events._tell_one(self.session_id, seq, type, data_json)
+
+    def close(self) -> None:
+        """Done with the event, written or not: the session's pieces may go out live again."""
+        if self._open:
+            self._open = False
+            self.events._closed(self.session_id)
+
+    def __enter__(self) -> Along:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 async def read_events(

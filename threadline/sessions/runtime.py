@@ -123,16 +123,22 @@ class Sessions:
             )
         if not client_id or len(client_id) > 100:
             raise ConfigurationError("client_id must be 1 to 100 characters")
-        async with self.engine.pool.acquire() as conn:
-            seq, created = await store.add_message(
-                conn, session_id, "user", text, client_id=client_id
-            )
-        if created:
-            await self.events.append(
-                session_id,
-                "message.user",
-                {"text": text, "client_id": client_id, "message_seq": seq},
-            )
+        along = self.events.along(session_id)
+        if along is not None:  # the message and its event in one commit
+            with along:
+                async with self.engine.pool.acquire() as conn:
+                    seq, created = await store.add_user_message(conn, along, text, client_id)
+        else:  # the session's earlier events are still on their way: this one follows them
+            async with self.engine.pool.acquire() as conn:
+                seq, created = await store.add_message(
+                    conn, session_id, "user", text, client_id=client_id
+                )
+            if created:
+                await self.events.append(
+                    session_id,
+                    "message.user",
+                    {"text": text, "client_id": client_id, "message_seq": seq},
+                )
         await self.engine.start(
             TURN_WORKFLOW,
             session_id,

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..db.connect import Connection
 from ..errors import ThreadlineError
+from .events import CHANNEL, NOTICE_ITEM, Along, encode
 
 
 class UnknownSession(ThreadlineError):
@@ -147,6 +148,63 @@ async def add_message(
     )
     if row is None:
         raise UnknownSession(f"no session with id {session_id!r}")
+    return int(row["seq"]), bool(row["created"])
+
+
+# A user's message and its `message.user` event in one statement, one commit: the session's
+# message and event counters go up in the same UPDATE (a row is updated once per statement).
+# The event's data is the caller's encoded `{"text", "client_id"}` with `message_seq` added,
+# the text `EventLog.append` would have stored; its NOTIFY is the log's (`NOTICE_ITEM`).
+# A `client_id` already used: that message, no event.
+ADD_USER_MESSAGE = f"""
+WITH existing AS (
+    SELECT seq FROM threadline.session_messages
+    WHERE session_id = $1 AND client_id = $3
+), bumped AS (
+    UPDATE threadline.sessions
+    SET message_seq = message_seq + 1, event_seq = event_seq + 1, updated_at = now(),
+        last_user_at = now()
+    WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM existing)
+    RETURNING message_seq, event_seq
+), added AS (
+    INSERT INTO threadline.session_messages (session_id, seq, role, content, client_id, meta)
+    SELECT $1, message_seq, 'user', $2, $3, '{{}}'::jsonb FROM bumped
+    RETURNING seq
+), event AS (
+    SELECT $1::text AS session_id, event_seq AS seq, 'message.user'::text AS type,
+           left($4, -1) || ',"message_seq":' || message_seq || '}}' AS data
+    FROM bumped
+), written AS (
+    INSERT INTO threadline.session_events (session_id, seq, type, data)
+    SELECT session_id, seq, type, data::jsonb FROM event
+), notice AS (
+    SELECT pg_notify($5, $6 || ':' || json_build_array({NOTICE_ITEM})::text) FROM event
+)
+SELECT a.seq, true AS created, e.seq AS event_seq, e.data, (SELECT count(*) FROM notice)
+FROM added a, event e
+UNION ALL SELECT seq, false, NULL, NULL, 0 FROM existing
+"""
+
+
+async def add_user_message(
+    conn: Connection, along: Along, text: str, client_id: str
+) -> tuple[int, bool]:
+    """Store a user's message and its `message.user` event together (see `EventLog.along`);
+    with a `client_id` already used, returns that message and writes nothing. Returns (seq,
+    created)."""
+    row = await conn.fetchrow(
+        ADD_USER_MESSAGE,
+        along.session_id,
+        text,
+        client_id,
+        encode({"text": text, "client_id": client_id}),
+        CHANNEL,
+        along.origin,
+    )
+    if row is None:
+        raise UnknownSession(f"no session with id {along.session_id!r}")
+    if row["created"]:
+        along.written(row["event_seq"], "message.user", row["data"])
     return int(row["seq"]), bool(row["created"])
 
 
