@@ -460,6 +460,42 @@ async def test_a_read_only_steps_record_does_not_hold_up_the_next_step(
     assert [(s.step_no, s.name) for s in steps] == [(1, "look"), (2, "act")]
 
 
+@workflow(registry=reg, name="look_twice_then_act_then_look")
+async def look_twice_then_act_then_look(ctx: WorkflowContext) -> str:
+    await ctx.step(_peek, name="peek", read_only=True)
+    await ctx.step(_peek, name="peek", read_only=True)
+    await ctx.step(_peek, name="act")
+    return str(await ctx.step(_peek, name="peek", read_only=True))
+
+
+async def _peek() -> str:
+    return "seen"
+
+
+async def test_read_only_records_ride_with_the_runs_next_write(database_url: str) -> None:
+    async with Engine(database_url, registry=reg) as engine:
+        handle = await engine.start(look_twice_then_act_then_look)
+        assert await handle.result(10) == "seen"
+        async with engine.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT step_no, name, xmin::text AS tx FROM threadline.steps"
+                " WHERE run_id = $1 ORDER BY step_no",
+                handle.run_id,
+            )
+            outcome_tx = await conn.fetchval(
+                "SELECT xmin::text FROM threadline.runs WHERE id = $1", handle.run_id
+            )
+    assert [(r["step_no"], r["name"]) for r in rows] == [
+        (1, "peek"),
+        (2, "peek"),
+        (3, "act"),
+        (4, "peek"),
+    ]
+    # The two reads commit with the step after them; the last read with the outcome.
+    assert rows[0]["tx"] == rows[1]["tx"] == rows[2]["tx"]
+    assert rows[3]["tx"] == outcome_tx != rows[2]["tx"]
+
+
 @workflow(registry=reg, name="chatty")
 async def chatty(ctx: WorkflowContext, n: int) -> int:
     for i in range(n):

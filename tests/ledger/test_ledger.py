@@ -208,10 +208,10 @@ async def test_rows_with_a_step_record_keep_the_money_when_the_record_is_fenced_
 
     # Alone (one statement), then two at once (one transaction): a record is kept only for a
     # run its writer still owns; the rows are kept either way.
-    assert await ledger.submit_with_step([row("mine")], ("mine", 1, "route", "{}", None, 7))
+    assert await ledger.submit_with_steps([row("mine")], [("mine", 1, "route", "{}", None, 7)])
     both = [
-        ledger.submit_with_step([row("mine")], ("mine", 2, "route", "{}", None, 7)),
-        ledger.submit_with_step([row("taken")], ("taken", 1, "route", "{}", None, 7)),
+        ledger.submit_with_steps([row("mine")], [("mine", 2, "route", "{}", None, 7)]),
+        ledger.submit_with_steps([row("taken")], [("taken", 1, "route", "{}", None, 7)]),
     ]
     assert [await f for f in both] == [True, False]
     async with ledger.pool.acquire() as conn:

@@ -36,10 +36,11 @@ class RecordCarrier(Protocol):
     commit (the step's effect and its record), instead of the journal writing the record
     after them. See `WorkflowContext.step`'s `record_with`."""
 
-    def carry(self, step: StepRow) -> asyncio.Future[bool] | None:
-        """Write `step` with what is held, committed together; the future says whether the
-        record was accepted (the run is still this worker's). None: nothing is held, so the
-        journal writes it."""
+    def carry(self, steps: list[StepRow]) -> asyncio.Future[bool] | None:
+        """Write `steps` (the step's record, after any read-only records riding with it)
+        with what is held, committed together; the future says whether the records were
+        accepted (the run is still this worker's). None: nothing is held, so the journal
+        writes them."""
 
     def release(self) -> None:
         """The step is over: write what is still held on its own (a cancelled body)."""
@@ -107,6 +108,9 @@ class WorkflowContext:
         self.created: asyncio.Future[bool] | None = None  # the run's insert, when not awaited
         self.last_write: asyncio.Future[bool] | None = None
         self._unsettled: asyncio.Future[bool] | None = None
+        # Records of read-only steps not yet handed to a writer: they go with the run's next
+        # write, in its commit (`step`'s `read_only`).
+        self._riding: list[StepRow] = []
 
     @property
     def engine(self) -> Engine:
@@ -143,22 +147,41 @@ class WorkflowContext:
         settle: bool = True,
         carrier: RecordCarrier | None = None,
     ) -> None:
-        """Queue the step's record; `_settle` later awaits that it was durably accepted
-        (unless not `settle`: it then only commits no later than the next record)."""
-        journal = self._engine.journal
+        """Queue the step's record; `_settle` later awaits that it was durably accepted.
+        Unless `settle`: the record then rides with the run's next write, in its commit
+        (a read-only step: were it lost, a replay would only read again)."""
+        self._recorded[n] = Recorded(name, output, error)
+        row: StepRow = (self.run_id, n, name, output, error, self._engine.worker_id)
+        if not settle:
+            self._riding.append(row)
+            return
+        rows, self._riding = [*self._riding, row], []
         written = None
         if carrier is not None:
             # Another writer commits it: this run's earlier writes must be committed first.
             earlier = [f for f in (self.created, self.last_write) if f is not None]
             if any(not f.done() for f in earlier):
                 await asyncio.wait(earlier)
-            written = carrier.carry((self.run_id, n, name, output, error, self._engine.worker_id))
+            written = carrier.carry(rows)
         if written is None:
-            await journal.follow(self.last_write)
-            written = journal.add_step(self.run_id, n, name, output, error)
-        self.last_write = written
-        self._unsettled = written if settle else None
-        self._recorded[n] = Recorded(name, output, error)
+            await self._journal_rows(rows)
+        else:
+            self.last_write = written
+        self._unsettled = self.last_write
+
+    async def _journal_rows(self, rows: list[StepRow]) -> None:
+        """Queue step records on the journal, one batch (one commit), after earlier writes."""
+        journal = self._engine.journal
+        await journal.follow(self.last_write)
+        for run_id, n, name, output, error, _ in rows:
+            self.last_write = journal.add_step(run_id, n, name, output, error)
+
+    async def send_riding(self) -> None:
+        """Hand records riding for a next write to the journal now: the run is about to
+        write something else, wait for durability, or end."""
+        if self._riding:
+            rows, self._riding = self._riding, []
+            await self._journal_rows(rows)
 
     async def _settle(self) -> None:
         """Before a step body runs: the previous step's record is durable and was accepted."""
@@ -168,6 +191,7 @@ class WorkflowContext:
 
     async def settle_all(self) -> None:
         """Before anything that touches the run outside the journal: every write is durable."""
+        await self.send_riding()
         await self._settle()
         for fut in (self.created, self.last_write):
             if fut is not None:
@@ -376,6 +400,7 @@ class WorkflowContext:
         if seq <= self._last_event_seq:
             return seq  # written before a replay
         payload = dumps(data, f"event {kind!r}", self._limit())
+        await self.send_riding()
         journal = self._engine.journal
         await journal.follow(self.last_write)
         self.last_write = journal.add_event(self.run_id, seq, kind, payload)

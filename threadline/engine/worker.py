@@ -291,6 +291,7 @@ class Worker:
                 # own insert (an UPDATE in that statement would not see the new row).
                 if ctx.created is not None:
                     await ctx.created
+                await ctx.send_riding()
                 await engine.journal.follow(ctx.last_write)
                 accepted = await engine.journal.add_outcome(run_id, *outcome)
                 engine.run_finished(run_id, outcome if accepted else None)

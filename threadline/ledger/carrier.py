@@ -30,11 +30,11 @@ class HeldRows:
     def hold(self, row: CallRecord) -> None:
         self._rows.append(row)
 
-    def carry(self, step: StepRow) -> asyncio.Future[bool] | None:
+    def carry(self, steps: list[StepRow]) -> asyncio.Future[bool] | None:
         if not self._rows:
             return None
         rows, self._rows = self._rows, []
-        return self._ledger.submit_with_step(rows, step)
+        return self._ledger.submit_with_steps(rows, steps)
 
     def release(self) -> None:
         rows, self._rows = self._rows, []

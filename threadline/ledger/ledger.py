@@ -42,10 +42,12 @@ class Ledger:
         `on_notices` receives the budget notices its settlement caused."""
         return self._writer.submit(call, on_notices)
 
-    def submit_with_step(self, calls: list[CallRecord], step: StepRow) -> asyncio.Future[bool]:
-        """Queue unreserved rows with a workflow step's record, one commit for both (see
-        `threadline.ledger.carrier`); the future says whether the record was accepted."""
-        return self._writer.submit_with_step(calls, step)
+    def submit_with_steps(
+        self, calls: list[CallRecord], steps: list[StepRow]
+    ) -> asyncio.Future[bool]:
+        """Queue unreserved rows with workflow step records of one run, one commit for all
+        (see `threadline.ledger.carrier`); the future says whether the records were accepted."""
+        return self._writer.submit_with_steps(calls, steps)
 
     async def record(self, call: CallRecord) -> None:
         """Write one call's row and wait until it is durable."""

@@ -5,7 +5,7 @@ A row that settles a budget reservation is written in the same transaction as th
 If recovery settled that reservation first (its process was presumed dead), the row recovery
 wrote stands for the call and this one is dropped: one row and one charge per reservation.
 
-A workflow step's rows can come with the step's record (`submit_with_step`, see
+A workflow step's rows can come with the step's record (`submit_with_steps`, see
 `threadline.ledger.carrier`): both commit in one statement, fenced like the journal's records
 (the record only if the run is still this worker's; the rows whatever happens, the money was
 spent).
@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 NoticesHook = Callable[[Sequence[BudgetNotice]], None]
 Entry = tuple[CallRecord, "asyncio.Future[None]", NoticesHook | None]
-Bundle = tuple[list[CallRecord], StepRow, "asyncio.Future[bool]"]  # rows with a step record
+# Rows with step records of one run (the step's, after read-only ones riding with it).
+Bundle = tuple[list[CallRecord], list[StepRow], "asyncio.Future[bool]"]
 
 # Step records of this worker's runs (fencing as in the journal); their rows go beside them.
 _STEPS = """
@@ -45,7 +46,7 @@ WHERE EXISTS (SELECT 1 FROM threadline.runs r
 ON CONFLICT DO NOTHING
 RETURNING run_id, step_no
 """
-# One step's record and its one row in one statement (the usual case: one round trip).
+# A step's records and its one row in one statement (the usual case: one round trip).
 _STEP_AND_ROW = (
     f"WITH step AS ({_STEPS}), call AS ("
     + re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + 6}", INSERT)
@@ -76,14 +77,16 @@ class LedgerWriter:
         self._start()
         return fut
 
-    def submit_with_step(self, calls: list[CallRecord], step: StepRow) -> asyncio.Future[bool]:
-        """Queue unreserved rows with a workflow step's record, committed together; the
-        future says whether the record was accepted (the run is still its owner's)."""
+    def submit_with_steps(
+        self, calls: list[CallRecord], steps: list[StepRow]
+    ) -> asyncio.Future[bool]:
+        """Queue unreserved rows with step records of one run, committed together; the
+        future says whether the records were accepted (the run is still its owner's)."""
         if any(call.reservation_id is not None for call in calls):
             raise ValueError("a row that settles a reservation cannot go with a step record")
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         fut.add_done_callback(_observe)
-        self._bundles.append((calls, step, fut))
+        self._bundles.append((calls, steps, fut))
         self._start()
         return fut
 
@@ -111,9 +114,9 @@ class LedgerWriter:
                         if not fut.done():
                             fut.set_exception(exc)
                     continue
-                for _, (run_id, step_no, *_), done in bundles:
+                for _, steps, done in bundles:
                     if not done.done():
-                        done.set_result((run_id, step_no) in accepted)
+                        done.set_result(all((step[0], step[1]) in accepted for step in steps))
                 for call, fut, on_notices in batch:
                     if on_notices is not None:
                         on_notices(settled.notices.get(call.reservation_id or 0, []))
@@ -133,10 +136,11 @@ class LedgerWriter:
                 await conn.executemany(INSERT, [insert_args(call) for call, _, _ in batch])
                 return Settled(), set()
             if not batch and len(bundles) == 1 and len(bundles[0][0]) == 1:
-                (call,), step, _ = bundles[0]
-                steps = [[value] for value in step]
-                counted = await conn.fetchval(_STEP_AND_ROW, *steps, *insert_args(call))
-                return Settled(), {(step[0], step[1])} if counted else set()
+                (call,), steps, _ = bundles[0]
+                columns = [list(c) for c in zip(*steps, strict=True)]
+                counted = await conn.fetchval(_STEP_AND_ROW, *columns, *insert_args(call))
+                # Records of one run, fenced alike: all are accepted or none.
+                return Settled(), {(s[0], s[1]) for s in steps} if counted else set()
             async with conn.transaction():
                 settled = Settled()
                 if reserved:
@@ -155,7 +159,8 @@ class LedgerWriter:
                     await conn.executemany(INSERT, rows)
                 accepted: set[tuple[str, int]] = set()
                 if bundles:
-                    columns = [list(c) for c in zip(*(b[1] for b in bundles), strict=True)]
+                    rows_of_steps = [step for b in bundles for step in b[1]]
+                    columns = [list(c) for c in zip(*rows_of_steps, strict=True)]
                     written = await conn.fetch(_STEPS, *columns)
                     accepted = {(r["run_id"], r["step_no"]) for r in written}
         return settled, accepted
