@@ -46,8 +46,9 @@ async def too_poor(ctx: WorkflowContext, catch: bool) -> dict[str, Any]:
 
 @workflow(registry=registry, name="unbudgeted")
 async def unbudgeted(ctx: WorkflowContext, question: str) -> str:
+    asked: str = await ctx.step(str.strip, question, name="read", read_only=True)
     policy = ModelPolicy(MINI, fallback=[SONNET])
-    return (await routers["r"].request(policy, [Message.user(question)])).text
+    return (await routers["r"].request(policy, [Message.user(asked)])).text
 
 
 @pytest.fixture
@@ -149,3 +150,11 @@ async def test_a_routed_steps_ledger_rows_commit_with_its_record(
     runs = [r["run_id"] for r in rows]
     assert sorted(runs.count(f"plain-{n}") for n in range(5)) == [1, 1, 1, 1, 2]  # one fell back
     assert all(r["row_tx"] == r["step_tx"] for r in rows)  # committed together
+    async with engine.pool.acquire() as conn:
+        reads = await conn.fetch(
+            "SELECT r.xmin::text AS read_tx, s.xmin::text AS step_tx FROM threadline.steps r"
+            " JOIN threadline.steps s ON s.run_id = r.run_id AND s.step_no = 2"
+            " WHERE r.run_id LIKE 'plain-%' AND r.step_no = 1"
+        )
+    # Each run's read-only step rode with the routed step's record, in the same commit.
+    assert len(reads) == 5 and all(r["read_tx"] == r["step_tx"] for r in reads)
