@@ -108,8 +108,8 @@ class WorkflowContext:
         self.created: asyncio.Future[bool] | None = None  # the run's insert, when not awaited
         self.last_write: asyncio.Future[bool] | None = None
         self._unsettled: asyncio.Future[bool] | None = None
-        # Records of read-only steps not yet handed to a writer: they go with the run's next
-        # write, in its commit (`step`'s `read_only`).
+        # Records of idempotent steps not yet handed to a writer: they go with the run's next
+        # write, in its commit (`step`'s `idempotent`).
         self._riding: list[StepRow] = []
 
     @property
@@ -211,15 +211,18 @@ class WorkflowContext:
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         read_only: bool = False,
+        idempotent: bool = False,
         record_with: RecordCarrier | None = None,
         **kwargs: Any,
     ) -> T:
         """Run `fn(*args, **kwargs)` as a durable step and return its (JSON) result.
 
-        `read_only`: the step only reads (a replay before its record is durable would read
-        again, and nothing has acted on what it read). The next step's body then does not
-        wait for this record to be durable, only the record after it (records commit in
-        order): a turn's `load` does not hold up its model call by a commit.
+        `idempotent`: running the body again is harmless (its writes are keyed, so a second
+        run changes nothing); `read_only`, a step that only reads, is one. Its record is
+        then not written on its own: it rides with the run's next write, in that commit,
+        and the next step's body does not wait for it. A crash before that write replays
+        the body, and nothing durable has followed from it yet: a turn's `load` and
+        `commit` cost no commit of their own.
 
         `record_with`: writes the body leaves with the carrier (a model call's ledger row)
         commit together with the step's record, one commit where the body's write and then
@@ -227,7 +230,7 @@ class WorkflowContext:
         base: StepOptions | None = getattr(fn, "__threadline_step__", None)
         target = inspect.unwrap(fn) if base is not None else fn
         options = base
-        if options is None or name or retries or retry or timeout or read_only:
+        if options is None or name or retries or retry or timeout or read_only or idempotent:
             default_name = str(getattr(fn, "__qualname__", repr(fn)))
             options = StepOptions(
                 name or (base.name if base else default_name),
@@ -235,7 +238,7 @@ class WorkflowContext:
                 or (RetryPolicy(max_attempts=retries + 1) if retries else None)
                 or (base.retry if base else NO_RETRY),
                 timeout if timeout is not None else (base.timeout if base else None),
-                read_only or (base.read_only if base else False),
+                read_only or idempotent or (base.idempotent if base else False),
             )
         result: T = await self.run_step(target, options, args, kwargs, record_with)
         return result
@@ -264,7 +267,7 @@ class WorkflowContext:
                 raise StepError(options.name, type(exc).__name__, str(exc)) from exc
             output = dumps(value, f"the result of step {options.name!r}", self._limit())
             await self._record(
-                n, options.name, output, None, settle=not options.read_only, carrier=carrier
+                n, options.name, output, None, settle=not options.idempotent, carrier=carrier
             )
             return loads(output)
         finally:

@@ -44,8 +44,9 @@ class StepOptions:
     name: str
     retry: RetryPolicy = NO_RETRY
     timeout: float | None = None
-    # Only reads: the next step need not wait for its record to be durable (see `step`).
-    read_only: bool = False
+    # Running the body again is harmless (it only reads, or its writes are keyed): its record
+    # rides with the run's next write, not awaited by the next body (see `step`).
+    idempotent: bool = False
 
 
 @dataclass
@@ -133,16 +134,17 @@ def step(
     retry: RetryPolicy | None = None,
     timeout: float | None = None,
     read_only: bool = False,
+    idempotent: bool = False,
 ) -> Any:
     """Make a function a durable step: inside a workflow each call is journaled.
 
     Outside a workflow the function runs as a plain call, so steps stay easy to test.
-    `read_only`: see `WorkflowContext.step`.
+    `read_only`, `idempotent`: see `WorkflowContext.step`.
     """
 
     def wrap(f: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         policy = retry or (RetryPolicy(max_attempts=retries + 1) if retries else NO_RETRY)
-        options = StepOptions(name or f.__qualname__, policy, timeout, read_only)
+        options = StepOptions(name or f.__qualname__, policy, timeout, read_only or idempotent)
 
         @functools.wraps(f)
         async def run(*args: P.args, **kwargs: P.kwargs) -> R:

@@ -258,8 +258,17 @@ class Sessions:
         )
         next_state = await agent.handler(turn.state)(turn) or turn.state
         text = "\n\n".join(turn.replies)
+        # Idempotent: a replay finds the answer by its turn id and saves the same state.
         result: dict[str, Any] = await ctx.step(
-            self._commit, session_id, turn_id, seq, next_state, turn.data, text, name="commit"
+            self._commit,
+            session_id,
+            turn_id,
+            seq,
+            next_state,
+            turn.data,
+            text,
+            name="commit",
+            idempotent=True,
         )
         await self.events.append(
             session_id,
