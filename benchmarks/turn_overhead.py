@@ -38,7 +38,7 @@ from threadline.llm import DemoModel, Message  # noqa: E402
 from threadline.loop import run as run_loop  # noqa: E402
 from threadline.loop import settle_heap  # noqa: E402
 from threadline.sessions import Sessions  # noqa: E402
-from threadline.sessions.events import Committed  # noqa: E402
+from threadline.sessions.events import Committed, Live  # noqa: E402
 
 PROMPT = (
     "You answer questions about the Aqua 3 water filter. Context:\n## Filters\n"
@@ -80,6 +80,13 @@ class Watcher:
         self.ended[session_id] = future
         return future
 
+    def live(self, piece: Live) -> bool:
+        """A reader in this process (a WebSocket of `threadline serve`) takes the answer's
+        pieces as they are made, before they are logged."""
+        if piece.type == "message.delta":
+            self.first.setdefault(piece.session_id, time.perf_counter())
+        return True
+
     def __call__(self, events: list[Committed]) -> None:
         now = time.perf_counter()
         for event in events:
@@ -110,6 +117,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         sessions = Sessions(engine, [bench])
         watcher = Watcher()
         sessions.events.listen(watcher)
+        if args.live:
+            sessions.events.watch_live(watcher.live)
         ids = [(await sessions.create("bench")).id for _ in range(args.sessions)]
         settle_heap()
         totals: list[float] = []
@@ -143,6 +152,13 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--sessions", type=int, default=30, help="conversations turns rotate over")
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="a reader in this process takes the answer's pieces live (as a WebSocket of "
+        "`threadline serve` does); default: a reader elsewhere, which has each event once it "
+        "is committed",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     result = run_loop(measure(args))
