@@ -7,10 +7,14 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from threadline import Engine
-from threadline.sessions import Sessions
+from threadline.llm.demo import PACE_ENV
+from threadline.sessions import Sessions, store
 from threadline.sessions.events import (
     LIVE_LOG_HOLD_S,
+    Along,
     Committed,
     EventLog,
     Live,
@@ -150,6 +154,81 @@ async def test_a_message_sent_while_the_sessions_events_are_on_their_way_follows
             )
     assert frames == [(1, "message.start"), (2, "message.user")]
     assert len({r["x"] for r in xmins}) == 3  # three commits: the slow path
+
+
+async def test_a_turns_answer_its_held_pieces_and_its_end_commit_together(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(PACE_ENV, "0")  # the whole answer at once: no piece waits its time out
+    async with Engine(database_url) as engine:
+        sessions = Sessions(engine, [echo])
+        session = await sessions.create("echo")
+        told: list[Committed] = []
+        ended = asyncio.Event()
+
+        def tell(events: list[Committed]) -> None:
+            told.extend(events)
+            if any(e.type == "message.end" for e in events):
+                ended.set()
+
+        sessions.events.listen(tell)
+        sessions.events.watch_live(lambda piece: True)  # a reader here takes the pieces
+        await sessions.send(session.id, "hello there", "m1")
+        await asyncio.wait_for(ended.wait(), 10)
+        async with engine.pool.acquire() as conn:
+            events = await conn.fetch(
+                "SELECT seq, type, xmin::text AS tx FROM threadline.session_events"
+                " WHERE session_id = $1 ORDER BY seq",
+                session.id,
+            )
+            answer_tx = await conn.fetchval(
+                "SELECT xmin::text FROM threadline.session_messages"
+                " WHERE session_id = $1 AND role = 'assistant'",
+                session.id,
+            )
+        logged = {e.seq: e.frame() for e in await sessions.read(session.id, 0)}
+    types = [e["type"] for e in events]
+    assert types[:2] == ["message.user", "message.start"] and types[-1] == "message.end"
+    assert set(types[2:-1]) == {"message.delta"}
+    # The pieces readers here had were held for the log; the answer's commit took them.
+    assert {e["tx"] for e in events[1:]} == {answer_tx}
+    assert [e.seq for e in told] == [e["seq"] for e in events]  # each told once, in order
+    for event in told:
+        assert event.text is not None and json.loads(event.text) == logged[event.seq]
+    assert [e.live for e in told] == [False] + [True] * (len(told) - 2) + [False]
+
+
+async def test_events_taken_for_a_statement_that_fails_go_back_to_the_log(
+    database_url: str,
+) -> None:
+    async with Engine(database_url, worker=False) as engine:
+        sessions = Sessions(engine, [echo])
+        session = await sessions.create("echo")
+        log = sessions.events
+        log.watch_live(lambda piece: True)
+        log.post(session.id, "message.start", {"turn_id": "t:1"})
+        log.post(session.id, "message.delta", {"turn_id": "t:1", "text": "Hi", "offset": 0})
+        along = log.along(session.id, take_queued=True)
+        assert along is not None and along.queued()[0] == ["message.start", "message.delta"]
+        with along, pytest.raises(store.UnknownSession):
+            async with engine.pool.acquire() as conn:
+                # The statement fails (no such session): nothing is logged by it.
+                wrong = Along(log, "no-such-session", [])
+                await store.add_answer_with_events(
+                    conn,
+                    wrong,
+                    "Hi",
+                    turn_id="t:1",
+                    reply_to=1,
+                    state="start",
+                    data={},
+                    status="active",
+                    event="message.end",
+                    event_data={"text": "Hi"},
+                )
+        await log.drain()
+        frames = [(e.seq, e.type, e.data.get("text")) for e in await sessions.read(session.id, 0)]
+    assert frames == [(1, "message.start", None), (2, "message.delta", "Hi")]
 
 
 async def test_deltas_queued_behind_a_commit_go_out_as_one_frame(database_url: str) -> None:

@@ -39,11 +39,25 @@ JOIN_AFTER_S = 0.02
 # their answer's queued piece meanwhile: fewer, larger rows (see `EventLog.post`).
 LIVE_LOG_HOLD_S = 0.25
 
-# One event as a notification carries it: small data whole, large as a pointer (null) to the
-# log. Also used by statements that write an event along with their own rows (`Along`).
-NOTICE_ITEM = (
-    "json_build_array(session_id, seq, type, CASE WHEN octet_length(data) <= 400 THEN data END)"
-)
+def logged_events(channel: str, origin: str) -> str:
+    """The CTEs that log `numbered` (session_id, type, data as JSON text, seq): inserted,
+    and riding on NOTIFYs on `channel` behind `origin` (SQL expressions, parameters): small
+    ones whole, large ones as a pointer (null data), eight to a notification to stay below
+    its 8000-byte limit even escaped. Readers in other processes forward them without a
+    query; the data goes as the writer encoded it (no jsonb to text again). The statement
+    must read `notice` (`SELECT count(*) FROM notice`), or no NOTIFY is sent."""
+    return f"""written AS (
+    INSERT INTO threadline.session_events (session_id, seq, type, data)
+    SELECT session_id, seq, type, data::jsonb FROM numbered
+), notice AS (
+    SELECT pg_notify({channel}, {origin} || ':' || json_agg(json_build_array(session_id, seq,
+               type, CASE WHEN octet_length(data) <= 400 THEN data END)
+           ORDER BY session_id, seq)::text)
+    FROM (SELECT n.*, (row_number() OVER (ORDER BY session_id, seq) - 1) / 8 AS grp
+          FROM numbered n) grouped
+    GROUP BY grp
+)"""
+
 
 _APPEND = f"""
 WITH batch AS (
@@ -63,20 +77,7 @@ WITH batch AS (
     SELECT b.session_id, b.type, b.data, b.ord,
            x.base + row_number() OVER (PARTITION BY b.session_id ORDER BY b.ord) AS seq
     FROM batch b JOIN bumped x ON x.id = b.session_id
-), written AS (
-    INSERT INTO threadline.session_events (session_id, seq, type, data)
-    SELECT session_id, seq, type, data::jsonb FROM numbered
-), notice AS (
-    -- The events ride on the NOTIFY (small ones whole, large ones as a pointer), eight to a
-    -- notification to stay below its 8000-byte limit even escaped, behind the writer's
-    -- origin: readers in other processes forward them without a query. The data goes as the
-    -- writer encoded it (no jsonb to text again).
-    SELECT pg_notify($4, $5 || ':' || json_agg({NOTICE_ITEM}
-           ORDER BY session_id, seq)::text)
-    FROM (SELECT n.*, (row_number() OVER (ORDER BY session_id, seq) - 1) / 8 AS grp
-          FROM numbered n) grouped
-    GROUP BY grp
-)
+), {logged_events("$4", "$5")}
 -- Each event's number in the order given (-1: no such session), once the notices are made.
 SELECT array_agg(coalesce(n.seq, -1) ORDER BY b.ord), (SELECT count(*) FROM notice)
 FROM batch b LEFT JOIN numbered n ON n.ord = b.ord
@@ -250,17 +251,45 @@ class EventLog:
         self._enqueue(_Pending(session_id, type, _own_fields(data), fut))
         return fut
 
-    def along(self, session_id: str) -> Along | None:
-        """A handle for one event of `session_id` that the caller writes in a statement of
+    def along(self, session_id: str, *, take_queued: bool = False) -> Along | None:
+        """A handle for an event of `session_id` that the caller writes in a statement of
         its own, committed with rows of its own (a user's message and its `message.user`
-        event: one commit, not two), or None while this log has events of the session
-        queued, being written or not yet handed to its readers: one written beside them
-        could overtake them. Until the handle is closed, the session's answer pieces do not
-        go out live, as behind any event of the log not yet committed."""
-        if session_id in self._tail or session_id in self._writing or self._unseen.get(session_id):
+        event; an answer and its `message.end`): one commit, not two. None while the log is
+        writing events of the session, or has some not yet handed to its readers: one
+        written beside them could overtake them. With `take_queued`, the session's queued
+        events (an answer's pieces held for the log) are taken out of the queue, for the
+        caller's statement to write first (`Along.queued`); else any queued event means None.
+        Until the handle is closed, the session's answer pieces do not go out live, as
+        behind any event of the log not yet committed."""
+        if session_id in self._writing:
             return None
-        self._unseen[session_id] = 1
-        return Along(self, session_id)
+        taken: list[_Pending] = []
+        if session_id in self._tail:
+            if not take_queued:
+                return None
+            taken = self._take_session(session_id)
+        elif self._unseen.get(session_id):
+            return None
+        self._unseen[session_id] = self._unseen.get(session_id, 0) + 1
+        return Along(self, session_id, taken)
+
+    def _take_session(self, session_id: str) -> list[_Pending]:
+        taken = [e for e in self._queue if e.session_id == session_id]
+        kept = [e for e in self._queue if e.session_id != session_id]
+        self._queue = kept
+        self._tail = {e.session_id: i for i, e in enumerate(kept)}
+        self._unheld -= sum(not e.held for e in taken)
+        return taken
+
+    def _put_back(self, taken: list[_Pending]) -> None:
+        """Events taken for a statement that failed: queued again, first, to be written."""
+        self._queue = taken + self._queue
+        self._tail = {e.session_id: i for i, e in enumerate(self._queue)}
+        self._unheld += sum(not e.held for e in taken)
+        if self._hold is not None:
+            _wake(self._hold)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
 
     def post(self, session_id: str, type: str, data: dict[str, Any]) -> None:
         """Queue an event nobody waits for (a streamed token): no future, same order.
@@ -366,9 +395,11 @@ class EventLog:
         try:
             while self._queue:
                 await asyncio.sleep(0)  # let the events that are ready now join the batch
-                if not self._unheld:
+                if self._queue and not self._unheld:
                     await self._held()
                 pending = self._take()
+                if not pending:  # a session's events were taken meanwhile (`along`)
+                    continue
                 batch = [
                     (
                         e.session_id,
@@ -469,20 +500,24 @@ class EventLog:
             except Exception:
                 log.exception("a session event listener failed")
 
-    def _tell_one(self, session_id: str, seq: int, type: str, data_json: str) -> None:
-        committed = [Committed(session_id, seq, type, frame_text(type, seq, data_json))]
-        for listener in list(self._listeners):
-            try:
-                listener(committed)
-            except Exception:
-                log.exception("a session event listener failed")
-
     def _closed(self, session_id: str) -> None:
         left = self._unseen.get(session_id, 0) - 1
         if left > 0:
             self._unseen[session_id] = left
         else:
             self._unseen.pop(session_id, None)
+
+    def _along_written(self, entries: list[_Pending], first_seq: int) -> None:
+        """Events an `Along` caller's statement committed, numbered from `first_seq`."""
+        batch: list[_Queued] = []
+        seqs = list(range(first_seq, first_seq + len(entries)))
+        for entry, seq in zip(entries, seqs, strict=True):
+            text = encode(entry.data) if entry.encoded is None else entry.encoded
+            batch.append((entry.session_id, entry.type, text, entry.fut))
+            if entry.fut is not None and not entry.fut.done():
+                entry.fut.set_result(seq)
+        self._tell(entries, batch, seqs)
+        self._seen(entries)
 
     async def _write(self, batch: list[_Queued]) -> list[int]:
         sessions, types, datas = ([row[i] for row in batch] for i in range(3))
@@ -492,31 +527,47 @@ class EventLog:
 
 
 class Along:
-    """An event written by its caller's own statement (see `EventLog.along`): `written`
-    hands it to the log's readers once committed; leaving the `with` block closes it."""
+    """Events written by their caller's own statement (see `EventLog.along`): the
+    session's events taken from the log's queue (`queued`), then the caller's own event.
+    `written` hands them to the log's readers once committed; closing the handle without
+    `written` (the statement failed) puts the taken events back in the log's queue."""
 
-    def __init__(self, events: EventLog, session_id: str) -> None:
+    def __init__(self, events: EventLog, session_id: str, taken: list[_Pending]) -> None:
         self.events = events
         self.session_id = session_id
+        self._taken = taken
         self._open = True
 
     @property
     def origin(self) -> str:
-        """What the statement's NOTIFY starts with (`NOTICE_ITEM`), so that readers this log
-        hands the event to do not take it again from the database."""
+        """What the statement's NOTIFY starts with (`logged_events`), so that readers this
+        log hands the events to do not take them again from the database."""
         return self.events.origin
 
-    def written(self, seq: int, type: str, data_json: str) -> None:
-        """The statement committed the event as number `seq`, its data encoded as
-        `data_json` (the text the statement stored)."""
+    def queued(self) -> tuple[list[str], list[str]]:
+        """The types and data (JSON text) of the taken events, to log before the caller's."""
+        return (
+            [e.type for e in self._taken],
+            [encode(e.data) if e.encoded is None else e.encoded for e in self._taken],
+        )
+
+    def written(self, first_seq: int, type: str, data_json: str) -> None:
+        """The statement committed the taken events numbered from `first_seq`, then the
+        caller's `type` event, its data encoded as `data_json` (the text it stored)."""
         if type in ANSWER_TYPES:
-            raise ValueError("an answer's events go through the log, in order")
-        self.events._tell_one(self.session_id, seq, type, data_json)
+            raise ValueError("an answer's pieces go through the log, in order")
+        own = _Pending(self.session_id, type, {}, None, encoded=data_json)
+        taken, self._taken = self._taken, []
+        self._open = False  # the count `along` took for it goes with its own event's
+        self.events._along_written([*taken, own], first_seq)
 
     def close(self) -> None:
-        """Done with the event, written or not: the session's pieces may go out live again."""
+        """Done, written or not: the session's pieces may go out live again."""
         if self._open:
             self._open = False
+            if self._taken:
+                taken, self._taken = self._taken, []
+                self.events._put_back(taken)
             self.events._closed(self.session_id)
 
     def __enter__(self) -> Along:

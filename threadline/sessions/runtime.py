@@ -258,6 +258,16 @@ class Sessions:
         )
         next_state = await agent.handler(turn.state)(turn) or turn.state
         text = "\n\n".join(turn.replies)
+        end = {
+            "turn_id": turn_id,
+            "text": text,
+            "state": next_state,
+            "model": turn.model_used,
+            "usage": turn.usage.to_json(),
+            "cost": str(turn.cost) if turn.cost is not None else None,
+            "cached": False,
+            "budget": await self._budget_line(agent, session_id),
+        }
         # Idempotent: a replay finds the answer by its turn id and saves the same state.
         result: dict[str, Any] = await ctx.step(
             self._commit,
@@ -267,23 +277,12 @@ class Sessions:
             next_state,
             turn.data,
             text,
+            end,
             name="commit",
             idempotent=True,
         )
-        await self.events.append(
-            session_id,
-            "message.end",
-            {
-                "turn_id": turn_id,
-                "text": text,
-                "state": next_state,
-                "model": turn.model_used,
-                "usage": turn.usage.to_json(),
-                "cost": str(turn.cost) if turn.cost is not None else None,
-                "cached": False,
-                "budget": await self._budget_line(agent, session_id),
-            },
-        )
+        if not result.get("ended"):
+            await self.events.append(session_id, "message.end", end)
         if next_state != turn.state:
             await self.events.append(session_id, "session.state", {"state": next_state})
         for n, (seconds, reminder_text) in enumerate(turn.reminders):
@@ -356,12 +355,32 @@ class Sessions:
         state: str,
         data: dict[str, Any],
         text: str,
+        end: dict[str, Any],
     ) -> dict[str, Any]:
+        """Store the answer and the new state; with them, when the event log lets it, the
+        answer's last pieces and `end` as `message.end` (`ended`: the turn logs no more)."""
         status = "handoff" if state == "handoff" else "active"
-        seq = None
+        along = self.events.along(session_id, take_queued=True) if text else None
+        if along is not None:
+            with along:
+                async with self.engine.pool.acquire() as conn:
+                    seq = await store.add_answer_with_events(
+                        conn,
+                        along,
+                        text,
+                        turn_id=turn_id,
+                        reply_to=reply_to,
+                        state=state,
+                        data=data,
+                        status=status,
+                        event="message.end",
+                        event_data=end,
+                    )
+            return {"state": state, "message_seq": seq, "ended": True}
+        answer = None
         async with self.engine.pool.acquire() as conn:
             if text:
-                seq = await store.add_answer(
+                answer = await store.add_answer(
                     conn,
                     session_id,
                     text,
@@ -373,7 +392,7 @@ class Sessions:
                 )
             else:
                 await store.save_state(conn, session_id, state, data, status)
-        return {"state": state, "message_seq": seq}
+        return {"state": state, "message_seq": answer, "ended": False}
 
 
 def _as_message(m: StoredMessage) -> Message:

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..db.connect import Connection
 from ..errors import ThreadlineError
-from .events import CHANNEL, NOTICE_ITEM, Along, encode
+from .events import CHANNEL, Along, encode, logged_events
 
 
 class UnknownSession(ThreadlineError):
@@ -154,8 +154,8 @@ async def add_message(
 # A user's message and its `message.user` event in one statement, one commit: the session's
 # message and event counters go up in the same UPDATE (a row is updated once per statement).
 # The event's data is the caller's encoded `{"text", "client_id"}` with `message_seq` added,
-# the text `EventLog.append` would have stored; its NOTIFY is the log's (`NOTICE_ITEM`).
-# A `client_id` already used: that message, no event.
+# the text `EventLog.append` would have stored. A `client_id` already used: that message, no
+# event.
 ADD_USER_MESSAGE = f"""
 WITH existing AS (
     SELECT seq FROM threadline.session_messages
@@ -170,18 +170,13 @@ WITH existing AS (
     INSERT INTO threadline.session_messages (session_id, seq, role, content, client_id, meta)
     SELECT $1, message_seq, 'user', $2, $3, '{{}}'::jsonb FROM bumped
     RETURNING seq
-), event AS (
+), numbered AS (
     SELECT $1::text AS session_id, event_seq AS seq, 'message.user'::text AS type,
            left($4, -1) || ',"message_seq":' || message_seq || '}}' AS data
     FROM bumped
-), written AS (
-    INSERT INTO threadline.session_events (session_id, seq, type, data)
-    SELECT session_id, seq, type, data::jsonb FROM event
-), notice AS (
-    SELECT pg_notify($5, $6 || ':' || json_build_array({NOTICE_ITEM})::text) FROM event
-)
+), {logged_events("$5", "$6")}
 SELECT a.seq, true AS created, e.seq AS event_seq, e.data, (SELECT count(*) FROM notice)
-FROM added a, event e
+FROM added a, numbered e
 UNION ALL SELECT seq, false, NULL, NULL, 0 FROM existing
 """
 
@@ -253,6 +248,77 @@ async def add_answer(
     if seq is None:
         raise UnknownSession(f"no session with id {session_id!r}")
     return int(seq)
+
+
+# A turn's answer, the session's new state, and the session's events that end the turn (its
+# answer's last pieces, `message.end`) in one statement, one commit. An answer already
+# stored (the step replayed) is found by its turn id; the state is saved and the events
+# logged all the same. The session's row is updated once: both counters, the state.
+ADD_ANSWER_WITH_EVENTS = f"""
+WITH existing AS (
+    SELECT seq FROM threadline.session_messages
+    WHERE session_id = $1 AND client_id = $3
+), batch AS (
+    SELECT e.type, e.data, e.ord
+    FROM unnest($9::text[], $10::text[]) WITH ORDINALITY AS e(type, data, ord)
+), bumped AS (
+    UPDATE threadline.sessions
+    SET message_seq = message_seq + CASE WHEN EXISTS (SELECT 1 FROM existing) THEN 0 ELSE 1 END,
+        event_seq = event_seq + (SELECT count(*) FROM batch),
+        state = $6, data = $7::jsonb, status = $8, updated_at = now()
+    WHERE id = $1
+    RETURNING message_seq, event_seq - (SELECT count(*) FROM batch) AS base
+), added AS (
+    INSERT INTO threadline.session_messages (session_id, seq, role, content, client_id, turn_id,
+                                             meta, reply_to)
+    SELECT $1, message_seq, 'assistant', $2, $3, $4, '{{}}'::jsonb, $5 FROM bumped
+    WHERE NOT EXISTS (SELECT 1 FROM existing)
+    RETURNING seq
+), numbered AS (
+    SELECT $1::text AS session_id, b.type, b.data, x.base + b.ord AS seq
+    FROM batch b, bumped x
+), {logged_events("$11", "$12")}
+SELECT (SELECT seq FROM added UNION ALL SELECT seq FROM existing) AS seq,
+       (SELECT base FROM bumped) AS base, (SELECT count(*) FROM notice) AS notices
+"""
+
+
+async def add_answer_with_events(
+    conn: Connection,
+    along: Along,
+    text: str,
+    *,
+    turn_id: str,
+    reply_to: int,
+    state: str,
+    data: dict[str, Any],
+    status: str,
+    event: str,
+    event_data: dict[str, Any],
+) -> int:
+    """`add_answer`, logging the session's events `along` took from the log's queue and
+    then `event` in the same statement (see `EventLog.along`). Returns the answer's seq."""
+    types, datas = along.queued()
+    own = encode(event_data)
+    row = await conn.fetchrow(
+        ADD_ANSWER_WITH_EVENTS,
+        along.session_id,
+        text,
+        turn_id,
+        turn_id,
+        reply_to,
+        state,
+        json.dumps(data),
+        status,
+        [*types, event],
+        [*datas, own],
+        CHANNEL,
+        along.origin,
+    )
+    if row is None or row["base"] is None:
+        raise UnknownSession(f"no session with id {along.session_id!r}")
+    along.written(row["base"] + 1, event, own)
+    return int(row["seq"])
 
 
 # A session's last `$3` messages, newest first, in conversation order: an answer right after
