@@ -121,6 +121,40 @@ async def test_a_user_message_and_its_event_commit_together_and_reach_every_read
     assert json.loads(direct.text) == json.loads(notified.text) == expected
 
 
+async def test_a_message_its_event_and_its_turns_start_are_one_commit(
+    database_url: str,
+) -> None:
+    async with Engine(database_url) as engine:
+        sessions = Sessions(engine, [echo])
+        session = await sessions.create("echo")
+        seq, created = await sessions.send(session.id, "hello", "m1")
+        run_id = f"turn:{session.id}:{seq}"
+        assert engine.worker is not None and run_id in engine.worker.active  # launched here
+        async with engine.pool.acquire() as conn:
+            # Read before the turn ends: its outcome rewrites the run's row.
+            xmins = await conn.fetch(
+                "SELECT xmin::text AS tx FROM threadline.session_messages"
+                " WHERE session_id = $1 AND seq = $2"
+                " UNION ALL SELECT xmin::text FROM threadline.session_events"
+                " WHERE session_id = $1 AND type = 'message.user'"
+                " UNION ALL SELECT xmin::text FROM threadline.runs WHERE id = $3",
+                session.id,
+                seq,
+                run_id,
+            )
+            run = await conn.fetchrow(
+                "SELECT input, queue, queue_key FROM threadline.runs WHERE id = $1", run_id
+            )
+        assert await sessions.send(session.id, "hello", "m1") == (seq, False)  # a resend
+        result = await engine.result(run_id, timeout=10)
+        async with engine.pool.acquire() as conn:
+            runs = await conn.fetchval("SELECT count(*) FROM threadline.runs")
+    assert created and result["ended"] is True
+    assert len(xmins) == 3 and len({r["tx"] for r in xmins}) == 1
+    assert json.loads(run["input"]) == {"args": [session.id, seq], "kwargs": {}}
+    assert (run["queue"], run["queue_key"], runs) == ("threadline.turns", session.id, 1)
+
+
 async def test_a_message_sent_while_the_sessions_events_are_on_their_way_follows_them(
     database_url: str,
 ) -> None:

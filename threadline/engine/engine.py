@@ -31,6 +31,7 @@ from . import store
 from .context import Recorded, RunLost, Suspended, WorkflowContext, utc
 from .dbretry import with_db_retry
 from .journal import Journal
+from .local_start import LocalStart
 from .registry import Registry, Workflow, WorkflowFn, as_workflow, default_registry
 from .serialization import DEFAULT_MAX_PAYLOAD, dumps, loads
 from .worker import Queue, Worker
@@ -415,6 +416,17 @@ class Engine:
         elif not created and worker is not None and run_id not in worker.active:
             await self._adopt_if_orphaned(run_id)
         return RunHandle(self, run_id, created)
+
+    def local_start(self, workflow: WorkflowFn | str, *, queue: str) -> LocalStart | None:
+        """A slot to start a run of `workflow` on limited `queue` here, by a statement of the
+        caller's own (see `threadline.engine.local_start`), or None: no local worker, no
+        room in it, or the queue is not limited (use `start`)."""
+        wf = self._workflow(workflow)
+        q = self.queues.get(queue)
+        worker = self.worker
+        if q is None or not q.limited or worker is None or not worker.try_reserve():
+            return None
+        return LocalStart(self, worker, wf, q)
 
     async def _adopt_if_orphaned(self, run_id: str) -> None:
         # A retried insert can find its own earlier write: a run owned by us that nobody runs.

@@ -39,6 +39,7 @@ JOIN_AFTER_S = 0.02
 # their answer's queued piece meanwhile: fewer, larger rows (see `EventLog.post`).
 LIVE_LOG_HOLD_S = 0.25
 
+
 def logged_events(channel: str, origin: str) -> str:
     """The CTEs that log `numbered` (session_id, type, data as JSON text, seq): inserted,
     and riding on NOTIFYs on `channel` behind `origin` (SQL expressions, parameters): small

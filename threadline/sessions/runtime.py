@@ -9,6 +9,7 @@ the assistant's message. Everything a client sees goes through the session's eve
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections.abc import Iterable
@@ -124,10 +125,19 @@ class Sessions:
         if not client_id or len(client_id) > 100:
             raise ConfigurationError("client_id must be 1 to 100 characters")
         along = self.events.along(session_id)
-        if along is not None:  # the message and its event in one commit
-            with along:
+        if along is not None:  # the message, its event and its turn's start in one commit
+            with along, contextlib.ExitStack() as stack:
+                local = self.engine.local_start(TURN_WORKFLOW, queue=TURN_QUEUE)
+                if local is not None:
+                    stack.enter_context(local)
+                start = None if local is None else (f"turn:{session_id}:", *local.params())
                 async with self.engine.pool.acquire() as conn:
-                    seq, created = await store.add_user_message(conn, along, text, client_id)
+                    seq, created, status = await store.add_user_message(
+                        conn, along, text, client_id, start
+                    )
+                if local is not None and status is not None:
+                    local.launched(f"turn:{session_id}:{seq}", [session_id, seq], status)
+                    return seq, created
         else:  # the session's earlier events are still on their way: this one follows them
             async with self.engine.pool.acquire() as conn:
                 seq, created = await store.add_message(

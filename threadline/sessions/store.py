@@ -155,8 +155,23 @@ async def add_message(
 # message and event counters go up in the same UPDATE (a row is updated once per statement).
 # The event's data is the caller's encoded `{"text", "client_id"}` with `message_seq` added,
 # the text `EventLog.append` would have stored. A `client_id` already used: that message, no
-# event.
-ADD_USER_MESSAGE = f"""
+# event. With `started`, the message's turn is started in the same statement too
+# (`threadline.engine.local_start`): run `$7 || seq`, input `{"args": [session, seq]}`.
+def _add_user_message(start: bool) -> str:
+    started = (
+        """, started AS (
+    SELECT threadline.start_run_here(
+        $7 || message_seq, $8, $9,
+        json_build_object('args', json_build_array($1, message_seq), 'kwargs',
+                          json_build_object())::jsonb,
+        $10, $1, NULL, $11, $12, $13) AS status
+    FROM bumped
+)"""
+        if start
+        else ""
+    )
+    status = "(SELECT status FROM started)" if start else "NULL::text"
+    return f"""
 WITH existing AS (
     SELECT seq FROM threadline.session_messages
     WHERE session_id = $1 AND client_id = $3
@@ -174,87 +189,58 @@ WITH existing AS (
     SELECT $1::text AS session_id, event_seq AS seq, 'message.user'::text AS type,
            left($4, -1) || ',"message_seq":' || message_seq || '}}' AS data
     FROM bumped
-), {logged_events("$5", "$6")}
-SELECT a.seq, true AS created, e.seq AS event_seq, e.data, (SELECT count(*) FROM notice)
+), {logged_events("$5", "$6")}{started}
+SELECT a.seq, true AS created, e.seq AS event_seq, e.data, (SELECT count(*) FROM notice),
+       {status} AS started
 FROM added a, numbered e
-UNION ALL SELECT seq, false, NULL, NULL, 0 FROM existing
+UNION ALL SELECT seq, false, NULL, NULL, 0, NULL FROM existing
 """
 
 
+ADD_USER_MESSAGE = _add_user_message(start=False)
+ADD_USER_MESSAGE_AND_START = _add_user_message(start=True)
+
+# (run id prefix, workflow, version, queue, worker id, per-key cap, queue cap)
+TurnStart = tuple[str, str, str, str, int, "int | None", "int | None"]
+
+
 async def add_user_message(
-    conn: Connection, along: Along, text: str, client_id: str
-) -> tuple[int, bool]:
-    """Store a user's message and its `message.user` event together (see `EventLog.along`);
-    with a `client_id` already used, returns that message and writes nothing. Returns (seq,
-    created)."""
-    row = await conn.fetchrow(
-        ADD_USER_MESSAGE,
+    conn: Connection,
+    along: Along,
+    text: str,
+    client_id: str,
+    start: TurnStart | None = None,
+) -> tuple[int, bool, str | None]:
+    """Store a user's message and its `message.user` event together (see `EventLog.along`)
+    and, with `start`, insert its turn's run (`start_run_here`); with a `client_id` already
+    used, returns that message and writes nothing. Returns (seq, created, the run's start
+    status or None)."""
+    args: list[object] = [
         along.session_id,
         text,
         client_id,
         encode({"text": text, "client_id": client_id}),
         CHANNEL,
         along.origin,
+    ]
+    row = await conn.fetchrow(
+        ADD_USER_MESSAGE if start is None else ADD_USER_MESSAGE_AND_START,
+        *args,
+        *(start or ()),
     )
     if row is None:
         raise UnknownSession(f"no session with id {along.session_id!r}")
     if row["created"]:
         along.written(row["event_seq"], "message.user", row["data"])
-    return int(row["seq"]), bool(row["created"])
-
-
-# A turn's answer and the session's new state in one statement (atomic without a transaction
-# block: one round trip, not four). An answer already stored (the step replayed after a crash)
-# is found by its client id, and the state is saved all the same; the two UPDATEs never touch
-# the session's row both.
-ADD_ANSWER = """
-WITH existing AS (
-    SELECT seq FROM threadline.session_messages
-    WHERE session_id = $1 AND client_id = $3
-), bumped AS (
-    UPDATE threadline.sessions SET message_seq = message_seq + 1, updated_at = now(),
-        state = $6, data = $7::jsonb, status = $8
-    WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM existing)
-    RETURNING message_seq
-), restated AS (
-    UPDATE threadline.sessions SET state = $6, data = $7::jsonb, status = $8, updated_at = now()
-    WHERE id = $1 AND EXISTS (SELECT 1 FROM existing)
-), added AS (
-    INSERT INTO threadline.session_messages (session_id, seq, role, content, client_id, turn_id,
-                                             meta, reply_to)
-    SELECT $1, message_seq, 'assistant', $2, $3, $4, '{}'::jsonb, $5 FROM bumped
-    RETURNING seq
-)
-SELECT seq FROM added UNION ALL SELECT seq FROM existing
-"""
-
-
-async def add_answer(
-    conn: Connection,
-    session_id: str,
-    text: str,
-    *,
-    turn_id: str,
-    reply_to: int,
-    state: str,
-    data: dict[str, Any],
-    status: str,
-) -> int:
-    """Store a turn's answer (once: its turn id is its client id) and save the session's new
-    state with it. Returns the answer's seq."""
-    seq = await conn.fetchval(
-        ADD_ANSWER, session_id, text, turn_id, turn_id, reply_to, state, json.dumps(data), status
-    )
-    if seq is None:
-        raise UnknownSession(f"no session with id {session_id!r}")
-    return int(seq)
+    return int(row["seq"]), bool(row["created"]), row["started"]
 
 
 # A turn's answer, the session's new state, and the session's events that end the turn (its
 # answer's last pieces, `message.end`) in one statement, one commit. An answer already
 # stored (the step replayed) is found by its turn id; the state is saved and the events
-# logged all the same. The session's row is updated once: both counters, the state.
-ADD_ANSWER_WITH_EVENTS = f"""
+# logged all the same. The session's row is updated once: both counters, the state. With no
+# events (`add_answer`) it stores the answer and the state alone.
+ADD_ANSWER = f"""
 WITH existing AS (
     SELECT seq FROM threadline.session_messages
     WHERE session_id = $1 AND client_id = $3
@@ -283,6 +269,39 @@ SELECT (SELECT seq FROM added UNION ALL SELECT seq FROM existing) AS seq,
 """
 
 
+async def add_answer(
+    conn: Connection,
+    session_id: str,
+    text: str,
+    *,
+    turn_id: str,
+    reply_to: int,
+    state: str,
+    data: dict[str, Any],
+    status: str,
+) -> int:
+    """Store a turn's answer (once: its turn id is its client id) and save the session's new
+    state with it. Returns the answer's seq."""
+    row = await conn.fetchrow(
+        ADD_ANSWER,
+        session_id,
+        text,
+        turn_id,
+        turn_id,
+        reply_to,
+        state,
+        json.dumps(data),
+        status,
+        [],
+        [],
+        CHANNEL,
+        "",
+    )
+    if row is None or row["base"] is None:
+        raise UnknownSession(f"no session with id {session_id!r}")
+    return int(row["seq"])
+
+
 async def add_answer_with_events(
     conn: Connection,
     along: Along,
@@ -301,7 +320,7 @@ async def add_answer_with_events(
     types, datas = along.queued()
     own = encode(event_data)
     row = await conn.fetchrow(
-        ADD_ANSWER_WITH_EVENTS,
+        ADD_ANSWER,
         along.session_id,
         text,
         turn_id,
