@@ -149,7 +149,7 @@ class WorkflowContext:
     ) -> None:
         """Queue the step's record; `_settle` later awaits that it was durably accepted.
         Unless `settle`: the record then rides with the run's next write, in its commit
-        (a read-only step: were it lost, a replay would only read again)."""
+        (an idempotent step: were it lost, a replay would run the body again, harmlessly)."""
         self._recorded[n] = Recorded(name, output, error)
         row: StepRow = (self.run_id, n, name, output, error, self._engine.worker_id)
         if not settle:

@@ -547,10 +547,10 @@ class Along:
 
     def queued(self) -> tuple[list[str], list[str]]:
         """The types and data (JSON text) of the taken events, to log before the caller's."""
-        return (
-            [e.type for e in self._taken],
-            [encode(e.data) if e.encoded is None else e.encoded for e in self._taken],
-        )
+        for entry in self._taken:
+            if entry.encoded is None:
+                entry.encoded = encode(entry.data)  # the text `written` hands the readers
+        return [e.type for e in self._taken], [e.encoded or "" for e in self._taken]
 
     def written(self, first_seq: int, type: str, data_json: str) -> None:
         """The statement committed the taken events numbered from `first_seq`, then the
