@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import asyncpg
 import pytest
 
 from threadline import Engine
@@ -14,7 +15,6 @@ from threadline.llm.demo import PACE_ENV
 from threadline.sessions import Sessions, store
 from threadline.sessions.events import (
     LIVE_LOG_HOLD_S,
-    Along,
     Committed,
     EventLog,
     Live,
@@ -149,7 +149,7 @@ async def test_a_message_its_event_and_its_turns_start_are_one_commit(
         result = await engine.result(run_id, timeout=10)
         async with engine.pool.acquire() as conn:
             runs = await conn.fetchval("SELECT count(*) FROM threadline.runs")
-    assert created and result["ended"] is True
+    assert created and result["state"] == "start"
     assert len(xmins) == 3 and len({r["tx"] for r in xmins}) == 1
     assert json.loads(run["input"]) == {"args": [session.id, seq], "kwargs": {}}
     assert (run["queue"], run["queue_key"], runs) == ("threadline.turns", session.id, 1)
@@ -244,21 +244,19 @@ async def test_events_taken_for_a_statement_that_fails_go_back_to_the_log(
         log.post(session.id, "message.delta", {"turn_id": "t:1", "text": "Hi", "offset": 0})
         along = log.along(session.id, take_queued=True)
         assert along is not None and along.queued()[0] == ["message.start", "message.delta"]
-        with along, pytest.raises(store.UnknownSession):
+        with along, pytest.raises(asyncpg.CheckViolationError):
             async with engine.pool.acquire() as conn:
-                # The statement fails (no such session): nothing is logged by it.
-                wrong = Along(log, "no-such-session", [])
-                await store.add_answer_with_events(
+                await store.add_answer(
                     conn,
-                    wrong,
+                    session.id,
                     "Hi",
                     turn_id="t:1",
                     reply_to=1,
                     state="start",
                     data={},
-                    status="active",
-                    event="message.end",
-                    event_data={"text": "Hi"},
+                    status="no such status",  # the statement fails: nothing is logged by it
+                    along=along,
+                    event=("message.end", {"text": "Hi"}),
                 )
         await log.drain()
         frames = [(e.seq, e.type, e.data.get("text")) for e in await sessions.read(session.id, 0)]

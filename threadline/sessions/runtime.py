@@ -371,38 +371,25 @@ class Sessions:
         answer's last pieces and `end` as `message.end` (`ended`: the turn logs no more)."""
         status = "handoff" if state == "handoff" else "active"
         along = self.events.along(session_id, take_queued=True) if text else None
-        if along is not None:
-            with along:
-                async with self.engine.pool.acquire() as conn:
-                    seq = await store.add_answer_with_events(
+        answer = None
+        with along or contextlib.nullcontext():
+            async with self.engine.pool.acquire() as conn:
+                if text:
+                    answer = await store.add_answer(
                         conn,
-                        along,
+                        session_id,
                         text,
                         turn_id=turn_id,
                         reply_to=reply_to,
                         state=state,
                         data=data,
                         status=status,
-                        event="message.end",
-                        event_data=end,
+                        along=along,
+                        event=None if along is None else ("message.end", end),
                     )
-            return {"state": state, "message_seq": seq, "ended": True}
-        answer = None
-        async with self.engine.pool.acquire() as conn:
-            if text:
-                answer = await store.add_answer(
-                    conn,
-                    session_id,
-                    text,
-                    turn_id=turn_id,
-                    reply_to=reply_to,
-                    state=state,
-                    data=data,
-                    status=status,
-                )
-            else:
-                await store.save_state(conn, session_id, state, data, status)
-        return {"state": state, "message_seq": answer, "ended": False}
+                else:
+                    await store.save_state(conn, session_id, state, data, status)
+        return {"state": state, "message_seq": answer, "ended": along is not None}
 
 
 def _as_message(m: StoredMessage) -> Message:

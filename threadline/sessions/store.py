@@ -279,9 +279,22 @@ async def add_answer(
     state: str,
     data: dict[str, Any],
     status: str,
+    along: Along | None = None,
+    event: tuple[str, dict[str, Any]] | None = None,
 ) -> int:
     """Store a turn's answer (once: its turn id is its client id) and save the session's new
-    state with it. Returns the answer's seq."""
+    state with it. With `along` (see `EventLog.along`) and `event`, the session's events it
+    took from the log's queue and then `event` are logged in the same statement. Returns the
+    answer's seq."""
+    if (along is None) != (event is None):
+        raise ValueError("an answer logs an event only with its log's handle (`along`)")
+    types: list[str] = []
+    datas: list[str] = []
+    own = ""
+    if along is not None and event is not None:
+        types, datas = along.queued()
+        own = encode(event[1])
+        types, datas = [*types, event[0]], [*datas, own]
     row = await conn.fetchrow(
         ADD_ANSWER,
         session_id,
@@ -292,51 +305,15 @@ async def add_answer(
         state,
         json.dumps(data),
         status,
-        [],
-        [],
+        types,
+        datas,
         CHANNEL,
-        "",
+        along.origin if along is not None else "",
     )
     if row is None or row["base"] is None:
         raise UnknownSession(f"no session with id {session_id!r}")
-    return int(row["seq"])
-
-
-async def add_answer_with_events(
-    conn: Connection,
-    along: Along,
-    text: str,
-    *,
-    turn_id: str,
-    reply_to: int,
-    state: str,
-    data: dict[str, Any],
-    status: str,
-    event: str,
-    event_data: dict[str, Any],
-) -> int:
-    """`add_answer`, logging the session's events `along` took from the log's queue and
-    then `event` in the same statement (see `EventLog.along`). Returns the answer's seq."""
-    types, datas = along.queued()
-    own = encode(event_data)
-    row = await conn.fetchrow(
-        ADD_ANSWER,
-        along.session_id,
-        text,
-        turn_id,
-        turn_id,
-        reply_to,
-        state,
-        json.dumps(data),
-        status,
-        [*types, event],
-        [*datas, own],
-        CHANNEL,
-        along.origin,
-    )
-    if row is None or row["base"] is None:
-        raise UnknownSession(f"no session with id {along.session_id!r}")
-    along.written(row["base"] + 1, event, own)
+    if along is not None and event is not None:
+        along.written(row["base"] + 1, event[0], own)
     return int(row["seq"])
 
 
