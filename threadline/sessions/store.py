@@ -286,8 +286,8 @@ async def add_answer(
     state with it. With `along` (see `EventLog.along`) and `event`, the session's events it
     took from the log's queue and then `event` are logged in the same statement. Returns the
     answer's seq."""
-    if (along is None) != (event is None):
-        raise ValueError("an answer logs an event only with its log's handle (`along`)")
+    if (along is None) != (event is None) or (along and along.session_id != session_id):
+        raise ValueError("an answer logs an event only with its session's handle (`along`)")
     types: list[str] = []
     datas: list[str] = []
     own = ""
