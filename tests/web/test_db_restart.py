@@ -16,13 +16,11 @@ from threadline.ledger import Ledger
 
 from ..engine.test_recovery import restart_postgres
 from .test_processes import (
-    free_port,
     new_session,
     procs,
     read_until_end,
-    serve,
+    serving,
     shown_answer,
-    until_up,
     ws_url,
 )
 
@@ -32,11 +30,7 @@ __all__ = ["procs"]
 async def test_a_session_streams_through_a_database_restart_and_goes_on(
     database_url: str, pg_root: Path, procs: list[subprocess.Popen[bytes]]
 ) -> None:
-    port = free_port()
-    server = serve(database_url, port)
-    procs.append(server)
-    url = f"http://127.0.0.1:{port}"
-    await until_up(url, server)
+    server, url = await serving(database_url, procs)
     session = await new_session(url)
     first: list[dict[str, Any]] = []
     second: list[dict[str, Any]] = []

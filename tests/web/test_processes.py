@@ -61,6 +61,18 @@ async def until_up(url: str, proc: subprocess.Popen[bytes]) -> None:
                 await asyncio.sleep(0.1)
 
 
+async def serving(
+    database_url: str, procs: list[subprocess.Popen[bytes]], *extra: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A server on a free port, left to `procs` to stop, once it answers: (process, url)."""
+    port = free_port()
+    server = serve(database_url, port, *extra)
+    procs.append(server)
+    url = f"http://127.0.0.1:{port}"
+    await until_up(url, server)
+    return server, url
+
+
 @pytest.fixture
 def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
@@ -100,11 +112,7 @@ def shown_answer(frames: list[dict[str, Any]]) -> str:
 async def test_a_server_killed_mid_answer_finishes_the_turn_once_after_restart(
     database_url: str, procs: list[subprocess.Popen[bytes]]
 ) -> None:
-    first_port, second_port = free_port(), free_port()
-    first = serve(database_url, first_port)
-    procs.append(first)
-    url = f"http://127.0.0.1:{first_port}"
-    await until_up(url, first)
+    first, url = await serving(database_url, procs)
     session = await new_session(url)
     frames: list[dict[str, Any]] = []
     screen = Screen()
@@ -118,10 +126,7 @@ async def test_a_server_killed_mid_answer_finishes_the_turn_once_after_restart(
         # Some of what the client shows may never have been logged: the answer restarts.
         first.send_signal(signal.SIGKILL)
         first.wait()
-    second = serve(database_url, second_port)
-    procs.append(second)
-    url = f"http://127.0.0.1:{second_port}"
-    await until_up(url, second)
+    _, url = await serving(database_url, procs)
     async with websockets.connect(ws_url(url, session)) as ws:
         await ws.recv()
         await ws.send(json.dumps(screen.resume()))
@@ -143,12 +148,9 @@ async def test_a_server_killed_mid_answer_finishes_the_turn_once_after_restart(
 async def test_a_turn_runs_on_a_worker_in_another_process(
     database_url: str, procs: list[subprocess.Popen[bytes]]
 ) -> None:
-    port = free_port()
-    web = serve(database_url, port, "--no-worker")
     worker = spawn(database_url, "worker", "--app", "tests.web.apps:engine")
-    procs += [web, worker]
-    url = f"http://127.0.0.1:{port}"
-    await until_up(url, web)
+    procs.append(worker)
+    _, url = await serving(database_url, procs, "--no-worker")
     session = await new_session(url)
     frames: list[dict[str, Any]] = []
     async with websockets.connect(ws_url(url, session)) as ws:
@@ -167,11 +169,7 @@ async def test_a_turn_runs_on_a_worker_in_another_process(
 async def test_sigterm_lets_the_answer_being_streamed_finish_then_exits(
     database_url: str, procs: list[subprocess.Popen[bytes]]
 ) -> None:
-    port = free_port()
-    server = serve(database_url, port)
-    procs.append(server)
-    url = f"http://127.0.0.1:{port}"
-    await until_up(url, server)
+    server, url = await serving(database_url, procs)
     session = await new_session(url)
     async with websockets.connect(ws_url(url, session)) as ws:
         await ws.recv()
