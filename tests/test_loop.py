@@ -1,10 +1,11 @@
 import asyncio
 import gc
+import weakref
 
 import pytest
 
 import threadline
-from threadline.loop import settle_heap, start_eagerly
+from threadline.loop import YOUNG_THRESHOLD, settle_heap, start_eagerly
 
 
 async def loop_module() -> str:
@@ -31,6 +32,7 @@ def test_run_returns_the_result_and_raises_the_error() -> None:
 
 def test_settle_heap_moves_what_is_alive_out_of_the_collectors_reach() -> None:
     kept = [1, 2]  # a list: tracked by the collector
+    thresholds = gc.get_threshold()
     try:
         settle_heap()
         later = [3, 4]
@@ -39,6 +41,29 @@ def test_settle_heap_moves_what_is_alive_out_of_the_collectors_reach() -> None:
         assert any(o is later for o in seen)
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
+
+
+class _Node:
+    def __init__(self) -> None:
+        self.me = self  # a cycle: only the collector frees it
+
+
+def test_after_settle_heap_cyclic_garbage_is_still_collected_without_being_asked() -> None:
+    thresholds = gc.get_threshold()
+    try:
+        settle_heap()
+        assert gc.get_threshold() == (YOUNG_THRESHOLD, *thresholds[1:])
+        freed: list[int] = []
+        first = _Node()
+        weakref.finalize(first, freed.append, 1)
+        del first
+        for _ in range(3 * YOUNG_THRESHOLD):  # more new objects than the threshold
+            _Node()
+        assert freed == [1]
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
 
 def test_start_eagerly_runs_a_coroutine_that_need_not_wait_in_the_callers_step() -> None:
