@@ -1,6 +1,7 @@
 import asyncio
 import gc
 import weakref
+from collections.abc import Iterator
 
 import pytest
 
@@ -30,18 +31,24 @@ def test_run_returns_the_result_and_raises_the_error() -> None:
         threadline.run(fail())
 
 
-def test_settle_heap_moves_what_is_alive_out_of_the_collectors_reach() -> None:
-    kept = [1, 2]  # a list: tracked by the collector
+@pytest.fixture
+def gc_restored() -> Iterator[tuple[int, int, int]]:
+    """The collector's thresholds before the test; they and its frozen objects are restored."""
     thresholds = gc.get_threshold()
-    try:
-        settle_heap()
-        later = [3, 4]
-        seen = gc.get_objects()  # what the collector walks (frozen objects are not in it)
-        assert not any(o is kept for o in seen)
-        assert any(o is later for o in seen)
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)
+    yield thresholds
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
+
+
+def test_settle_heap_moves_what_is_alive_out_of_the_collectors_reach(
+    gc_restored: tuple[int, int, int],
+) -> None:
+    kept = [1, 2]  # a list: tracked by the collector
+    settle_heap()
+    later = [3, 4]
+    seen = gc.get_objects()  # what the collector walks (frozen objects are not in it)
+    assert not any(o is kept for o in seen)
+    assert any(o is later for o in seen)
 
 
 class _Node:
@@ -49,21 +56,18 @@ class _Node:
         self.me = self  # a cycle: only the collector frees it
 
 
-def test_after_settle_heap_cyclic_garbage_is_still_collected_without_being_asked() -> None:
-    thresholds = gc.get_threshold()
-    try:
-        settle_heap()
-        assert gc.get_threshold() == (YOUNG_THRESHOLD, *thresholds[1:])
-        freed: list[int] = []
-        first = _Node()
-        weakref.finalize(first, freed.append, 1)
-        del first
-        for _ in range(3 * YOUNG_THRESHOLD):  # more new objects than the threshold
-            _Node()
-        assert freed == [1]
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)
+def test_after_settle_heap_cyclic_garbage_is_still_collected_without_being_asked(
+    gc_restored: tuple[int, int, int],
+) -> None:
+    settle_heap()
+    assert gc.get_threshold() == (YOUNG_THRESHOLD, *gc_restored[1:])
+    freed: list[int] = []
+    first = _Node()
+    weakref.finalize(first, freed.append, 1)
+    del first
+    for _ in range(3 * YOUNG_THRESHOLD):  # more new objects than the threshold
+        _Node()
+    assert freed == [1]
 
 
 def test_start_eagerly_runs_a_coroutine_that_need_not_wait_in_the_callers_step() -> None:
