@@ -20,6 +20,16 @@ _counter = itertools.count()
 os.environ.setdefault("THREADLINE_EMBEDDER", "hash")
 
 
+SLOW_GROUPS = ("browser", "processes", "model")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test of a slow group is `slow` too, so `-m "not slow"` leaves out all of them."""
+    for item in items:
+        if any(item.get_closest_marker(group) for group in SLOW_GROUPS):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def pg_root() -> Iterator[Path]:
     configured = os.environ.get("THREADLINE_TEST_DATA_DIR")

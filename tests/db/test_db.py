@@ -77,6 +77,7 @@ async def test_a_database_url_that_does_not_answer(tmp_path: Path) -> None:
     assert "cannot connect" in str(failure.value)
 
 
+@pytest.mark.processes
 def test_two_processes_on_one_data_dir_share_one_server(tmp_path: Path) -> None:
     script = (
         "import sys, pathlib, asyncio, asyncpg; from threadline import db;"
@@ -107,6 +108,7 @@ def test_two_processes_on_one_data_dir_share_one_server(tmp_path: Path) -> None:
     assert not pid_file.exists()  # the last process out stopped the server
 
 
+@pytest.mark.processes
 def test_a_temporary_data_dir_goes_with_the_process_that_made_it(tmp_path: Path) -> None:
     script = (
         "import asyncio, asyncpg; from threadline import db;"

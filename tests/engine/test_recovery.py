@@ -14,6 +14,8 @@ from threadline.engine.store import get_run
 from ..helpers import eventually, kill, spawn_worker
 from .apps import crashy, executions, patient, registry
 
+pytestmark = pytest.mark.processes
+
 APP = "tests.engine.apps:engine"
 
 

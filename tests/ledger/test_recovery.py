@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from threadline import Engine
 from threadline.ledger import Ledger
 
 from ..helpers import eventually, kill, spawn_worker
 from ..llm.servers.base import ProviderServer
 from .apps import registry, two_calls
+
+pytestmark = pytest.mark.processes
 
 APP = "tests.ledger.apps:engine"
 

@@ -17,6 +17,8 @@ from threadline.rag import CacheScope, MiniLMEmbedder, SemanticCache
 from threadline.rag.cache.learned import LearnedVerifier
 from threadline.rag.embedder import model_dir
 
+pytestmark = pytest.mark.model
+
 # (asked, the same question in other words, a near miss: another question on the topic)
 TRIPLES = [
     ("How can I lose weight fast?", "What is the fastest way to lose weight?",

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
 from threadline import Engine
 from threadline.ledger import Ledger
 
 from ..helpers import eventually, kill, spawn_worker
 from ..llm.servers.base import ProviderServer, Script
 from .apps import registry, two_routed_calls
+
+pytestmark = pytest.mark.processes
 
 APP = "tests.router.apps:engine"
 

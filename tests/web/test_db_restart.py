@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import websockets
 
 from threadline import Engine
@@ -23,6 +24,8 @@ from .test_processes import (
     shown_answer,
     ws_url,
 )
+
+pytestmark = pytest.mark.processes
 
 __all__ = ["procs"]
 

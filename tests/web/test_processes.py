@@ -23,6 +23,8 @@ from threadline.ledger import Ledger
 from ..helpers import ROOT, kill
 from .conftest import Screen
 
+pytestmark = pytest.mark.processes
+
 ENV = {"THREADLINE_SECRET": "process-test-secret-of-32-bytes!!", "THREADLINE_APP_VERSION": "t1"}
 
 

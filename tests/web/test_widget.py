@@ -13,6 +13,8 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from .conftest import ChatServer
 
+pytestmark = pytest.mark.browser
+
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

@@ -7,11 +7,13 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import typing
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, overload
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from ..errors import ThreadlineError
 from ..llm import ToolDef
@@ -28,7 +30,7 @@ class Tool:
     fn: Callable[..., Any]
     schema: dict[str, Any]
     confirm: bool = False  # an operator or the user must approve each call first
-    adapter: TypeAdapter[Any] | None = field(default=None, repr=False, compare=False)
+    arguments: type[BaseModel] | None = field(default=None, repr=False, compare=False)
 
     @property
     def definition(self) -> ToolDef:
@@ -37,13 +39,16 @@ class Tool:
     async def run(self, arguments: Mapping[str, Any]) -> Any:
         """Validate `arguments` against the signature, call the function, return its result
         (JSON-serialisable)."""
-        adapter = self.adapter or TypeAdapter(self.fn)
-        try:
-            # Validates (and coerces) the arguments against the signature, then calls.
-            bound: Any = adapter.validate_python(dict(arguments))
+        model = self.arguments or arguments_model(self.fn)
+        try:  # validates (and coerces) the arguments against the signature
+            values = model.model_validate(dict(arguments))
         except ValidationError as exc:
-            raise ToolError(f"bad arguments for {self.name}: {exc.errors()[0]['msg']}") from None
-        result = await bound if inspect.isawaitable(bound) else bound
+            error = exc.errors()[0]
+            where = ".".join(map(str, error["loc"]))
+            detail = f"{where}: {error['msg']}" if where else error["msg"]
+            raise ToolError(f"bad arguments for {self.name}: {detail}") from None
+        result = self.fn(**{name: values.__dict__[name] for name in type(values).model_fields})
+        result = await result if inspect.isawaitable(result) else result
         json.dumps(result)  # a result the model cannot read is a bug in the tool: fail here
         return result
 
@@ -51,14 +56,31 @@ class Tool:
     def from_function(cls, fn: Callable[..., Any], *, confirm: bool = False) -> Tool:
         doc = inspect.getdoc(fn) or ""
         summary, params = _parse_docstring(doc)
-        adapter: TypeAdapter[Any] = TypeAdapter(fn)
-        schema = adapter.json_schema()
+        model = arguments_model(fn)
+        schema = model.model_json_schema()
         for name, prop in schema.get("properties", {}).items():
             prop.pop("title", None)
             if name in params:
                 prop["description"] = params[name]
         schema.pop("title", None)
-        return cls(fn.__name__, summary or fn.__name__, fn, schema, confirm, adapter)
+        return cls(fn.__name__, summary or fn.__name__, fn, schema, confirm, model)
+
+
+def arguments_model(fn: Callable[..., Any]) -> type[BaseModel]:
+    """A pydantic model of `fn`'s keyword arguments: their types, defaults, and no others
+    (`additionalProperties: false` in the schema), so the model's JSON is checked before the
+    function runs."""
+    hints = typing.get_type_hints(fn, include_extras=True)
+    fields: dict[str, Any] = {}
+    for param in inspect.signature(fn).parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD, param.POSITIONAL_ONLY):
+            raise ToolError(f"tool {fn.__name__}: parameter {param.name} must be named (no *args)")
+        default = ... if param.default is param.empty else param.default
+        fields[param.name] = (hints.get(param.name, Any), default)
+    config = ConfigDict(extra="forbid", protected_namespaces=())
+    with warnings.catch_warnings():  # a parameter named like a BaseModel method is fine here
+        warnings.filterwarnings("ignore", "Field name .* shadows", UserWarning)
+        return create_model(fn.__name__, __config__=config, **fields)
 
 
 @overload
