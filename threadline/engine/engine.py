@@ -340,6 +340,12 @@ class Engine:
         self._resolve(run_id, outcome)
         self._signal_events(run_id)
 
+    def run_left(self, run_id: str) -> None:
+        """Called by the local worker when a run stops running here, however it ended (done,
+        waiting, cancelled, lost): whoever awaits its result reads it from the database again
+        instead of waiting for a local outcome that will not come."""
+        self._resolve(run_id, None)
+
     # -- starting and awaiting runs -----------------------------------------------------------
 
     def _workflow(self, target: WorkflowFn | str) -> Workflow:

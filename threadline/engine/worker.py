@@ -301,6 +301,7 @@ class Worker:
             log.exception("could not record the outcome of run %s", run_id)
         finally:
             self.active.pop(run_id, None)
+            engine.run_left(run_id)
             if self._starved:
                 self._starved = False
                 self.wakeup.set()
