@@ -29,6 +29,13 @@ def redact(url: str) -> str:
     return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
 
 
+def _why(exc: BaseException) -> str:
+    """Why a connection failed, never empty: a connect timeout raises `TimeoutError()`."""
+    if isinstance(exc, TimeoutError) and not str(exc):
+        return "no answer within the connect timeout"
+    return str(exc) or type(exc).__name__
+
+
 async def _keep_session(conn: asyncpg.Connection) -> None:
     """Return a connection to the pool as it is. asyncpg's default reset (UNLISTEN, RESET ALL,
     unlock advisory locks) is one more round trip per use; threadline keeps no session state
@@ -58,7 +65,7 @@ async def create_pool(
         )
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         raise DatabaseUnavailable(
-            f"cannot connect to PostgreSQL at {redact(url)}: {exc or type(exc).__name__}"
+            f"cannot connect to PostgreSQL at {redact(url)}: {_why(exc)}"
         ) from exc
     if pool is None:  # pragma: no cover - asyncpg returns a pool or raises
         raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {redact(url)}")
@@ -74,5 +81,5 @@ async def connect(url: str, *, timeout: float = 10.0) -> asyncpg.Connection:
         return conn
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         raise DatabaseUnavailable(
-            f"cannot connect to PostgreSQL at {redact(url)}: {exc or type(exc).__name__}"
+            f"cannot connect to PostgreSQL at {redact(url)}: {_why(exc)}"
         ) from exc

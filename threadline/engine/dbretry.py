@@ -30,6 +30,12 @@ _TRANSIENT_SQLSTATES = {
 
 
 def is_transient(exc: BaseException) -> bool:
+    """Whether the same work may succeed on another try, on a fresh connection.
+
+    asyncpg's `InternalClientError` ("cannot switch to state 12; another operation (2) is in
+    progress") counts: it is what a pooled connection whose server process died (a restart,
+    `pg_terminate_backend`) raises on its next use, before asyncpg has seen the socket close
+    and the pool has replaced it."""
     if isinstance(exc, asyncpg.PostgresError):
         return getattr(exc, "sqlstate", None) in _TRANSIENT_SQLSTATES
     return isinstance(
@@ -39,8 +45,15 @@ def is_transient(exc: BaseException) -> bool:
             ConnectionError,
             asyncpg.InterfaceError,
             asyncpg.exceptions.ConnectionDoesNotExistError,
+            asyncpg.exceptions.InternalClientError,
         ),
     ) and not isinstance(exc, asyncpg.exceptions.InterfaceWarning)
+
+
+def describe(exc: BaseException) -> str:
+    """An error in words that are never empty (`TimeoutError()` has no message)."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 async def with_db_retry(fn: Callable[[], Awaitable[T]], *, what: str, deadline: float = 60.0) -> T:
@@ -54,6 +67,6 @@ async def with_db_retry(fn: Callable[[], Awaitable[T]], *, what: str, deadline: 
         except Exception as exc:
             if not is_transient(exc) or loop.time() + delay > give_up:
                 raise
-            log.warning("%s: %s; retrying in %.2fs", what, type(exc).__name__, delay)
+            log.warning("%s: %s; retrying in %.2fs", what, describe(exc), delay)
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 2.0)

@@ -11,6 +11,7 @@ overwrite the work of the one that took over.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from dataclasses import dataclass, field
@@ -18,7 +19,8 @@ from typing import Any
 
 import asyncpg
 
-from .dbretry import with_db_retry
+from ..errors import DatabaseUnavailable
+from .dbretry import describe, is_transient, with_db_retry
 
 log = logging.getLogger(__name__)
 
@@ -232,9 +234,16 @@ class Journal:
         try:
             accepted = await with_db_retry(lambda: self._execute(batch), what="journal flush")
         except BaseException as exc:
+            failure = exc
+            if isinstance(exc, Exception) and is_transient(exc):
+                # The database stayed away past the retries: the writers learn it as such,
+                # not as an error of the workflow or step that asked for the write.
+                failure = DatabaseUnavailable(f"could not write the journal: {describe(exc)}")
+                failure.__cause__ = exc
             for _, _, fut in batch.waiters:
                 if not fut.done():
-                    fut.set_exception(exc)
+                    fut.set_exception(failure)
+                    fut.exception()  # a write nobody awaits is not "never retrieved" noise
             if not isinstance(exc, Exception):
                 raise
         else:
@@ -258,8 +267,11 @@ class Journal:
         conn = self._idle.pop() if self._idle else await self._pool.acquire()
         try:
             written = await conn.fetch(sql, *args)
-        except BaseException:
-            await self._pool.release(conn)  # the pool resets or drops a broken one
+        except BaseException as exc:
+            if is_transient(exc):  # the retry must not meet this connection again
+                with contextlib.suppress(asyncpg.InterfaceError):  # the pool let it go already
+                    conn.terminate()
+            await self._pool.release(conn)
             raise
         self._idle.append(conn)
         return {(r[0], r[1], r[2]) for r in written if r[0] != "x"}

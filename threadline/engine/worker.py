@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from ..errors import NonDeterminismError
+from ..errors import DatabaseUnavailable, NonDeterminismError
 from . import store
 from .context import CancelledRun, Recorded, RunLost, Suspended, WorkflowContext, _current
-from .dbretry import with_db_retry
+from .dbretry import describe, is_transient, with_db_retry
 from .registry import Workflow
 from .serialization import dumps, loads
 
@@ -73,6 +73,7 @@ class Worker:
         self._stopping = False
         self._starved = False  # capacity ran out: pending work may be waiting for a slot
         self._tasks: list[asyncio.Task[None]] = []
+        self.unreleased: set[str] = set()  # runs left that could not be handed back yet
 
     # -- capacity -----------------------------------------------------------------------------
 
@@ -128,13 +129,19 @@ class Worker:
     # -- loops --------------------------------------------------------------------------------
 
     async def _heartbeat_loop(self) -> None:
+        # Neither loop may die of an error: a worker that stops heartbeating loses its runs
+        # while it runs them, and one that stops claiming strands the queue.
         while True:
             await asyncio.sleep(self.lease / 4)
             try:
                 async with self.engine.pool.acquire() as conn:
                     await conn.execute(store.HEARTBEAT, self.id)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("heartbeat failed: %s", exc)
+                    for run_id in list(self.unreleased):
+                        if run_id not in self.active:  # not claimed here again meanwhile
+                            await conn.execute(store.RELEASE, run_id, self.id)
+                        self.unreleased.discard(run_id)
+            except Exception as exc:
+                _log_loop_error("heartbeat", exc)
 
     async def _claim_loop(self) -> None:
         last_recover = 0.0
@@ -146,8 +153,8 @@ class Worker:
                     last_recover = now
                     await self._recover()
                 await self._claim()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("claim loop: %s", exc)
+            except Exception as exc:
+                _log_loop_error("claim loop", exc)
             timeout = min(self.poll_interval, self.recover_interval)
             if self._next_wake != float("inf"):
                 timeout = max(0.0, min(timeout, self._next_wake - time.time() + 0.005))
@@ -262,6 +269,7 @@ class Worker:
     def launch(self, wf: Workflow, input_json: str, ctx: WorkflowContext) -> None:
         task = asyncio.get_running_loop().create_task(self._execute(wf, input_json, ctx))
         self.active[ctx.run_id] = (task, ctx)
+        self.unreleased.discard(ctx.run_id)
 
     async def _execute(self, wf: Workflow, input_json: str, ctx: WorkflowContext) -> None:
         engine = self.engine
@@ -275,14 +283,20 @@ class Worker:
         except (Suspended, CancelledRun):
             pass
         except RunLost:
-            await self._release(run_id)
+            await self._leave(run_id)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            if not isinstance(exc, NonDeterminismError):
-                log.debug("run %s failed", run_id, exc_info=True)
-            error = dumps({"type": type(exc).__name__, "message": str(exc)}, "error")
-            outcome = ("failed", None, error)
+            if _database_gone(exc):
+                # The journal (or a wait) could not be written past its retries: not the
+                # workflow's failure. Another try, here or elsewhere, replays and goes on.
+                log.warning("run %s left for another try: %s", run_id, describe(exc))
+                await self._leave(run_id)
+            else:
+                if not isinstance(exc, NonDeterminismError):
+                    log.debug("run %s failed", run_id, exc_info=True)
+                error = dumps({"type": type(exc).__name__, "message": str(exc)}, "error")
+                outcome = ("failed", None, error)
         finally:
             _current.set(None)
         try:
@@ -296,9 +310,10 @@ class Worker:
                 accepted = await engine.journal.add_outcome(run_id, *outcome)
                 engine.run_finished(run_id, outcome if accepted else None)
         except Exception:
-            # The database stayed unreachable past the journal's retries: leave the run to
-            # recovery (our lease or lock will lapse) rather than guess at its outcome.
-            log.exception("could not record the outcome of run %s", run_id)
+            # The database stayed away past the journal's retries. Our lease does not lapse
+            # while we heartbeat, so hand the run back: another try replays it to this outcome.
+            log.exception("could not record the outcome of run %s; releasing it", run_id)
+            await self._leave(run_id)
         finally:
             self.active.pop(run_id, None)
             engine.run_left(run_id)
@@ -306,9 +321,37 @@ class Worker:
                 self._starved = False
                 self.wakeup.set()
 
+    async def _leave(self, run_id: str) -> None:
+        """Hand a run this worker can no longer carry back to the queue. If even that cannot
+        be written now, the heartbeat loop retries it: a run never stays `running` under a
+        worker that is alive but no longer runs it."""
+        try:
+            await self._release(run_id)
+        except Exception as exc:
+            log.warning("could not release run %s yet (%s); will retry", run_id, describe(exc))
+            self.unreleased.add(run_id)
+
     async def _release(self, run_id: str) -> None:
         async def release() -> None:
             async with self.engine.pool.acquire() as conn:
                 await conn.execute(store.RELEASE, run_id, self.id)
 
         await with_db_retry(release, what="release run")
+
+
+def _log_loop_error(loop: str, exc: Exception) -> None:
+    """A database that went away is a warning (the loop tries again); anything else is a bug
+    worth a traceback, and the loop goes on all the same."""
+    if is_transient(exc):
+        log.warning("%s: %s", loop, describe(exc))
+    else:
+        log.exception("%s failed; going on", loop)
+
+
+def _database_gone(exc: Exception) -> bool:
+    """The database failed the run's own bookkeeping (not an error of the workflow's code):
+    the journal's `DatabaseUnavailable`, or a transient asyncpg error from a wait's write."""
+    database_error = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+    return isinstance(exc, DatabaseUnavailable) or (
+        isinstance(exc, database_error) and is_transient(exc)
+    )

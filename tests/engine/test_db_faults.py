@@ -1,0 +1,143 @@
+"""Database faults short of a restart: server processes that die under a live pool, a server
+that never answers. Work goes on through them, and a failure says why."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from functools import partial
+from typing import Any
+
+import asyncpg
+import pytest
+
+from threadline import DatabaseUnavailable, Engine, Registry, WorkflowContext, step, workflow
+from threadline.db.connect import create_pool
+from threadline.engine import journal
+from threadline.engine.dbretry import with_db_retry
+
+registry = Registry()
+bodies: dict[str, int] = {}
+
+
+@step
+async def counted(name: str, value: int) -> int:
+    bodies[name] = bodies.get(name, 0) + 1
+    return value
+
+
+@workflow(registry=registry, name="through_faults")
+async def through_faults(ctx: WorkflowContext) -> dict[str, Any]:
+    first = await counted("first", 1)
+    message = await ctx.receive("go", timeout=60)
+    second = await counted("second", 2)
+    return {"sum": first + second, "message": message}
+
+
+async def kill_backends(database_url: str) -> int:
+    """End every server process of the test database but this one (as a restart would)."""
+    admin = await asyncpg.connect(database_url)
+    try:
+        killed: int = await admin.fetchval(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()) t"
+        )
+        return killed
+    finally:
+        await admin.close()
+
+
+async def test_a_pooled_connection_whose_server_process_died_is_retried(database_url: str) -> None:
+    """Its next use raises asyncpg's InternalClientError ("cannot switch to state 12;
+    another operation (2) is in progress") before the pool notices; that is transient."""
+    pool = await create_pool(database_url, min_size=2, max_size=2)
+    try:
+        for _ in range(20):
+            async with pool.acquire() as conn:
+                assert await conn.fetchval("SELECT 1") == 1
+            assert await kill_backends(database_url) >= 1
+
+            async def query() -> int:
+                async with pool.acquire() as conn:
+                    value: int = await conn.fetchval("SELECT 2")
+                    return value
+
+            assert await with_db_retry(query, what="test query", deadline=10) == 2
+    finally:
+        await pool.close()
+
+
+async def test_a_run_goes_on_when_every_connection_of_its_worker_dies(database_url: str) -> None:
+    """The journal's kept connections, the pool's and the listener all die while the run
+    waits for a message: the run finishes, no step body runs twice, nothing is failed."""
+    bodies.clear()
+    async with Engine(database_url, registry=registry) as engine:
+        handle = await engine.start(through_faults, run_id="faults-1")
+        for _ in range(100):
+            if await handle.status() == "waiting":
+                break
+            await asyncio.sleep(0.05)
+        for _ in range(3):  # several rounds: each hits connections the last one replaced
+            assert await kill_backends(database_url) >= 1
+            await asyncio.sleep(0.1)
+        await with_db_retry(lambda: engine.send("faults-1", "go", "now"), what="send")
+        assert await handle.result(timeout=30) == {"sum": 3, "message": "now"}
+        assert bodies == {"first": 1, "second": 1}
+        assert await handle.status() == "succeeded"
+
+
+@pytest.fixture
+async def silent_server() -> AsyncIterator[int]:
+    """A TCP port that accepts connections and never says a word."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def accept(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port: int = server.sockets[0].getsockname()[1]
+    yield port
+    for writer in held:
+        writer.close()
+    server.close()
+
+
+async def test_a_server_that_never_answers_is_named_with_the_reason(silent_server: int) -> None:
+    url = f"postgresql://someone:secret@127.0.0.1:{silent_server}/db"
+    with pytest.raises(DatabaseUnavailable) as failure:
+        await create_pool(url, connect_timeout=0.3)
+    message = str(failure.value)
+    assert "secret" not in message
+    assert message.startswith("cannot connect to PostgreSQL at ")
+    assert message.endswith(": no answer within the connect timeout")
+
+
+@workflow(registry=registry, name="through_an_outage")
+async def through_an_outage(ctx: WorkflowContext) -> int:
+    await asyncio.sleep(0.2)  # the outage starts while the run is under way
+    return await counted("during", 5)
+
+
+async def test_a_database_gone_past_the_retries_hands_the_run_back_not_failed(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every connection killed again and again for longer than the journal retries (cut to
+    0.3 s here): the step's record cannot be written. The run is released, not `failed`, and
+    once the database is back a worker replays it to its real result."""
+    monkeypatch.setattr(journal, "with_db_retry", partial(with_db_retry, deadline=0.3))
+    bodies.clear()
+    admin = await asyncpg.connect(database_url)
+    async with Engine(database_url, registry=registry) as engine:
+        handle = await engine.start(through_an_outage, run_id="outage-1")
+        until = asyncio.get_running_loop().time() + 1.5
+        while asyncio.get_running_loop().time() < until:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            await asyncio.sleep(0.01)
+        await admin.close()
+        assert await handle.result(timeout=30) == 5
+        run = await engine.get_run("outage-1")
+        assert run.status == "succeeded"
+        assert bodies["during"] >= 1  # at least once: a step whose record was lost runs again
