@@ -16,6 +16,8 @@ from threadline.db.connect import create_pool
 from threadline.engine import journal
 from threadline.engine.dbretry import with_db_retry
 
+from ..helpers import eventually
+
 registry = Registry()
 bodies: dict[str, int] = {}
 
@@ -34,14 +36,17 @@ async def through_faults(ctx: WorkflowContext) -> dict[str, Any]:
     return {"sum": first + second, "message": message}
 
 
+# Ends every server process of the test database but the asking one (as a restart would).
+KILL_OTHERS = """
+SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                      WHERE datname = current_database() AND pid <> pg_backend_pid()) t
+"""
+
+
 async def kill_backends(database_url: str) -> int:
-    """End every server process of the test database but this one (as a restart would)."""
     admin = await asyncpg.connect(database_url)
     try:
-        killed: int = await admin.fetchval(
-            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()) t"
-        )
+        killed: int = await admin.fetchval(KILL_OTHERS)
         return killed
     finally:
         await admin.close()
@@ -73,10 +78,11 @@ async def test_a_run_goes_on_when_every_connection_of_its_worker_dies(database_u
     bodies.clear()
     async with Engine(database_url, registry=registry) as engine:
         handle = await engine.start(through_faults, run_id="faults-1")
-        for _ in range(100):
-            if await handle.status() == "waiting":
-                break
-            await asyncio.sleep(0.05)
+
+        async def waiting() -> bool:
+            return await handle.status() == "waiting"
+
+        await eventually(waiting, what="the run to wait for its message")
         for _ in range(3):  # several rounds: each hits connections the last one replaced
             assert await kill_backends(database_url) >= 1
             await asyncio.sleep(0.1)
@@ -131,10 +137,7 @@ async def test_a_database_gone_past_the_retries_hands_the_run_back_not_failed(
         handle = await engine.start(through_an_outage, run_id="outage-1")
         until = asyncio.get_running_loop().time() + 1.5
         while asyncio.get_running_loop().time() < until:
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
+            await admin.fetchval(KILL_OTHERS)
             await asyncio.sleep(0.01)
         await admin.close()
         assert await handle.result(timeout=30) == 5
