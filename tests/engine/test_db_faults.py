@@ -15,6 +15,7 @@ from threadline import DatabaseUnavailable, Engine, Registry, WorkflowContext, s
 from threadline.db.connect import create_pool
 from threadline.engine import journal
 from threadline.engine.dbretry import with_db_retry
+from threadline.ledger import Budgets
 
 from ..helpers import eventually
 
@@ -144,3 +145,32 @@ async def test_a_database_gone_past_the_retries_hands_the_run_back_not_failed(
         run = await engine.get_run("outage-1")
         assert run.status == "succeeded"
         assert bodies["during"] >= 1  # at least once: a step whose record was lost runs again
+
+
+async def test_the_budget_heartbeat_outlives_connections_that_die(database_url: str) -> None:
+    """Had its loop died (it caught only some database errors), the holder would stop
+    heartbeating and its live calls' reservations be settled at their worst case."""
+    pool = await create_pool(database_url, min_size=1, max_size=2)
+    budgets = Budgets(pool, lease=0.3)
+    try:
+        holder = await budgets.holder()
+        for _ in range(15):
+            await kill_backends(database_url)
+            await asyncio.sleep(0.03)
+
+        async def beating() -> bool:
+            async def beat() -> Any:
+                async with pool.acquire() as conn:
+                    return await conn.fetchval(
+                        "SELECT now() - heartbeat_at < interval '0.2 s' "
+                        "FROM threadline.budget_holders WHERE id = $1",
+                        holder,
+                    )
+
+            return bool(await with_db_retry(beat, what="test query", deadline=10))
+
+        await eventually(beating, timeout=10, what="a heartbeat after the faults")
+        assert await budgets.holder() == holder  # never presumed dead
+    finally:
+        await budgets.close()
+        await pool.close()

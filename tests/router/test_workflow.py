@@ -79,6 +79,8 @@ async def test_a_routed_call_is_one_step_and_its_decisions_are_events(
     async with engine.pool.acquire() as conn:
         (step,) = await get_steps(conn, "wf-1")
     assert step.name == f"route:{MINI}" and step.output["response"]["route"]["attempts"] == 2
+    # A replay emits the same events: the notice of the answer's settlement is in the record.
+    assert [e["kind"] for e in step.output["events"]] == ["model.fallback", "budget.update"]
     calls = await Ledger(engine.pool).calls(run_id="wf-1")
     assert [(r["step_no"], r["user_id"], r["fallback_reason"]) for r in calls] == [
         (1, "ann", None),

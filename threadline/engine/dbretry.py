@@ -50,6 +50,26 @@ def is_transient(exc: BaseException) -> bool:
     ) and not isinstance(exc, asyncpg.exceptions.InterfaceWarning)
 
 
+# What a database call can raise when the server or the connection goes away (for code that
+# gives up quietly, e.g. at close; loops use `log_loop_error`).
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+)
+
+
+def log_loop_error(loop: str, exc: Exception) -> None:
+    """For a background loop that must outlive any error: a database that went away is a
+    warning (the loop tries again); anything else is a bug worth a traceback, and the loop goes
+    on all the same. (A loop that caught only some database errors died of the others.)"""
+    if is_transient(exc):
+        log.warning("%s: %s", loop, describe(exc))
+    else:
+        log.exception("%s failed; going on", loop)
+
+
 def describe(exc: BaseException) -> str:
     """An error in words that are never empty (`TimeoutError()` has no message)."""
     text = str(exc)

@@ -29,7 +29,7 @@ from ..errors import (
 )
 from . import store
 from .context import Recorded, RunLost, Suspended, WorkflowContext, utc
-from .dbretry import with_db_retry
+from .dbretry import DATABASE_ERRORS, with_db_retry
 from .journal import Journal
 from .local_start import LocalStart
 from .registry import Registry, Workflow, WorkflowFn, as_workflow, default_registry
@@ -212,7 +212,7 @@ class Engine:
             try:
                 async with self.pool.acquire() as conn:
                     await conn.execute(store.STOP_WORKER, self.worker_id)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            except DATABASE_ERRORS:
                 pass
         closers, self._closers = self._closers, []
         for closer in closers:

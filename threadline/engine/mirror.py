@@ -22,6 +22,7 @@ from typing import Generic, TypeVar
 
 import asyncpg
 
+from .dbretry import DATABASE_ERRORS
 from .engine import Engine, engine_of
 
 __all__ = ["Mirror", "mirror_for"]
@@ -78,7 +79,7 @@ class Mirror(Generic[K]):
         try:
             async with pool.acquire() as conn:
                 rows = await conn.fetch(self._query)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except DATABASE_ERRORS as exc:
             log.debug("%s not mirrored: %s", self._channel, exc)
             return
         if generation == self._generation:

@@ -23,7 +23,7 @@ import asyncpg
 from ..errors import DatabaseUnavailable, NonDeterminismError
 from . import store
 from .context import CancelledRun, Recorded, RunLost, Suspended, WorkflowContext, _current
-from .dbretry import describe, is_transient, with_db_retry
+from .dbretry import describe, is_transient, log_loop_error, with_db_retry
 from .registry import Workflow
 from .serialization import dumps, loads
 
@@ -141,7 +141,7 @@ class Worker:
                             await conn.execute(store.RELEASE, run_id, self.id)
                         self.unreleased.discard(run_id)
             except Exception as exc:
-                _log_loop_error("heartbeat", exc)
+                log_loop_error("heartbeat", exc)
 
     async def _claim_loop(self) -> None:
         last_recover = 0.0
@@ -154,7 +154,7 @@ class Worker:
                     await self._recover()
                 await self._claim()
             except Exception as exc:
-                _log_loop_error("claim loop", exc)
+                log_loop_error("claim loop", exc)
             timeout = min(self.poll_interval, self.recover_interval)
             if self._next_wake != float("inf"):
                 timeout = max(0.0, min(timeout, self._next_wake - time.time() + 0.005))
@@ -337,15 +337,6 @@ class Worker:
                 await conn.execute(store.RELEASE, run_id, self.id)
 
         await with_db_retry(release, what="release run")
-
-
-def _log_loop_error(loop: str, exc: Exception) -> None:
-    """A database that went away is a warning (the loop tries again); anything else is a bug
-    worth a traceback, and the loop goes on all the same."""
-    if is_transient(exc):
-        log.warning("%s: %s", loop, describe(exc))
-    else:
-        log.exception("%s failed; going on", loop)
 
 
 def _database_gone(exc: Exception) -> bool:

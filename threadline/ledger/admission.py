@@ -25,7 +25,7 @@ from .limits import (
     declared_budget,
     today,
 )
-from .outcomes import BudgetNotice, CallInfo, Grant, Refusal
+from .outcomes import BudgetNotice, CallInfo, Grant, Refusal, events_json
 from .scope import Scope
 
 if TYPE_CHECKING:
@@ -200,11 +200,6 @@ class Receipt:
         if self.written is not None:
             await asyncio.shield(self.written)
         return self.found
-
-
-def events_json(notices: Sequence[BudgetNotice]) -> list[dict[str, Any]]:
-    """Notices as the events a workflow emits for them (`budget.update`, `budget.overshoot`)."""
-    return [{"kind": n.kind, "data": n.to_json()} for n in notices]
 
 
 async def emit_events(ctx: WorkflowContext, events: Sequence[dict[str, Any]]) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 
 import asyncpg
 
-from ..engine.dbretry import with_db_retry
+from ..engine.dbretry import DATABASE_ERRORS, log_loop_error, with_db_retry
 from .estimates import Calibration
 from .limit_index import LimitIndex, index_for
 from .limits import PERIODS, Counter, Period, ScopeRef, money, today
@@ -322,8 +322,8 @@ class Budgets:
                         self._holder = await conn.fetchval(
                             REGISTER_HOLDER, socket.gethostname(), os.getpid(), self.lease
                         )
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("budget heartbeat: %s", exc)
+            except Exception as exc:  # a loop that died here would get its reservations taken
+                log_loop_error("budget heartbeat", exc)
             await asyncio.sleep(beat)
 
     async def close(self) -> None:
@@ -335,6 +335,6 @@ class Budgets:
                 await task
         holder, self._holder = self._holder, None
         if holder is not None:
-            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            with contextlib.suppress(*DATABASE_ERRORS):
                 async with self.pool.acquire() as conn:
                     await conn.execute(RETIRE_HOLDER, holder)

@@ -43,11 +43,12 @@ class Ledger:
         return self._writer.submit(call, on_notices)
 
     def submit_with_steps(
-        self, calls: list[CallRecord], steps: list[StepRow]
+        self, calls: list[CallRecord], steps: list[StepRow], on_notices: NoticesHook | None = None
     ) -> asyncio.Future[bool]:
-        """Queue unreserved rows with workflow step records of one run, one commit for all
-        (see `threadline.ledger.carrier`); the future says whether the records were accepted."""
-        return self._writer.submit_with_steps(calls, steps)
+        """Queue rows with workflow step records of one run, one commit for all (see
+        `threadline.ledger.carrier`); the future says whether the records were accepted.
+        `on_notices` receives the budget notices the rows' settlement caused."""
+        return self._writer.submit_with_steps(calls, steps, on_notices)
 
     async def record(self, call: CallRecord) -> None:
         """Write one call's row and wait until it is durable."""

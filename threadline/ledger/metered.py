@@ -232,7 +232,7 @@ class LLM:
                 note,
                 ledger,
                 durable=True,
-                hold=held.hold,
+                hold=held,
             )
             return response.to_json() | {"events": events_json(notices)}
 
@@ -246,7 +246,10 @@ class LLM:
                 raise
             await ctx.emit("budget.exceeded", exceeded.to_json())
             raise exceeded from exc
-        await emit_events(ctx, recorded.get("events", ()))
+        # A replay finds the notices of the call's settlement in its record; a first run hears
+        # them once the record and the call's row are committed.
+        events = [*recorded.get("events", ()), *events_json(await held.notices())]
+        await emit_events(ctx, events)
         return Response.from_json(recorded)
 
     async def _budgeted(
@@ -260,10 +263,10 @@ class LLM:
         note: CallNote | None,
         ledger: Ledger,
         durable: bool = False,
-        hold: Callable[[CallRecord], None] | None = None,
+        hold: HeldRows | None = None,
     ) -> tuple[Response, tuple[BudgetNotice, ...]]:
         """Admit the call under its budgets, make it, and (if `durable`) await its settlement
-        (`hold`: takes a row that settles no reservation instead, see `call`)."""
+        (`hold`: takes the row to commit with the step's record instead, see `call`)."""
         grant = await self.admit(model, messages, options, scope, plan, note, ledger)
         if isinstance(grant, Refusal):
             raise refused(grant, model.spec)
@@ -359,16 +362,16 @@ class LLM:
         durable: bool = False,
         grant: Grant | None = None,
         receipt: Receipt | None = None,
-        hold: Callable[[CallRecord], None] | None = None,
+        hold: HeldRows | None = None,
     ) -> Response:
         """One metered call, not journaled (the router and `request` build on it).
 
         Its ledger row is group-committed after it returns; with `durable` the call returns
         only once the row is committed (a workflow step does, so that a recorded step always
         has its row). With a `grant` (see `admit`) the call keeps to its `max_tokens` and its
-        row settles its reservation; `receipt` receives the row's write. `hold` takes a row
-        that settles no reservation instead of the writer: it goes with the step's record
-        (see `threadline.ledger.carrier`), so `durable` has nothing to wait for."""
+        row settles its reservation; `receipt` receives the row's write. `hold` takes the row
+        instead of the writer when it goes with the step's record (see
+        `threadline.ledger.carrier`): `durable` then has nothing to wait for."""
         ledger = ledger or self.ledger
         if grant is not None:
             options = replace(options, max_tokens=grant.max_tokens)
@@ -393,8 +396,8 @@ class LLM:
             raise
         finally:
             row = self._row(ledger, meter, scope, note, status, error, grant)
-            if hold is not None and row.reservation_id is None:
-                hold(row)
+            if hold is not None and hold.takes(row):
+                hold.hold(row)
             else:
                 written = ledger.submit(row, receipt.take if receipt is not None else None)
                 if receipt is not None:

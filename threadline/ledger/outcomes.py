@@ -4,11 +4,12 @@ call, and what settling tells (`BudgetNotice`s)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["BudgetNotice", "CallInfo", "Grant", "Refusal", "Settled"]
+__all__ = ["BudgetNotice", "CallInfo", "Grant", "Refusal", "Settled", "events_json"]
 
 
 @dataclass(frozen=True)
@@ -119,3 +120,8 @@ class Settled:
 
     def all_notices(self) -> list[BudgetNotice]:
         return [n for found in self.notices.values() for n in found]
+
+
+def events_json(notices: Sequence[BudgetNotice]) -> list[dict[str, Any]]:
+    """Notices as the events a workflow emits for them (`budget.update`, `budget.overshoot`)."""
+    return [{"kind": n.kind, "data": n.to_json()} for n in notices]

@@ -6,15 +6,20 @@ If recovery settled that reservation first (its process was presumed dead), the 
 wrote stands for the call and this one is dropped: one row and one charge per reservation.
 
 A workflow step's rows can come with the step's record (`submit_with_steps`, see
-`threadline.ledger.carrier`): both commit in one statement, fenced like the journal's records
+`threadline.ledger.carrier`): both commit in one transaction, fenced like the journal's records
 (the record only if the run is still this worker's; the rows whatever happens, the money was
-spent).
+spent). A row that settles a reservation settles it in that transaction too, so a crash leaves
+either the row, the settlement and the record, or none of them (then the reservation is
+recovered and the replay buys the call again, once). The budget notices such a settlement causes
+are appended to the step's output (a JSON object) under `events`, which its caller emits after
+the step: a replay emits them too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -24,7 +29,7 @@ import asyncpg
 
 from ..engine.context import StepRow
 from ..engine.dbretry import with_db_retry
-from .outcomes import BudgetNotice, Settled
+from .outcomes import BudgetNotice, Settled, events_json
 from .record import INSERT, CallRecord, insert_args
 from .reservations import settle
 
@@ -32,8 +37,9 @@ log = logging.getLogger(__name__)
 
 NoticesHook = Callable[[Sequence[BudgetNotice]], None]
 Entry = tuple[CallRecord, "asyncio.Future[None]", NoticesHook | None]
-# Rows with step records of one run (the step's, after read-only ones riding with it).
-Bundle = tuple[list[CallRecord], list[StepRow], "asyncio.Future[bool]"]
+# Rows with step records of one run (the step's, after read-only ones riding with it), and who
+# hears the notices their settlement caused.
+Bundle = tuple[list[CallRecord], list[StepRow], "asyncio.Future[bool]", NoticesHook | None]
 
 # Step records of this worker's runs (fencing as in the journal); their rows go beside them.
 _STEPS = """
@@ -78,15 +84,18 @@ class LedgerWriter:
         return fut
 
     def submit_with_steps(
-        self, calls: list[CallRecord], steps: list[StepRow]
+        self,
+        calls: list[CallRecord],
+        steps: list[StepRow],
+        on_notices: NoticesHook | None = None,
     ) -> asyncio.Future[bool]:
-        """Queue unreserved rows with step records of one run, committed together; the
-        future says whether the records were accepted (the run is still its owner's)."""
-        if any(call.reservation_id is not None for call in calls):
-            raise ValueError("a row that settles a reservation cannot go with a step record")
+        """Queue rows with step records of one run, committed together; the future says
+        whether the records were accepted (the run is still its owner's). Rows that settle a
+        reservation settle it in that commit; `on_notices` then hears what that caused (the
+        last record's output, a JSON object, carries them under `events` too)."""
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         fut.add_done_callback(_observe)
-        self._bundles.append((calls, steps, fut))
+        self._bundles.append((calls, steps, fut, on_notices))
         self._start()
         return fut
 
@@ -109,12 +118,15 @@ class LedgerWriter:
                         functools.partial(self._write, batch, bundles), what="ledger write"
                     )
                 except Exception as exc:
-                    log.error("could not write %d ledger rows: %s", len(batch), exc)
+                    rows = len(batch) + sum(len(b[0]) for b in bundles)
+                    log.error("could not write %d ledger rows: %s", rows, exc)
                     for fut in [e[1] for e in batch] + [b[2] for b in bundles]:
                         if not fut.done():
                             fut.set_exception(exc)
                     continue
-                for _, steps, done in bundles:
+                for calls, steps, done, hook in bundles:
+                    if hook is not None:
+                        hook(_notices_of(calls, settled))
                     if not done.done():
                         done.set_result(all((step[0], step[1]) in accepted for step in steps))
                 for call, fut, on_notices in batch:
@@ -130,13 +142,14 @@ class LedgerWriter:
     async def _write(
         self, batch: list[Entry], bundles: list[Bundle]
     ) -> tuple[Settled, set[tuple[str, int]]]:
-        reserved = [call for call, _, _ in batch if call.reservation_id is not None]
+        calls = [call for call, _, _ in batch] + [call for b in bundles for call in b[0]]
+        reserved = [call for call in calls if call.reservation_id is not None]
         async with self._pool.acquire() as conn:
             if not reserved and not bundles:
-                await conn.executemany(INSERT, [insert_args(call) for call, _, _ in batch])
+                await conn.executemany(INSERT, [insert_args(call) for call in calls])
                 return Settled(), set()
-            if not batch and len(bundles) == 1 and len(bundles[0][0]) == 1:
-                (call,), steps, _ = bundles[0]
+            if not batch and not reserved and len(bundles) == 1 and len(bundles[0][0]) == 1:
+                (call,), steps, _, _ = bundles[0]
                 columns = [list(c) for c in zip(*steps, strict=True)]
                 counted = await conn.fetchval(_STEP_AND_ROW, *columns, *insert_args(call))
                 # Records of one run, fenced alike: all are accepted or none.
@@ -151,19 +164,37 @@ class LedgerWriter:
                     )
                 rows = [
                     insert_args(call)
-                    for call, _, _ in batch
+                    for call in calls
                     if call.reservation_id is None or call.reservation_id in settled.reservations
                 ]
-                rows += [insert_args(call) for calls, _, _ in bundles for call in calls]
                 if rows:
                     await conn.executemany(INSERT, rows)
                 accepted: set[tuple[str, int]] = set()
                 if bundles:
-                    rows_of_steps = [step for b in bundles for step in b[1]]
+                    rows_of_steps = [
+                        step
+                        for carried, steps, _, _ in bundles
+                        for step in _with_notices(steps, _notices_of(carried, settled))
+                    ]
                     columns = [list(c) for c in zip(*rows_of_steps, strict=True)]
                     written = await conn.fetch(_STEPS, *columns)
                     accepted = {(r["run_id"], r["step_no"]) for r in written}
         return settled, accepted
+
+
+def _notices_of(calls: Sequence[CallRecord], settled: Settled) -> list[BudgetNotice]:
+    return [n for call in calls for n in settled.notices.get(call.reservation_id or 0, ())]
+
+
+def _with_notices(steps: list[StepRow], notices: list[BudgetNotice]) -> list[StepRow]:
+    """The step's records, its own (the last) with `notices` appended to its output's events."""
+    *riding, (run_id, step_no, name, output, error, owner) = steps
+    if not notices or output is None:
+        return steps
+    value = json.loads(output)
+    value["events"] = [*value.get("events", ()), *events_json(notices)]
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return [*riding, (run_id, step_no, name, text, error, owner)]
 
 
 def _observe(fut: asyncio.Future[Any]) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from ..errors import ThreadlineError
 from ..ledger import BudgetNotice, CallBudget, CallOptions, Refusal, Scope
 from ..ledger.admission import refused
-from ..ledger.record import CallRecord
+from ..ledger.carrier import HeldRows
 from ..llm import (
     ContextWindowExceeded,
     LLMError,
@@ -32,7 +32,7 @@ OnRoutedDelta = Callable[[StreamEvent | Restart], Awaitable[None] | None]
 EventHook = Callable[[RouterEvent], Awaitable[None] | None]
 
 
-async def _call(hook: Callable[[Any], Awaitable[None] | None] | None, event: Any) -> None:
+async def call_hook(hook: Callable[[Any], Awaitable[None] | None] | None, event: Any) -> None:
     if hook is not None:
         result = hook(event)
         if inspect.isawaitable(result):
@@ -102,7 +102,7 @@ class Route:
     errors: list[LLMError] = field(default_factory=list)
     health: dict[str, ModelHealth] = field(default_factory=dict)
     # Inside a step: takes the rows of calls under no reservation, to commit with its record.
-    hold: Callable[[CallRecord], None] | None = None
+    hold: HeldRows | None = None
 
     # -- events -------------------------------------------------------------------------------
 
@@ -111,7 +111,7 @@ class Route:
         if durable:
             self.events.append({"kind": event.kind, "data": event.to_json()})
         for hook in self.hooks:
-            await _call(hook, event)
+            await call_hook(hook, event)
 
     async def notices(self, notices: Sequence[BudgetNotice]) -> None:
         for notice in notices:
@@ -134,7 +134,7 @@ class Route:
         """After a failure: if output had gone out, tell the caller to discard it."""
         if self.delivered:
             event = Restart(model, error.code, self.delivered)
-            await _call(self.on_delta, event)
+            await call_hook(self.on_delta, event)
             await self.tell(event, durable=False)  # the stream's consumer owns this one
         self.delivered = ""
 

@@ -29,13 +29,13 @@ from ..engine import RetryPolicy, current_context
 from ..engine.retry import NO_RETRY
 from ..errors import ConfigurationError, StepError
 from ..ledger import LLM, Budget, BudgetExceeded, CallNote, CallOptions, Ledger, Refusal, Scope
-from ..ledger.admission import Receipt, budget_error, emit_events
+from ..ledger.admission import Receipt, budget_error, emit_events, events_json
 from ..ledger.carrier import HeldRows
 from ..ledger.limits import BoundBudget, Mode
 from ..llm import ContextWindowExceeded, LLMError, Message, Model, ToolDef
 from .cooldowns import CooldownPolicy, Cooldowns
 from .policy import ModelPolicy
-from .route import EventHook, OnRoutedDelta, Route, RoutedResponse
+from .route import EventHook, OnRoutedDelta, Route, RoutedResponse, call_hook
 
 __all__ = ["Router", "worth_retrying"]
 
@@ -123,7 +123,7 @@ class Router:
 
         async def step_body() -> dict[str, Any]:
             route = Route(policy, messages, options, step_scope, plan, min_tokens, on_delta, hooks)
-            route.hold = held.hold
+            route.hold = held
             response = await self._route(route, ledger, durable=True)
             return {"response": response.to_json(), "events": route.events}
 
@@ -137,7 +137,11 @@ class Router:
                 raise
             await ctx.emit("budget.exceeded", exceeded.to_json())
             raise exceeded from exc
-        await emit_events(ctx, recorded["events"])
+        notices = await held.notices()  # a first run's: a replay finds them in the record
+        for notice in notices:
+            for hook in hooks:
+                await call_hook(hook, notice)
+        await emit_events(ctx, [*recorded["events"], *events_json(notices)])
         return RoutedResponse.from_json(recorded["response"])
 
     # -- the chain ----------------------------------------------------------------------------
