@@ -11,6 +11,7 @@ import pytest
 from threadline.demo.agents import lookup_part, place_order
 from threadline.tools import Tool, ToolError, tool
 
+from ..helpers import eventually
 from .conftest import ChatServer, frames_until
 
 
@@ -108,3 +109,53 @@ async def test_a_turn_waiting_for_approval_keeps_the_next_message_waiting(
         assert all(f.get("turn_id") in (None, first_turn) for f in frames)
         frames = await frames_until(ws, "message.end")
     assert frames[-1]["turn_id"] != first_turn and "TL-4471" in frames[-1]["text"]
+
+
+async def test_a_replayed_turn_logs_its_tool_events_and_its_end_once(chat: ChatServer) -> None:
+    """The state a crash leaves between the turn's commit (answer and `message.end`, one
+    statement) and its outcome: the run is running again with no `commit` record. Its
+    replay goes through the recorded model calls and tool step and commits again; the log
+    keeps one `tool.call`, `tool.result` and `message.end`, numbered without a gap."""
+    session = await chat.new_session("support")
+    async with chat.connect(session) as ws:
+        await ws.recv()
+        await start(ws, "Can you look up part TL-4471?")
+        end = (await frames_until(ws, "message.end"))[-1]
+    turn_id, session_id = end["turn_id"], session["session_id"]
+    engine = chat.sessions.engine
+    async with engine.pool.acquire() as conn:
+        await conn.execute(
+            "DELETE FROM threadline.steps WHERE run_id = $1 AND name = 'commit'", turn_id
+        )
+        await conn.execute(
+            "UPDATE threadline.runs SET status = 'pending', owner = NULL, output = NULL, "
+            "finished_at = NULL WHERE id = $1",
+            turn_id,
+        )
+    engine.worker.wakeup.set()
+
+    async def replayed() -> bool:
+        async with engine.pool.acquire() as conn:
+            return bool(
+                await conn.fetchval(
+                    "SELECT status = 'succeeded' AND EXISTS (SELECT 1 FROM threadline.steps "
+                    "WHERE run_id = $1 AND name = 'commit') FROM threadline.runs WHERE id = $1",
+                    turn_id,
+                )
+            )
+
+    await eventually(replayed, what="the turn's replay")
+    await chat.sessions.events.drain()
+    async with engine.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT seq, type FROM threadline.session_events WHERE session_id = $1 ORDER BY seq",
+            session_id,
+        )
+    types = [r["type"] for r in rows]
+    assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))
+    assert (types.count("tool.call"), types.count("tool.result"), types.count("message.end")) == (
+        1,
+        1,
+        1,
+    )
+    assert types[-1] == "message.end"

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from ..engine import WorkflowContext
 from ..ledger import LLM, BoundBudget, BudgetExceeded, BudgetNotice, Scope
@@ -26,12 +26,21 @@ def _plain(data: dict[str, Any]) -> dict[str, Any]:
     return {k: str(v) if isinstance(v, Decimal) else v for k, v in data.items()}
 
 
+def event_key(turn_id: str, what: str) -> str:
+    """The log key of a turn's event `what`: a replay of the turn (after a crash) logs its
+    tool calls, their results and its end again, and the log keeps each once."""
+    return f"{turn_id}:{what}"
+
+
 class TurnCancelled(Exception):
     """The turn was cancelled while its answer streamed."""
 
 
-# Queues an event for the session's log (it returns at once; the log commits in the background).
-Emit = Callable[[str, dict[str, Any]], None]
+class Emit(Protocol):
+    """Queues an event for the session's log (it returns at once; the log commits in the
+    background). With a `key`, the log keeps it once per session (see `EventLog.append`)."""
+
+    def __call__(self, type: str, data: dict[str, Any], key: str | None = None) -> None: ...
 
 
 @dataclass
@@ -57,6 +66,7 @@ class Turn:
     replies: list[str] = field(default_factory=list)
     handoff_reason: str | None = None
     reminders: list[tuple[float, str]] = field(default_factory=list)
+    _refusals: int = 0  # budget refusals so far: each one's event has its own key
     _shown: bool = False  # the turn's answer has started on screen (one message.start)
     _shown_length: int = 0  # code points of the answer streamed since its message.start
     usage: Usage = field(default_factory=Usage)
@@ -108,7 +118,12 @@ class Turn:
             try:
                 response = await self._ask(messages, tools, max_tokens)
             except BudgetExceeded as exc:
-                self.emit("budget.exceeded", {"turn_id": self.turn_id, **_plain(exc.to_json())})
+                self._refusals += 1
+                self.emit(
+                    "budget.exceeded",
+                    {"turn_id": self.turn_id, **_plain(exc.to_json())},
+                    self.key(f"budget.exceeded:{self._refusals}"),
+                )
                 await self._show(self.agent.budget_message)
                 texts.append(self.agent.budget_message)
                 break
@@ -227,7 +242,7 @@ class Turn:
     async def _call_tool(self, call: ToolCall) -> Message:
         """Run one tool call (a durable step) and return the tool-result message."""
         info = {"turn_id": self.turn_id, "call_id": call.id, "name": call.name}
-        self.emit("tool.call", {**info, "arguments": call.arguments})
+        self.emit("tool.call", {**info, "arguments": call.arguments}, self.key(f"call:{call.id}"))
         found = self.agent.tool(call.name)
         result: Any
         if found is None:
@@ -236,13 +251,15 @@ class Turn:
             result = {"error": "the call was not approved"}
         else:
             result = await self._run_tool(found, call)
-        self.emit("tool.result", {**info, "result": result})
+        self.emit("tool.result", {**info, "result": result}, self.key(f"result:{call.id}"))
         return Message.tool_result(call.id, result, name=call.name)
 
     async def _approved(self, call: ToolCall, info: dict[str, Any]) -> bool:
         if self.ctx is None:
             return False
-        self.emit("tool.confirm", {**info, "arguments": call.arguments})
+        self.emit(
+            "tool.confirm", {**info, "arguments": call.arguments}, self.key(f"confirm:{call.id}")
+        )
         answer = await self.ctx.receive(f"confirm:{call.id}", timeout=self.confirm_timeout)
         return bool(answer)
 
@@ -256,6 +273,9 @@ class Turn:
         if self.ctx is None:
             return await run()
         return await self.ctx.step(run, name=f"tool:{found.name}")
+
+    def key(self, what: str) -> str:
+        return event_key(self.turn_id, what)
 
     @property
     def llm(self) -> LLM:

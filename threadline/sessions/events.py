@@ -40,16 +40,31 @@ JOIN_AFTER_S = 0.02
 LIVE_LOG_HOLD_S = 0.25
 
 
+# Of `batch` (session_id, type, data, key, ord), the events the log keeps: those without a
+# key, and the first of each key not logged yet (a replayed turn's `message.end` is not).
+# A writer racing this statement with the same key (a process presumed dead that was not)
+# is stopped by the unique index: that event is dropped, leaving its number unused.
+FRESH = """fresh AS (
+    SELECT b.* FROM batch b
+    WHERE b.key IS NULL
+       OR (NOT EXISTS (SELECT 1 FROM threadline.session_events x
+                       WHERE x.session_id = b.session_id AND x.key = b.key)
+           AND b.ord = (SELECT min(o.ord) FROM batch o
+                        WHERE o.session_id = b.session_id AND o.key = b.key))
+)"""
+
+
 def logged_events(channel: str, origin: str) -> str:
-    """The CTEs that log `numbered` (session_id, type, data as JSON text, seq): inserted,
+    """The CTEs that log `numbered` (session_id, type, data as JSON text, seq, key): inserted,
     and riding on NOTIFYs on `channel` behind `origin` (SQL expressions, parameters): small
     ones whole, large ones as a pointer (null data), eight to a notification to stay below
     its 8000-byte limit even escaped. Readers in other processes forward them without a
     query; the data goes as the writer encoded it (no jsonb to text again). The statement
     must read `notice` (`SELECT count(*) FROM notice`), or no NOTIFY is sent."""
     return f"""written AS (
-    INSERT INTO threadline.session_events (session_id, seq, type, data)
-    SELECT session_id, seq, type, data::jsonb FROM numbered
+    INSERT INTO threadline.session_events (session_id, seq, type, data, key)
+    SELECT session_id, seq, type, data::jsonb, key FROM numbered
+    ON CONFLICT (session_id, key) WHERE key IS NOT NULL DO NOTHING
 ), notice AS (
     SELECT pg_notify({channel}, {origin} || ':' || json_agg(json_build_array(session_id, seq,
                type, CASE WHEN octet_length(data) <= 400 THEN data END)
@@ -62,11 +77,11 @@ def logged_events(channel: str, origin: str) -> str:
 
 _APPEND = f"""
 WITH batch AS (
-    SELECT e.session_id, e.type, e.data, e.ord
-    FROM unnest($1::text[], $2::text[], $3::text[])
-         WITH ORDINALITY AS e(session_id, type, data, ord)
-), counts AS (
-    SELECT session_id, count(*) AS n FROM batch GROUP BY session_id
+    SELECT e.session_id, e.type, e.data, e.key, e.ord
+    FROM unnest($1::text[], $2::text[], $3::text[], $6::text[])
+         WITH ORDINALITY AS e(session_id, type, data, key, ord)
+), {FRESH}, counts AS (
+    SELECT session_id, count(*) AS n FROM fresh GROUP BY session_id
 ), bumped AS (
     -- The ANY lets the planner find the sessions by their key (a join alone reads the whole
     -- table while it is small, and the log writes on every token). Only event_seq changes,
@@ -75,12 +90,16 @@ WITH batch AS (
     FROM counts c WHERE s.id = ANY (ARRAY(SELECT session_id FROM counts)) AND s.id = c.session_id
     RETURNING s.id, s.event_seq - c.n AS base
 ), numbered AS (
-    SELECT b.session_id, b.type, b.data, b.ord,
+    SELECT b.session_id, b.type, b.data, b.key, b.ord,
            x.base + row_number() OVER (PARTITION BY b.session_id ORDER BY b.ord) AS seq
-    FROM batch b JOIN bumped x ON x.id = b.session_id
+    FROM fresh b JOIN bumped x ON x.id = b.session_id
 ), {logged_events("$4", "$5")}
--- Each event's number in the order given (-1: no such session), once the notices are made.
-SELECT array_agg(coalesce(n.seq, -1) ORDER BY b.ord), (SELECT count(*) FROM notice)
+-- Each event's number in the order given (0: logged before under its key, -1: no such
+-- session), once the notices are made.
+SELECT array_agg(coalesce(n.seq, CASE WHEN EXISTS (SELECT 1 FROM threadline.sessions s
+                                                   WHERE s.id = b.session_id) THEN 0 ELSE -1 END)
+                 ORDER BY b.ord),
+       (SELECT count(*) FROM notice)
 FROM batch b LEFT JOIN numbered n ON n.ord = b.ord
 """
 
@@ -160,7 +179,8 @@ def piece_of(type: str, data: dict[str, Any]) -> Piece | None:
     return Piece(turn_id, offset, offset + len(text))
 
 
-_Queued = tuple[str, str, str, "asyncio.Future[int] | None"]  # data as JSON
+# session, type, data as JSON, key, who waits for the number
+_Queued = tuple[str, str, str, "str | None", "asyncio.Future[int] | None"]
 
 
 @dataclass(slots=True)
@@ -177,6 +197,7 @@ class _Pending:
     encoded: str | None = None
     held: bool = False  # a reader here took it live: its write may wait (LIVE_LOG_HOLD_S)
     queued_at: float = 0.0  # loop time
+    key: str | None = None  # logged once per session under this key (see `append`)
 
 
 def _own_fields(data: dict[str, Any]) -> dict[str, Any]:
@@ -245,11 +266,15 @@ class EventLog:
         if listener in self._live:
             self._live.remove(listener)
 
-    def append(self, session_id: str, type: str, data: dict[str, Any]) -> asyncio.Future[int]:
-        """Queue an event; the future gives its sequence number once it is durable."""
+    def append(
+        self, session_id: str, type: str, data: dict[str, Any], key: str | None = None
+    ) -> asyncio.Future[int]:
+        """Queue an event; the future gives its sequence number once it is durable. With a
+        `key`, the event is logged only if none with that key is in the session's log (a
+        replayed turn's `message.end`): the future then gives 0, and nothing is numbered."""
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         fut.add_done_callback(_observe)
-        self._enqueue(_Pending(session_id, type, _own_fields(data), fut))
+        self._enqueue(_Pending(session_id, type, _own_fields(data), fut, key=key))
         return fut
 
     def along(self, session_id: str, *, take_queued: bool = False) -> Along | None:
@@ -292,8 +317,11 @@ class EventLog:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
-    def post(self, session_id: str, type: str, data: dict[str, Any]) -> None:
-        """Queue an event nobody waits for (a streamed token): no future, same order.
+    def post(
+        self, session_id: str, type: str, data: dict[str, Any], key: str | None = None
+    ) -> None:
+        """Queue an event nobody waits for (a streamed token): no future, same order. `key`:
+        as for `append` (an answer's pieces have none).
 
         A `message.delta` that finds the session's previous event still queued, a delta of
         the same turn made `JOIN_AFTER_S` or more before it, joins it (its text appended; the
@@ -308,6 +336,11 @@ class EventLog:
         is queued (anything else writes them at once, in order): at 20 tokens/s about five
         pieces make one row, and readers in other processes get them in that rhythm."""
         data = _own_fields(data)
+        if key is not None:
+            if type in ANSWER_TYPES:
+                raise ValueError("an answer's pieces are placed by offset, not by key")
+            self._enqueue(_Pending(session_id, type, data, None, key=key))
+            return
         live: tuple[Piece, str, bool] | None = None
         if type in ANSWER_TYPES and self._live and not self._unseen.get(session_id):
             live = self._go_live(session_id, type, data)
@@ -406,6 +439,7 @@ class EventLog:
                         e.session_id,
                         e.type,
                         encode(e.data) if e.encoded is None else e.encoded,
+                        e.key,
                         e.fut,
                     )
                     for e in pending
@@ -424,7 +458,7 @@ class EventLog:
                     continue
                 finally:
                     self._writing = set()
-                for (_, _, _, fut), seq in zip(batch, seqs, strict=True):
+                for (*_, fut), seq in zip(batch, seqs, strict=True):
                     if fut is not None and not fut.done():
                         fut.set_result(seq)
                 self._tell(pending, batch, seqs)
@@ -492,7 +526,7 @@ class EventLog:
                 piece_of(e.type, e.data) if e.live is None else e.live,
                 e.live is not None,
             )
-            for e, (_, _, text, _), seq in zip(pending, batch, seqs, strict=True)
+            for e, (_, _, text, _, _), seq in zip(pending, batch, seqs, strict=True)
             if seq > 0
         ]
         for listener in list(self._listeners):
@@ -508,22 +542,22 @@ class EventLog:
         else:
             self._unseen.pop(session_id, None)
 
-    def _along_written(self, entries: list[_Pending], first_seq: int) -> None:
-        """Events an `Along` caller's statement committed, numbered from `first_seq`."""
+    def _along_written(self, entries: list[_Pending], seqs: list[int]) -> None:
+        """Events an `Along` caller's statement committed, with their numbers (0: logged
+        before under its key)."""
         batch: list[_Queued] = []
-        seqs = list(range(first_seq, first_seq + len(entries)))
         for entry, seq in zip(entries, seqs, strict=True):
             text = encode(entry.data) if entry.encoded is None else entry.encoded
-            batch.append((entry.session_id, entry.type, text, entry.fut))
+            batch.append((entry.session_id, entry.type, text, entry.key, entry.fut))
             if entry.fut is not None and not entry.fut.done():
                 entry.fut.set_result(seq)
         self._tell(entries, batch, seqs)
         self._seen(entries)
 
     async def _write(self, batch: list[_Queued]) -> list[int]:
-        sessions, types, datas = ([row[i] for row in batch] for i in range(3))
+        sessions, types, datas, keys = ([row[i] for row in batch] for i in range(4))
         async with self._pool.acquire() as conn:
-            row = await conn.fetchrow(_APPEND, sessions, types, datas, CHANNEL, self.origin)
+            row = await conn.fetchrow(_APPEND, sessions, types, datas, CHANNEL, self.origin, keys)
         return list(row[0]) if row is not None and row[0] is not None else [-1] * len(batch)
 
 
@@ -545,22 +579,25 @@ class Along:
         log hands the events to do not take them again from the database."""
         return self.events.origin
 
-    def queued(self) -> tuple[list[str], list[str]]:
-        """The types and data (JSON text) of the taken events, to log before the caller's."""
+    def queued(self) -> tuple[list[str], list[str], list[str | None]]:
+        """The types, data (JSON text) and keys of the taken events, to log before the
+        caller's."""
         for entry in self._taken:
             if entry.encoded is None:
                 entry.encoded = encode(entry.data)  # the text `written` hands the readers
-        return [e.type for e in self._taken], [e.encoded or "" for e in self._taken]
+        taken = self._taken
+        return [e.type for e in taken], [e.encoded or "" for e in taken], [e.key for e in taken]
 
-    def written(self, first_seq: int, type: str, data_json: str) -> None:
-        """The statement committed the taken events numbered from `first_seq`, then the
-        caller's `type` event, its data encoded as `data_json` (the text it stored)."""
+    def written(self, seqs: list[int], type: str, data_json: str, key: str | None = None) -> None:
+        """The statement committed the taken events, then the caller's `type` event (its
+        data encoded as `data_json`, the text it stored, under `key`), numbered `seqs` in
+        that order (0: one logged before under its key)."""
         if type in ANSWER_TYPES:
             raise ValueError("an answer's pieces go through the log, in order")
-        own = _Pending(self.session_id, type, {}, None, encoded=data_json)
+        own = _Pending(self.session_id, type, {}, None, encoded=data_json, key=key)
         taken, self._taken = self._taken, []
         self._open = False  # the count `along` took for it goes with its own event's
-        self.events._along_written([*taken, own], first_seq)
+        self.events._along_written([*taken, own], seqs)
 
     def close(self) -> None:
         """Done, written or not: the session's pieces may go out live again."""

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..agents import Agent, Turn
+from ..agents.turn import event_key
 from ..engine import Engine, Queue, WorkflowContext
 from ..engine.registry import workflow
 from ..errors import ConfigurationError, PayloadTooLarge
@@ -292,9 +293,11 @@ class Sessions:
             idempotent=True,
         )
         if not result.get("ended"):
-            await self.events.append(session_id, "message.end", end)
+            await self.events.append(session_id, "message.end", end, turn.key("message.end"))
         if next_state != turn.state:
-            await self.events.append(session_id, "session.state", {"state": next_state})
+            await self.events.append(
+                session_id, "session.state", {"state": next_state}, turn.key("session.state")
+            )
         for n, (seconds, reminder_text) in enumerate(turn.reminders):
             await self.engine.start(
                 REMINDER_WORKFLOW,
@@ -386,6 +389,7 @@ class Sessions:
                         status=status,
                         along=along,
                         event=None if along is None else ("message.end", end),
+                        key=event_key(turn_id, "message.end"),
                     )
                 else:
                     await store.save_state(conn, session_id, state, data, status)

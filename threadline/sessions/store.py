@@ -9,7 +9,7 @@ from typing import Any
 
 from ..db.connect import Connection
 from ..errors import ThreadlineError
-from .events import CHANNEL, Along, encode, logged_events
+from .events import CHANNEL, FRESH, Along, encode, logged_events
 
 
 class UnknownSession(ThreadlineError):
@@ -187,7 +187,7 @@ WITH existing AS (
     RETURNING seq
 ), numbered AS (
     SELECT $1::text AS session_id, event_seq AS seq, 'message.user'::text AS type,
-           left($4, -1) || ',"message_seq":' || message_seq || '}}' AS data
+           left($4, -1) || ',"message_seq":' || message_seq || '}}' AS data, NULL::text AS key
     FROM bumped
 ), {logged_events("$5", "$6")}{started}
 SELECT a.seq, true AS created, e.seq AS event_seq, e.data, (SELECT count(*) FROM notice),
@@ -231,7 +231,7 @@ async def add_user_message(
     if row is None:
         raise UnknownSession(f"no session with id {along.session_id!r}")
     if row["created"]:
-        along.written(row["event_seq"], "message.user", row["data"])
+        along.written([row["event_seq"]], "message.user", row["data"])
     return int(row["seq"]), bool(row["created"]), row["started"]
 
 
@@ -245,15 +245,15 @@ WITH existing AS (
     SELECT seq FROM threadline.session_messages
     WHERE session_id = $1 AND client_id = $3
 ), batch AS (
-    SELECT e.type, e.data, e.ord
-    FROM unnest($9::text[], $10::text[]) WITH ORDINALITY AS e(type, data, ord)
-), bumped AS (
+    SELECT $1::text AS session_id, e.type, e.data, e.key, e.ord
+    FROM unnest($9::text[], $10::text[], $13::text[]) WITH ORDINALITY AS e(type, data, key, ord)
+), {FRESH}, bumped AS (
     UPDATE threadline.sessions
     SET message_seq = message_seq + CASE WHEN EXISTS (SELECT 1 FROM existing) THEN 0 ELSE 1 END,
-        event_seq = event_seq + (SELECT count(*) FROM batch),
+        event_seq = event_seq + (SELECT count(*) FROM fresh),
         state = $6, data = $7::jsonb, status = $8, updated_at = now()
     WHERE id = $1
-    RETURNING message_seq, event_seq - (SELECT count(*) FROM batch) AS base
+    RETURNING message_seq, event_seq - (SELECT count(*) FROM fresh) AS base
 ), added AS (
     INSERT INTO threadline.session_messages (session_id, seq, role, content, client_id, turn_id,
                                              meta, reply_to)
@@ -261,11 +261,14 @@ WITH existing AS (
     WHERE NOT EXISTS (SELECT 1 FROM existing)
     RETURNING seq
 ), numbered AS (
-    SELECT $1::text AS session_id, b.type, b.data, x.base + b.ord AS seq
-    FROM batch b, bumped x
+    SELECT f.session_id, f.type, f.data, f.key, f.ord,
+           x.base + row_number() OVER (ORDER BY f.ord) AS seq
+    FROM fresh f, bumped x
 ), {logged_events("$11", "$12")}
 SELECT (SELECT seq FROM added UNION ALL SELECT seq FROM existing) AS seq,
-       (SELECT base FROM bumped) AS base, (SELECT count(*) FROM notice) AS notices
+       (SELECT base FROM bumped) AS base, (SELECT count(*) FROM notice) AS notices,
+       (SELECT array_agg(coalesce(n.seq, 0) ORDER BY b.ord)
+        FROM batch b LEFT JOIN numbered n ON n.ord = b.ord) AS seqs
 """
 
 
@@ -281,6 +284,7 @@ async def add_answer(
     status: str,
     along: Along | None = None,
     event: tuple[str, dict[str, Any]] | None = None,
+    key: str | None = None,
 ) -> int:
     """Store a turn's answer (once: its turn id is its client id) and save the session's new
     state with it. With `along` (see `EventLog.along`) and `event`, the session's events it
@@ -290,11 +294,12 @@ async def add_answer(
         raise ValueError("an answer logs an event only with its session's handle (`along`)")
     types: list[str] = []
     datas: list[str] = []
+    keys: list[str | None] = []
     own = ""
     if along is not None and event is not None:
-        types, datas = along.queued()
+        types, datas, keys = along.queued()
         own = encode(event[1])
-        types, datas = [*types, event[0]], [*datas, own]
+        types, datas, keys = [*types, event[0]], [*datas, own], [*keys, key]
     row = await conn.fetchrow(
         ADD_ANSWER,
         session_id,
@@ -309,11 +314,12 @@ async def add_answer(
         datas,
         CHANNEL,
         along.origin if along is not None else "",
+        keys,
     )
     if row is None or row["base"] is None:
         raise UnknownSession(f"no session with id {session_id!r}")
     if along is not None and event is not None:
-        along.written(row["base"] + 1, event[0], own)
+        along.written(list(row["seqs"]), event[0], own, key)
     return int(row["seq"])
 
 
