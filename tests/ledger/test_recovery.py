@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -67,3 +68,74 @@ async def test_a_recovered_workflow_does_not_buy_a_call_twice(
         assert all(r["reservation_id"] is not None for r in rows)
         assert usage["reserved_usd"] == 0
         assert usage["spent_usd"] == sum(r["cost_usd"] for r in rows) > 0
+
+
+# Streams a priced demo answer under a budget, printing the output tokens seen after each
+# piece, until the test kills it.
+STREAMER = """
+import asyncio, sys
+from threadline.db.connect import create_pool
+from threadline.ledger import LLM, Ledger, Scope
+from threadline.llm import Message
+from threadline.llm.pricing import PriceOverrides
+
+PRICES = PriceOverrides({"demo:threadline-demo": {"input_per_mtok": 1, "output_per_mtok": 400}})
+CONTEXT = " ".join(f"Sentence number {i} tells about filters and water." for i in range(60))
+
+async def main():
+    pool = await create_pool(sys.argv[1])
+    ledger = Ledger(pool, overrides=PRICES, lease=0.5)
+    llm = LLM(ledger, model_options={"demo": {"tokens_per_second": 20}})
+    await ledger.budgets.set("tenant:stream", usd=1)
+    seen = []
+    def piece(event):
+        seen.append(event)
+        print("seen", len(seen), flush=True)
+    await llm.request("demo:threadline-demo",
+                      [Message.system("Context: " + CONTEXT), Message.user("Tell me all of it")],
+                      scope=Scope(tenant="stream"), max_tokens=1000, on_delta=piece)
+    print("done", flush=True)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_call_killed_mid_stream_is_charged_what_it_streamed(database_url: str) -> None:
+    """Its reservation's holder told the database what it had streamed (every 0.25 s):
+    recovery charges the input and those output tokens, not the worst case of 1,000."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        STREAMER,
+        database_url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert child.stdout is not None
+    pieces = 0
+    while pieces < 16:
+        line = (await child.stdout.readline()).decode()
+        assert line.startswith("seen"), line
+        pieces = int(line.split()[1])
+    child.kill()
+    await child.wait()
+    async with Engine(database_url, worker=False) as other:
+        ledger = Ledger(other.pool)
+
+        async def recovered() -> bool:
+            return await ledger.budgets.recover() == 1
+
+        await eventually(recovered, timeout=10, what="the dead holder's reservation")
+        (row,) = await ledger.calls(tenant="stream")
+        async with other.pool.acquire() as conn:
+            spent = await conn.fetchval(
+                "SELECT spent_usd FROM threadline.budget_usage WHERE scope_key = 'stream'"
+            )
+        await ledger.budgets.close()
+    assert (row["status"], row["error_code"], row["estimated"]) == ("error", "interrupted", True)
+    # The demo model streams a token a piece: the last report was at most 0.25 s (5) before.
+    assert pieces - 6 <= row["output_tokens"] <= pieces + 1
+    assert row["cost_usd"] == spent < row["reserved_usd"] / 10
+    # Input at the estimate a cut stream is charged (the worst case's bound is ~4x larger).
+    expected = (row["input_tokens"] * 1 + row["output_tokens"] * 400) / Decimal(1_000_000)
+    assert row["cost_usd"] == expected and 500 < row["input_tokens"] < 1000

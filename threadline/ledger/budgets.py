@@ -6,9 +6,10 @@
     for state in await budgets.list(): ...
 
 A process that reserves money registers as a *holder* and heartbeats while it lives. When one
-dies (SIGKILL, a lost machine), the open reservations it leaves are settled at their worst case
-by any other holder's recovery pass (every `lease` seconds) or by `threadline budgets recover`:
-the money a crashed call may have spent is never lost, and a reservation is settled once.
+dies (SIGKILL, a lost machine), the open reservations it leaves are settled by any other
+holder's recovery pass (every `lease` seconds) or by `threadline budgets recover`: at what the
+call had streamed when last reported (`watch`), else at its worst case. The money a crashed call
+may have spent is not lost, and a reservation is settled once.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from .estimates import Calibration
 from .limit_index import LimitIndex, index_for
 from .limits import PERIODS, Counter, Period, ScopeRef, money, today
 from .outcomes import BudgetNotice, CallInfo, Grant, Refusal
-from .reservations import applicable, recover, reserve
+from .reservations import PROGRESS, applicable, recover, reserve
 
 __all__ = ["BudgetState", "Budgets", "NoticeHook"]
 
@@ -40,6 +41,9 @@ log = logging.getLogger(__name__)
 NoticeHook = Callable[[BudgetNotice], Awaitable[None] | None]
 # How long a holder may go without heartbeating before its reservations are recovered.
 DEFAULT_LEASE_S = float(os.environ.get("THREADLINE_BUDGET_LEASE", "15"))
+# How often what reserved calls have streamed is written (one statement for all of them).
+PROGRESS_S = 0.25
+Seen = tuple[int, int]  # a call's input and output tokens so far
 
 SET_LIMIT = """
 INSERT INTO threadline.budgets (scope_kind, scope_key, period, limit_usd) VALUES ($1, $2, $3, $4)
@@ -139,6 +143,9 @@ class Budgets:
         self._holder: int | None = None
         self._holder_lock = asyncio.Lock()
         self._loop_task: asyncio.Task[None] | None = None
+        self._watched: dict[int, Callable[[], Seen]] = {}  # reservation -> tokens seen
+        self._told: dict[int, Seen] = {}  # what the database last heard of each
+        self._progress_task: asyncio.Task[None] | None = None
 
     # -- limits set at run time -----------------------------------------------------------------
 
@@ -272,6 +279,49 @@ class Budgets:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
 
+    # -- what calls in flight have streamed -----------------------------------------------------
+
+    def watch(self, reservation_id: int, seen: Callable[[], Seen]) -> None:
+        """While a reserved call streams: `seen()` gives its input tokens (the provider's
+        count, else the estimate a cut stream is charged) and the output tokens received.
+        Every `PROGRESS_S` what changed is written to the reservations, so that recovery
+        charges a call whose process died mid-stream what it had streamed, not its worst
+        case (it misses at most the tokens of the last `PROGRESS_S`)."""
+        self._watched[reservation_id] = seen
+        if self._progress_task is None or self._progress_task.done():
+            self._progress_task = asyncio.get_running_loop().create_task(
+                self._report_progress(), name="threadline-budget-progress"
+            )
+
+    def unwatch(self, reservation_id: int) -> None:
+        self._watched.pop(reservation_id, None)
+        self._told.pop(reservation_id, None)
+
+    async def _report_progress(self) -> None:
+        while self._watched:
+            await asyncio.sleep(PROGRESS_S)
+            changed = {}
+            for reservation, seen in list(self._watched.items()):
+                tokens = seen()
+                if tokens != self._told.get(reservation):
+                    changed[reservation] = tokens
+            if not changed:
+                continue
+            try:
+                async with self.pool.acquire() as conn:
+                    await conn.execute(
+                        PROGRESS,
+                        list(changed),
+                        [seen[0] for seen in changed.values()],
+                        [seen[1] for seen in changed.values()],
+                    )
+            except Exception as exc:  # the next beat tells it again
+                log_loop_error("budget progress", exc)
+                continue
+            for reservation, tokens in changed.items():
+                if reservation in self._watched:
+                    self._told[reservation] = tokens
+
     # -- the holder and its recovery loop -------------------------------------------------------
 
     async def holder(self) -> int:
@@ -299,7 +349,8 @@ class Budgets:
                 settled = await recover(conn, self._holder or 0)
             if settled.reservations:
                 log.warning(
-                    "settled %d reservations of dead processes at their worst case",
+                    "settled %d reservations of dead processes (at what they had streamed, "
+                    "else at their worst case)",
                     len(settled.reservations),
                 )
             await self.dispatch(settled.all_notices())
@@ -328,11 +379,12 @@ class Budgets:
 
     async def close(self) -> None:
         """Stop heartbeating; reservations still open are left to recovery."""
-        task, self._loop_task = self._loop_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._loop_task, self._progress_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._loop_task = self._progress_task = None
         holder, self._holder = self._holder, None
         if holder is not None:
             with contextlib.suppress(*DATABASE_ERRORS):

@@ -89,11 +89,22 @@ class _Meter:
         self.started = time.perf_counter()
         self.ttft_ms: float | None = None
         self.builder = ResponseBuilder(model.provider, model.name)
+        self._input_estimate: int | None = None
 
     def see(self, event: StreamEvent) -> None:
         if self.ttft_ms is None and isinstance(event, TextDelta):
             self.ttft_ms = (time.perf_counter() - self.started) * 1000
         self.builder.add(event)
+
+    def seen(self) -> tuple[int, int]:
+        """Input and output tokens so far: the provider's counts, else estimates (input from
+        the prompt, as `estimated_usage`; output from the text and tool-call arguments)."""
+        builder = self.builder
+        if self._input_estimate is None:
+            self._input_estimate = estimate_messages(self.messages, self.options.tools)
+        output = estimate_tokens(builder.text + builder.arguments)
+        known = builder.usage
+        return known.input_tokens or self._input_estimate, max(known.output_tokens, output)
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000
@@ -339,6 +350,8 @@ class LLM:
         meter = _Meter(target, messages, options)
         status: CallStatus = "cancelled"
         error: LLMError | None = None
+        if grant.reservation_id is not None:
+            ledger.budgets.watch(grant.reservation_id, meter.seen)
         try:
             async for event in target.stream(messages, **options.kwargs()):
                 meter.see(event)
@@ -348,6 +361,8 @@ class LLM:
             status, error = "error", exc
             raise
         finally:
+            if grant.reservation_id is not None:
+                ledger.budgets.unwatch(grant.reservation_id)
             ledger.submit(self._row(ledger, meter, scope, note, status, error, grant))
 
     async def call(
@@ -378,6 +393,9 @@ class LLM:
         meter = _Meter(model, messages, options)
         status: CallStatus = "cancelled"
         error: LLMError | None = None
+        watched = grant.reservation_id if grant is not None and on_delta is not None else None
+        if watched is not None:  # a crash mid-stream is then charged what it streamed
+            ledger.budgets.watch(watched, meter.seen)
         try:
             if on_delta is None:
                 response = await model.request(messages, **options.kwargs())
@@ -395,6 +413,8 @@ class LLM:
             status, error = "error", exc
             raise
         finally:
+            if watched is not None:
+                ledger.budgets.unwatch(watched)
             row = self._row(ledger, meter, scope, note, status, error, grant)
             if hold is not None and hold.takes(row):
                 hold.hold(row)

@@ -9,7 +9,9 @@ values, so the check and the update see the same money.
 
 Settling deletes the reservation (so it is settled exactly once, by the call or by recovery,
 whichever comes first) and moves its amount from `reserved_usd` to `spent_usd` at the actual
-cost, in the same transaction as the call's ledger row.
+cost, in the same transaction as the call's ledger row. Recovery settles a dead holder's
+reservation at what its call had streamed when the holder last reported it, else at its
+worst case.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from ..db.connect import Connection
 from .limits import Counter, ScopeRef
 from .outcomes import BudgetNotice, CallInfo, Grant, Refusal, Settled
 
-__all__ = ["applicable", "recover", "reserve", "settle"]
+__all__ = ["PROGRESS", "applicable", "recover", "reserve", "settle"]
 
 
 def _threshold(spent: str, limit: str) -> str:
@@ -97,9 +99,9 @@ locked AS (
 ), reservation AS (
     INSERT INTO threadline.budget_reservations (holder, amount_usd, scope_kinds, scope_keys,
         buckets, mode, provider, model, requested_model, attempt, fallback_reason, scope,
-        input_tokens, max_tokens)
+        input_tokens, max_tokens, fixed_usd, token_usd)
     SELECT $10, g.amount, k.kinds, k.keys, k.buckets, $11, $12, $13, $14, $15, $16, $17::jsonb,
-           $18, g.tokens
+           $18, g.tokens, $6::numeric, $7::numeric
     FROM granted g, (SELECT array_agg(scope_kind ORDER BY scope_kind, scope_key, bucket) AS kinds,
                             array_agg(scope_key ORDER BY scope_kind, scope_key, bucket) AS keys,
                             array_agg(bucket ORDER BY scope_kind, scope_key, bucket) AS buckets
@@ -164,8 +166,10 @@ WITH done AS (
 ), {_CHARGE}
 """
 
-# The open reservations of holders that stopped heartbeating are settled at their worst case,
-# each with a ledger row saying so. $1: the recovering holder (never itself), $2: batch size.
+# The open reservations of holders that stopped heartbeating are settled, each with a ledger
+# row saying so (`interrupted`, `estimated`): a call whose holder reported what it had streamed
+# (`progress`) at its input and the output tokens seen, any other at its worst case.
+# $1: the recovering holder (never itself), $2: batch size.
 RECOVER = f"""
 WITH dead AS (
     SELECT id FROM threadline.budget_holders
@@ -175,7 +179,12 @@ WITH dead AS (
     WHERE r.id IN (SELECT id FROM threadline.budget_reservations
                    WHERE holder IN (SELECT id FROM dead) ORDER BY id LIMIT $2
                    FOR UPDATE SKIP LOCKED)
-    RETURNING r.*, r.amount_usd AS actual_usd
+    RETURNING r.*,
+        CASE WHEN r.output_seen IS NULL OR r.token_usd IS NULL THEN r.amount_usd
+             ELSE least(r.amount_usd, ceil((
+                 coalesce(r.fixed_usd * r.input_seen / nullif(r.input_tokens, 0), r.fixed_usd)
+                 + r.token_usd * r.output_seen) * 1e10) / 1e10)
+        END AS actual_usd
 ), ledger_rows AS (
     INSERT INTO threadline.llm_calls (tenant, user_id, session_id, turn_id, run_id, step_no,
         agent, provider, requested_model, model, attempt, status, error_code, fallback_reason,
@@ -184,11 +193,18 @@ WITH dead AS (
     SELECT d.scope->>'tenant', d.scope->>'user', d.scope->>'session', d.scope->>'turn',
            d.scope->>'run_id', (d.scope->>'step_no')::int, d.scope->>'agent', d.provider,
            d.requested_model, d.model, d.attempt, 'error', 'interrupted', d.fallback_reason,
-           d.input_tokens, d.max_tokens, d.amount_usd, true, true,
+           coalesce(d.input_seen, d.input_tokens), coalesce(d.output_seen, d.max_tokens),
+           d.actual_usd, true, true,
            extract(epoch FROM now() - d.created_at) * 1000, d.id, d.amount_usd
     FROM done d
     ON CONFLICT DO NOTHING
 ), {_CHARGE}
+"""
+
+# What the calls of open reservations have streamed so far: $1 ids, $2 input, $3 output tokens.
+PROGRESS = """
+UPDATE threadline.budget_reservations r SET input_seen = p.input, output_seen = p.output
+FROM unnest($1::bigint[], $2::int[], $3::int[]) AS p(id, input, output) WHERE r.id = p.id
 """
 
 FORGET_DEAD_HOLDERS = """

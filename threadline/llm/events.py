@@ -162,6 +162,11 @@ class ResponseBuilder:
     def text(self) -> str:
         return "".join(self._text)
 
+    @property
+    def arguments(self) -> str:
+        """The tool calls' arguments received so far, one after the other (output too)."""
+        return "".join(part for call in self._calls.values() for part in call.arguments)
+
     def add(self, event: StreamEvent) -> None:
         if isinstance(event, TextDelta):
             self._text.append(event.text)
