@@ -11,7 +11,15 @@ from typing import Any
 import asyncpg
 import pytest
 
-from threadline import DatabaseUnavailable, Engine, Registry, WorkflowContext, step, workflow
+from threadline import (
+    DatabaseUnavailable,
+    Engine,
+    Registry,
+    WorkflowCancelled,
+    WorkflowContext,
+    step,
+    workflow,
+)
 from threadline.db.connect import create_pool
 from threadline.engine import journal
 from threadline.engine.dbretry import with_db_retry
@@ -174,3 +182,19 @@ async def test_the_budget_heartbeat_outlives_connections_that_die(database_url: 
     finally:
         await budgets.close()
         await pool.close()
+
+
+async def test_reads_and_cancels_go_through_connections_that_died(database_url: str) -> None:
+    async with Engine(database_url, registry=registry, worker=False) as engine:
+        await engine.start(through_faults, run_id="faults-read")
+        for _ in range(5):
+            await engine.get_run("faults-read")  # every pooled connection in use once
+            assert await kill_backends(database_url) >= 1
+            assert (await engine.get_run("faults-read")).status == "pending"
+            assert await engine.get_steps("faults-read") == []
+            assert [r.id for r in await engine.list_runs()] == ["faults-read"]
+        assert await kill_backends(database_url) >= 1
+        assert await engine.cancel("faults-read") == ["faults-read"]
+        assert await kill_backends(database_url) >= 1
+        with pytest.raises(WorkflowCancelled):
+            await engine.result("faults-read", timeout=10)

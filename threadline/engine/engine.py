@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -36,6 +37,7 @@ from .registry import Registry, Workflow, WorkflowFn, as_workflow, default_regis
 from .serialization import DEFAULT_MAX_PAYLOAD, dumps, loads
 from .worker import Queue, Worker
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
@@ -436,8 +438,9 @@ class Engine:
 
     async def _adopt_if_orphaned(self, run_id: str) -> None:
         # A retried insert can find its own earlier write: a run owned by us that nobody runs.
-        async with self.pool.acquire() as conn:
-            await conn.execute(store.RELEASE, run_id, self.worker_id)
+        await self._query(
+            "release run", lambda conn: conn.execute(store.RELEASE, run_id, self.worker_id)
+        )
 
     async def result(self, run_id: str, timeout: float | None = None) -> Any:
         """The run's result; raises WorkflowFailed / WorkflowCancelled / TimeoutError."""
@@ -458,8 +461,7 @@ class Engine:
                     return self._unwrap(run_id, outcome)
 
     async def _fetch_outcome(self, run_id: str) -> Outcome | None:
-        async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(store.RUN_STATUS, run_id)
+        row = await self._query("run status", lambda conn: conn.fetchrow(store.RUN_STATUS, run_id))
         if row is None:
             raise UnknownRun(f"no run with id {run_id!r}")
         if row["status"] not in TERMINAL:
@@ -502,22 +504,26 @@ class Engine:
 
     async def cancel(self, run_id: str) -> list[str]:
         """Cancel a run and its children; returns the ids that were still unfinished."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(store.CANCEL_TREE, run_id)
-            if not rows and await conn.fetchval(store.LOCK_RUN, run_id) is None:
-                raise UnknownRun(f"no run with id {run_id!r}")
-            ids = [r["id"] for r in rows]
-            for row in rows:
-                if row["parent_id"] and row["parent_id"] not in ids:
-                    await conn.fetchval(
-                        store.WAKE_FOR_TOPIC, row["parent_id"], f"child:{row['id']}"
-                    )
-            if ids:
-                payload = json.dumps(ids)
-                await conn.execute("SELECT pg_notify('threadline_cancel', $1)", payload)
-                await conn.execute("SELECT pg_notify('threadline_done', $1)", payload)
-                await conn.execute("SELECT pg_notify('threadline_work', '')")
-        return ids
+
+        async def cancel_tree() -> list[str]:
+            async with self.pool.acquire() as conn, conn.transaction():
+                rows = await conn.fetch(store.CANCEL_TREE, run_id)
+                if not rows and await conn.fetchval(store.LOCK_RUN, run_id) is None:
+                    raise UnknownRun(f"no run with id {run_id!r}")
+                ids = [r["id"] for r in rows]
+                for row in rows:
+                    if row["parent_id"] and row["parent_id"] not in ids:
+                        await conn.fetchval(
+                            store.WAKE_FOR_TOPIC, row["parent_id"], f"child:{row['id']}"
+                        )
+                if ids:
+                    payload = json.dumps(ids)
+                    await conn.execute("SELECT pg_notify('threadline_cancel', $1)", payload)
+                    await conn.execute("SELECT pg_notify('threadline_done', $1)", payload)
+                    await conn.execute("SELECT pg_notify('threadline_work', '')")
+                return ids
+
+        return await with_db_retry(cancel_tree, what="cancel")
 
     async def events(
         self, run_id: str, after_seq: int = 0, follow: bool = True
@@ -529,15 +535,9 @@ class Engine:
         try:
             while True:
                 signal.clear()
-                async with self.pool.acquire() as conn:
-                    rows = await conn.fetch(store.READ_EVENTS, run_id, seq, 500)
-                    status = (
-                        None
-                        if rows
-                        else await conn.fetchval(
-                            "SELECT status FROM threadline.runs WHERE id = $1", run_id
-                        )
-                    )
+                rows, status = await with_db_retry(
+                    functools.partial(self._read_events, run_id, seq), what="run events"
+                )
                 for row in rows:
                     seq = row["seq"]
                     yield Event(seq, row["kind"], loads(row["data"]), row["at"])
@@ -556,23 +556,41 @@ class Engine:
                 if not watchers:
                     del self._event_watchers[run_id]
 
-    async def _exists(self, run_id: str) -> bool:
+    async def _read_events(self, run_id: str, after: int) -> tuple[list[Any], str | None]:
+        """The run's next events, or (none yet) its status."""
         async with self.pool.acquire() as conn:
-            return bool(await conn.fetchval("SELECT 1 FROM threadline.runs WHERE id = $1", run_id))
+            rows = await conn.fetch(store.READ_EVENTS, run_id, after, 500)
+            if rows:
+                return rows, None
+            status = await conn.fetchval("SELECT status FROM threadline.runs WHERE id = $1", run_id)
+            return rows, status
+
+    async def _exists(self, run_id: str) -> bool:
+        found = await self._query(
+            "run lookup",
+            lambda conn: conn.fetchval("SELECT 1 FROM threadline.runs WHERE id = $1", run_id),
+        )
+        return bool(found)
+
+    async def _query(self, what: str, query: Callable[[Any], Awaitable[T]]) -> T:
+        """`query` on a pooled connection, retried through transient database failures."""
+
+        async def attempt() -> T:
+            async with self.pool.acquire() as conn:
+                return await query(conn)
+
+        return await with_db_retry(attempt, what=what)
 
     # -- inspection ---------------------------------------------------------------------------
 
     async def list_runs(self, **filters: Any) -> list[store.RunInfo]:
-        async with self.pool.acquire() as conn:
-            return await store.list_runs(conn, **filters)
+        return await self._query("list runs", lambda conn: store.list_runs(conn, **filters))
 
     async def get_run(self, run_id: str) -> store.RunInfo:
-        async with self.pool.acquire() as conn:
-            return await store.get_run(conn, run_id)
+        return await self._query("get run", lambda conn: store.get_run(conn, run_id))
 
     async def get_steps(self, run_id: str) -> list[store.StepInfo]:
-        async with self.pool.acquire() as conn:
-            return await store.get_steps(conn, run_id)
+        return await self._query("get steps", lambda conn: store.get_steps(conn, run_id))
 
     # -- waiting (called by WorkflowContext) --------------------------------------------------
 
