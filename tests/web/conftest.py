@@ -4,6 +4,7 @@ an ephemeral port, with an engine and worker on the test's database."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -76,9 +77,15 @@ class ChatServer:
 
 @pytest.fixture
 async def chat(database_url: str) -> AsyncIterator[ChatServer]:
+    async with chat_server(database_url, [echo, support, nudge, thrifty]) as server:
+        yield server
+
+
+@contextlib.asynccontextmanager
+async def chat_server(database_url: str, agents: list[Agent]) -> AsyncIterator[ChatServer]:
     engine = Engine(database_url, poll_interval=0.05)
     llm = LLM(model_options={"demo": {"tokens_per_second": 100}})
-    sessions = Sessions(engine, [echo, support, nudge, thrifty], llm=llm, max_message_chars=2000)
+    sessions = Sessions(engine, agents, llm=llm, max_message_chars=2000)
     async with engine:
         hub = Hub(engine.url)
         await hub.start()

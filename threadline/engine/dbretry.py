@@ -10,6 +10,8 @@ from typing import TypeVar
 
 import asyncpg
 
+from ..errors import DatabaseUnavailable
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -68,6 +70,15 @@ def log_loop_error(loop: str, exc: Exception) -> None:
         log.warning("%s: %s", loop, describe(exc))
     else:
         log.exception("%s failed; going on", loop)
+
+
+def database_gone(exc: BaseException) -> bool:
+    """The database failed a run's own bookkeeping (not an error of the workflow's code): the
+    journal's `DatabaseUnavailable`, or a transient asyncpg error from a wait's write. The run
+    is handed back and replayed, not failed."""
+    return isinstance(exc, DatabaseUnavailable) or (
+        isinstance(exc, DATABASE_ERRORS) and not isinstance(exc, OSError) and is_transient(exc)
+    )
 
 
 def describe(exc: BaseException) -> str:

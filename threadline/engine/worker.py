@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from ..errors import DatabaseUnavailable, NonDeterminismError
+from ..errors import NonDeterminismError
 from . import store
 from .context import CancelledRun, Recorded, RunLost, Suspended, WorkflowContext, _current
-from .dbretry import describe, is_transient, log_loop_error, with_db_retry
+from .dbretry import database_gone, describe, log_loop_error, with_db_retry
 from .registry import Workflow
 from .serialization import dumps, loads
 
@@ -287,7 +287,7 @@ class Worker:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            if _database_gone(exc):
+            if database_gone(exc):
                 # The journal (or a wait) could not be written past its retries: not the
                 # workflow's failure. Another try, here or elsewhere, replays and goes on.
                 log.warning("run %s left for another try: %s", run_id, describe(exc))
@@ -337,12 +337,3 @@ class Worker:
                 await conn.execute(store.RELEASE, run_id, self.id)
 
         await with_db_retry(release, what="release run")
-
-
-def _database_gone(exc: Exception) -> bool:
-    """The database failed the run's own bookkeeping (not an error of the workflow's code):
-    the journal's `DatabaseUnavailable`, or a transient asyncpg error from a wait's write."""
-    database_error = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
-    return isinstance(exc, DatabaseUnavailable) or (
-        isinstance(exc, database_error) and is_transient(exc)
-    )

@@ -39,7 +39,7 @@ from .events import (
     UsageEvent,
 )
 from .messages import Message, ToolCall, ToolDef
-from .model import PROVIDERS, Model, default_model_spec, get_model
+from .model import PROVIDERS, Model, check_installed, default_model_spec, get_model
 from .pricing import ModelRates, Price, PriceOverrides, price, prices_per_token
 from .tokens import estimate_messages, estimate_tokens, upper_bound_messages, upper_bound_tokens
 
@@ -77,6 +77,7 @@ __all__ = [
     "UnknownModel",
     "Usage",
     "UsageEvent",
+    "check_installed",
     "default_model_spec",
     "error_from_json",
     "estimate_messages",

@@ -142,6 +142,13 @@ def get_model(spec: str, **options: Any) -> Model:
     return model_class(name, **options)
 
 
+def check_installed(spec: str) -> None:
+    """Raise `ProviderNotInstalled` (naming the pip extra) or `UnknownModel` now, instead of
+    at the first call: what a server checks of its agents' models before it starts."""
+    provider, _ = parse_spec(spec)
+    importlib.import_module(PROVIDERS[provider][0])
+
+
 def default_model_spec(environ: Mapping[str, str] | None = None) -> str:
     """The first provider whose API key is set (Anthropic, OpenAI, Google), else the offline
     demo model."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -18,19 +19,23 @@ from typing import Any
 from ..agents import Agent, Turn
 from ..agents.turn import event_key
 from ..engine import Engine, Queue, WorkflowContext
+from ..engine.dbretry import database_gone, describe
 from ..engine.registry import workflow
 from ..errors import ConfigurationError, PayloadTooLarge
 from ..ledger import LLM, Scope
-from ..llm import Message, default_model_spec
-from ..router import Router
+from ..llm import LLMError, Message, check_installed, default_model_spec
+from ..router import ModelPolicy, Router
 from . import store
 from .events import EventLog, SessionEvent, read_events
+from .failures import turn_failure
 from .store import SessionInfo, StoredMessage
 
 TURN_QUEUE = "threadline.turns"
 TURN_WORKFLOW = "threadline.turn"
 REMINDER_WORKFLOW = "threadline.reminder"
 MAX_MESSAGE_CHARS = 8000
+
+log = logging.getLogger(__name__)
 
 
 class Sessions:
@@ -44,6 +49,7 @@ class Sessions:
     ) -> None:
         self.engine = engine
         self.agents = {a.name: a for a in agents}
+        check_models(self.agents.values())
         self.llm = llm or LLM()
         self.router = Router(self.llm)
         self.max_message_chars = max_message_chars
@@ -238,10 +244,38 @@ class Sessions:
     # -- the turn workflow --------------------------------------------------------------------
 
     async def _run_turn(self, ctx: WorkflowContext, session_id: str, seq: int) -> dict[str, Any]:
-        snap: dict[str, Any] = await ctx.step(
-            self._snapshot, session_id, seq, name="load", read_only=True
-        )
-        agent = self.agent(snap["agent"])
+        """The turn, ended by `message.end`, `message.cancelled` or, when it fails,
+        `message.error` (see `failures`)."""
+        agent: Agent | None = None
+        try:
+            snap: dict[str, Any] = await ctx.step(
+                self._snapshot, session_id, seq, name="load", read_only=True
+            )
+            agent = self.agent(snap["agent"])
+            return await self._answer(ctx, session_id, seq, snap, agent)
+        except Exception as exc:
+            if ctx.cancelled or database_gone(exc):
+                raise  # `message.cancelled` tells it; or the run is handed back and replayed
+            failure = turn_failure(exc, agent.budget_message if agent else "")
+            log.error(
+                "turn %s of session %s failed (%s): %s",
+                ctx.run_id,
+                session_id,
+                failure.code,
+                describe(exc),
+                exc_info=failure.code in ("internal", "step_failed", "tool_failed"),
+            )
+            await self.events.append(
+                session_id,
+                "message.error",
+                failure.to_json(ctx.run_id),
+                event_key(ctx.run_id, "message.error"),
+            )
+            raise
+
+    async def _answer(
+        self, ctx: WorkflowContext, session_id: str, seq: int, snap: dict[str, Any], agent: Agent
+    ) -> dict[str, Any]:
         turn_id = ctx.run_id
         turn = Turn(
             agent=agent,
@@ -394,6 +428,20 @@ class Sessions:
                 else:
                     await store.save_state(conn, session_id, state, data, status)
         return {"state": state, "message_seq": answer, "ended": along is not None}
+
+
+def check_models(agents: Iterable[Agent]) -> None:
+    """Refuse agents whose models cannot be called here (a provider's SDK not installed, an
+    unknown provider): at start, naming the fix, rather than as every turn's failure."""
+    problems = []
+    for agent in agents:
+        for spec in ModelPolicy.of(agent.model or default_model_spec()).specs:
+            try:
+                check_installed(spec)
+            except LLMError as exc:
+                problems.append(f"agent {agent.name!r} uses {spec!r}: {exc}")
+    if problems:
+        raise ConfigurationError("; ".join(problems))
 
 
 def _as_message(m: StoredMessage) -> Message:

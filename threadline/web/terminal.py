@@ -73,6 +73,10 @@ async def _print_answer(ws: Any, write: Write) -> None:
             write(f"\n[error {frame['code']}: {frame['message']}]\n")
             if frame["code"] != "rate_limited":
                 return
+        elif kind == "message.error":
+            again = " (sending it again may work)" if frame.get("retryable") else ""
+            write(f"\n[error {frame['code']}: {frame['message']}{again}]\n")
+            return
         elif kind in ("message.end", "message.cancelled"):
             cost = frame.get("cost")
             write(f"\n[{frame.get('model') or ''} ${cost}]\n" if cost is not None else "\n")

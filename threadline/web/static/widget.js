@@ -34,6 +34,8 @@
     ".user{align-self:flex-end;background:#2b6cb0;color:#fff}",
     ".assistant,.operator{align-self:flex-start;background:#edf2f7}",
     ".msg code{background:rgba(0,0,0,.07);padding:0 3px;border-radius:3px;font-family:ui-monospace,monospace}",
+    ".msg.error{align-self:flex-start;background:#fff5f5;color:#742a2a;border:1px solid #feb2b2}",
+    ".msg.error button{margin-left:8px;border:1px solid #c53030;background:#fff;color:#c53030;border-radius:6px;cursor:pointer;font:inherit}",
     ".status{font-size:12px;color:#718096;padding:0 14px 4px;min-height:16px}",
     "form{display:flex;gap:6px;padding:10px;border-top:1px solid #e2e8f0}",
     "textarea{flex:1;resize:none;border:1px solid #cbd5e0;border-radius:8px;padding:7px;font:inherit;height:38px}",
@@ -61,6 +63,7 @@
   var saved = {};
   try { saved = JSON.parse(localStorage.getItem(storeKey) || "{}"); } catch (e) { saved = {}; }
   var ws = null, lastSeq = saved.lastSeq || 0, retry = 0, busy = false, answering = null;
+  var lastSent = null; // the text of the user's last message, for "Try again"
   var turns = {}; // turn_id -> the element its text streams into
   var outbox = []; // frames waiting for an open connection
 
@@ -180,6 +183,22 @@
       case "model.fallback":
         status.textContent = "Answering with " + frame.to + " (" + frame.reason + ").";
         return;
+      case "message.error": // the turn failed: say so, and offer a retry where it can help
+        if (answering === frame.turn_id) answering = null;
+        setBusy(false);
+        el = turns[frame.turn_id];
+        if (el && !el._text) el.remove();
+        el = bubble("error", frame.message || "Something went wrong.", frame.turn_id + ":error");
+        el.setAttribute("role", "alert");
+        if (frame.retryable && lastSent) {
+          var again = document.createElement("button");
+          again.type = "button";
+          again.textContent = "Try again";
+          var text = lastSent;
+          again.addEventListener("click", function () { again.remove(); send(text); });
+          el.appendChild(again);
+        }
+        return;
       case "message.cancelled":
         setBusy(false);
         status.textContent = "Stopped.";
@@ -290,6 +309,7 @@
   }
 
   function send(text) {
+    lastSent = text;
     var clientId = "c_" + Date.now().toString(36) + Math.random().toString(36).slice(2, 8);
     bubble("user", text, clientId);
     var frame = JSON.stringify({ type: "message.send", client_id: clientId, text: text });
