@@ -201,15 +201,19 @@ async def test_sse_streams_the_same_events_and_resumes_from_last_event_id(
         f"/v1/sessions/{sid}/messages?token={token}", json={"client_id": "m1", "text": "Hi"}
     )
     ids: list[int] = []
+    comments: list[str] = []
     async with chat.http.stream(
         "GET", f"/v1/sessions/{sid}/events?token={token}", headers={"last-event-id": "1"}
     ) as r:
         async for line in r.aiter_lines():
             if line.startswith("id: "):
                 ids.append(int(line[4:]))
+            if line.startswith(":"):
+                comments.append(line)
             if line.startswith("event: message.end"):
                 break
     assert ids and ids[0] == 2 and ids == list(range(2, 2 + len(ids)))
+    assert comments == []  # keep-alives only after 15 s of silence
 
 
 async def test_event_numbers_are_in_order_and_the_log_contiguous_over_several_turns(

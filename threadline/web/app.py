@@ -4,7 +4,6 @@ widget script and the demo page."""
 # No `from __future__ import annotations`: FastAPI reads these annotations at run time.
 
 import asyncio
-import contextlib
 import json
 import os
 from collections.abc import AsyncIterator
@@ -260,6 +259,9 @@ def create_app(
     return app
 
 
+SSE_KEEP_ALIVE_S = 15.0
+
+
 async def _sse_stream(
     sessions: Sessions, hub: Hub, session_id: str, after: int
 ) -> AsyncIterator[str]:
@@ -279,8 +281,9 @@ async def _sse_stream(
                 if gap:
                     break
             sub.wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(sub.wake.wait(), 15.0)
-            yield ": keep-alive\n\n"
+            try:
+                await asyncio.wait_for(sub.wake.wait(), SSE_KEEP_ALIVE_S)
+            except TimeoutError:  # idle: a comment keeps proxies from closing the stream
+                yield ": keep-alive\n\n"
     finally:
         hub.unsubscribe(session_id, sub)
