@@ -321,6 +321,40 @@ async def test_the_ai_sdk_endpoint_speaks_the_ui_message_stream_protocol(
     assert bad.status_code == 422 and "user message" in bad.json()["detail"]
 
 
+async def ai_sdk_turn(chat: ChatServer, url: str, body: dict) -> tuple[str, list[str]]:  # type: ignore[type-arg]
+    """The streamed answer's text and its chunks' types."""
+    types: list[str] = []
+    text = ""
+    async with asyncio.timeout(20), chat.http.stream("POST", url, json=body) as r:
+        async for line in r.aiter_lines():
+            if line.startswith("data: "):
+                chunk = line[6:] if line[6:] == "[DONE]" else json.loads(line[6:])
+                types.append(chunk if isinstance(chunk, str) else chunk["type"])
+                if isinstance(chunk, dict) and chunk["type"] == "text-delta":
+                    text += chunk["delta"]
+    return text, types
+
+
+async def test_the_ai_sdk_endpoint_answers_a_resend_and_a_regenerate(chat: ChatServer) -> None:
+    """useChat resends a request that broke with the same message id (the same turn streams
+    again, nothing is asked twice) and `regenerate()` asks the same text for a new answer."""
+    session = await chat.new_session()
+    url = f"/v1/sessions/{session['session_id']}/ai-sdk?token={session['token']}"
+    message = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "Hello"}]}
+    body = {"id": "chat-1", "trigger": "submit-message", "messages": [message]}
+    first, types = await ai_sdk_turn(chat, url, body)
+    again, types_again = await ai_sdk_turn(chat, url, body)
+    assert first and again == first and types_again == types and types[-1] == "[DONE]"
+    history = (await chat.http.get(url.replace("/ai-sdk", "/messages"))).json()
+    assert [m["role"] for m in history] == ["user", "assistant"]
+    regenerate = {**body, "trigger": "regenerate-message", "messageId": "a1"}
+    new, types = await ai_sdk_turn(chat, url, regenerate)
+    assert new and types[-4:] == ["text-end", "finish-step", "finish", "[DONE]"]
+    history = (await chat.http.get(url.replace("/ai-sdk", "/messages"))).json()
+    assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant"]
+    assert history[-1]["content"] == new
+
+
 async def test_pieces_reach_the_client_before_the_log_has_them(
     chat: ChatServer, database_url: str
 ) -> None:

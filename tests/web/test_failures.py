@@ -146,3 +146,21 @@ async def test_the_widget_shows_the_error_and_its_retry_answers(failing_chat: Ch
         users = await page.eval_on_selector_all(".msg.user", "els => els.map(e => e.textContent)")
         assert users == ["Can you look up part TL-4471?"] * 2
         await browser.close()
+
+
+async def test_the_ai_sdk_stream_ends_a_failed_turn_with_an_error_chunk(
+    failing_chat: ChatServer,
+) -> None:
+    session = await failing_chat.new_session("locked_out")
+    url = f"/v1/sessions/{session['session_id']}/ai-sdk?token={session['token']}"
+    message = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "Hi"}]}
+    chunks: list[Any] = []
+    async with (
+        asyncio.timeout(20),
+        failing_chat.http.stream("POST", url, json={"messages": [message]}) as r,
+    ):
+        async for line in r.aiter_lines():
+            if line.startswith("data: "):
+                chunks.append(line[6:] if line[6:] == "[DONE]" else json.loads(line[6:]))
+    assert chunks[-1] == "[DONE]"
+    assert chunks[-2]["type"] == "error" and "not set up correctly" in chunks[-2]["errorText"]

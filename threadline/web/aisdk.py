@@ -1,13 +1,15 @@
 """The Vercel AI SDK's UI message stream protocol, so React apps built with `useChat` talk to a
 session without an adapter: `POST /v1/sessions/{id}/ai-sdk` takes useChat's request body
 (`{messages: [{id, role, parts: [{type: "text", text}]}]}`), sends the last user message as a
-turn, and answers with that turn's events as UI message chunks over SSE, ending in `[DONE]`."""
+turn, and answers with that turn's events as UI message chunks over SSE, ending in `[DONE]`
+(after `finish`, or an `error` chunk with the failure's words when the turn fails)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -30,6 +32,18 @@ def last_user_message(body: Any) -> tuple[str, str]:
             ) or str(message.get("content") or "")
             return str(message.get("id") or ""), text
     raise ValueError("the body has no user message")
+
+
+def client_id(body: Any, message_id: str) -> str:
+    """The session message's client id: the user message's own id (so a resend of a request
+    is the same message, answered once), a fresh one when there is none, and a new one per
+    `regenerate()` (useChat's `trigger: "regenerate-message"`: the same text asked again for
+    a new answer)."""
+    if not message_id:
+        return os.urandom(8).hex()
+    if isinstance(body, dict) and body.get("trigger") == "regenerate-message":
+        return f"{message_id[:80]}~{os.urandom(4).hex()}"
+    return message_id[:100]
 
 
 def _chunk(data: dict[str, Any] | str) -> str:
@@ -88,6 +102,10 @@ async def stream_turn(
                     yield _chunk({"type": "text-end", "id": text_id})
                     yield _chunk({"type": "finish-step"})
                     yield _chunk({"type": "finish"})
+                    yield _chunk("[DONE]")
+                    return
+                if frame["type"] == "message.error" and frame.get("turn_id") == turn_id:
+                    yield _chunk({"type": "error", "errorText": frame["message"]})
                     yield _chunk("[DONE]")
                     return
                 if frame["type"] == "message.cancelled":

@@ -5,7 +5,6 @@ widget script and the demo page."""
 
 import asyncio
 import json
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -207,21 +206,24 @@ def create_app(
         """A turn for the Vercel AI SDK's `useChat`: its request body in, the UI message
         stream protocol out."""
         try:
-            message_id, text = aisdk.last_user_message(await request.json())
+            body = await request.json()
+            message_id, text = aisdk.last_user_message(body)
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
+        client_id = aisdk.client_id(body, message_id)
         try:
             info = await sessions.get(session_id)
-            seq, _ = await sessions.send(session_id, text, message_id or os.urandom(8).hex())
+            seq, created = await sessions.send(session_id, text, client_id)
         except UnknownSession as exc:
             raise HTTPException(404, str(exc)) from None
         except PayloadTooLarge as exc:
             raise HTTPException(413, str(exc)) from None
         except ConfigurationError as exc:
             raise HTTPException(422, str(exc)) from None
-        stream = aisdk.stream_turn(
-            sessions, hub, session_id, f"turn:{session_id}:{seq}", info.event_seq
-        )
+        # A resend of a message already sent (useChat retrying a request that broke) streams
+        # that message's turn again, from its first event: the log has it all.
+        after = info.event_seq if created else 0
+        stream = aisdk.stream_turn(sessions, hub, session_id, f"turn:{session_id}:{seq}", after)
         return StreamingResponse(stream, media_type="text/event-stream", headers=aisdk.HEADERS)
 
     @app.get("/v1/costs", dependencies=[Depends(admin)])
