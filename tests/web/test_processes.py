@@ -10,7 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -20,7 +20,7 @@ import websockets
 from threadline import Engine
 from threadline.ledger import Ledger
 
-from ..helpers import ROOT, kill
+from ..helpers import ROOT, kill, until
 from .conftest import Screen
 
 pytestmark = pytest.mark.processes
@@ -191,3 +191,45 @@ async def test_sigterm_lets_the_answer_being_streamed_finish_then_exits(
             )
     assert run.status == "succeeded" and run.recoveries == 0
     assert [r["role"] for r in roles] == ["user", "assistant"]
+
+
+async def test_the_terminal_client_reconnects_when_the_server_restarts(
+    database_url: str, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    """`threadline chat` against a server killed mid-answer and started again on its port:
+    the client reconnects, the answer comes whole, and the next message is answered."""
+    from threadline.web.terminal import chat as terminal_chat
+
+    first, url = await serving(database_url, procs)
+    printed: list[str] = []
+    killed = asyncio.Event()
+
+    async def lines() -> AsyncIterator[str]:
+        yield "Tell me"
+        yield "And then?"
+
+    async def kill_mid_answer() -> None:
+        await until(lambda: len("".join(printed)) >= 40, timeout=30)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        killed.set()
+        again = serve(database_url, int(url.rsplit(":", 1)[1]))
+        procs.append(again)
+        await until_up(url, again)
+
+    killer = asyncio.create_task(kill_mid_answer())
+    async with asyncio.timeout(90):
+        await terminal_chat(url, "slow", lines(), printed.append)
+    await killer
+    assert killed.is_set()
+    out = "".join(printed)
+    assert "[connection lost; reconnecting]" in out
+    assert out.count("[demo:threadline-demo $") == 2, out  # both answers ended
+    async with Engine(database_url, worker=False) as client, client.pool.acquire() as conn:
+        stored = await conn.fetch(
+            "SELECT role, content FROM threadline.session_messages ORDER BY seq"
+        )
+    first_answer = stored[1]["content"]
+    tail = out.split("[the answer starts again]\n")[-1] if "starts again" in out else out
+    assert first_answer in tail.replace("\n[connection lost; reconnecting]\n", ""), out
+    assert [r["role"] for r in stored] == ["user", "assistant", "user", "assistant"]
