@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
+import asyncpg
 import pytest
 from click.testing import CliRunner
 
@@ -107,3 +109,21 @@ def test_costs_groups_the_ledger(cli, database_url: str) -> None:  # type: ignor
     assert [(r["key"], r["calls"]) for r in rows] == [("openai:gpt-4o-mini", 3)]
     code, out = cli("costs", "--since", "last tuesday")
     assert code != 0 and "--since" in out
+
+
+def test_show_prints_brackets_in_errors_as_written(cli, database_url: str) -> None:  # type: ignore[no-untyped-def]
+    """Rich markup would take `[anthropic]` in an install hint for a style and drop it."""
+    cli("start", "crashy", "--app", APP, "--input", "[1]", "--run-id", "cli-br", "--no-wait")
+
+    async def fail() -> None:
+        conn = await asyncpg.connect(database_url)
+        error = {"type": "ProviderNotInstalled", "message": "pip install 'threadline[anthropic]'"}
+        await conn.execute(
+            "UPDATE threadline.runs SET status = 'failed', error = $1::jsonb WHERE id = 'cli-br'",
+            json.dumps(error),
+        )
+        await conn.close()
+
+    asyncio.run(fail())
+    code, out = cli("runs", "show", "cli-br")
+    assert code == 0 and "pip install 'threadline[anthropic]'" in out

@@ -13,10 +13,12 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
+from types import FrameType
 from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import db
@@ -50,8 +52,19 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return run_loop(coro)
     except ThreadlineError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         sys.exit(1)
+
+
+def _exit_on_sigterm() -> None:
+    """Until the event loop takes SIGTERM over, SIGTERM exits through SystemExit: its default
+    action would skip the exit handlers, and with them the stop of the embedded database that
+    this process may be the last user of."""
+
+    def exit_(signum: int, frame: FrameType | None) -> None:
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, exit_)
 
 
 def load_app(path: str | None, database_url: str | None, **options: Any) -> Engine:
@@ -165,6 +178,7 @@ def worker(app_path: str | None, database_url: str | None, concurrency: int) -> 
     SIGTERM or Ctrl-C drains: no new runs are claimed, running ones finish (up to 30 s),
     and whatever is left is handed back for another worker.
     """
+    _exit_on_sigterm()
     engine = load_app(app_path, database_url, concurrency=concurrency)
 
     async def go() -> None:
@@ -211,8 +225,8 @@ def runs_list(
     table = Table("run", "workflow", "status", "created", "finished", "recoveries")
     for r in found:
         table.add_row(
-            r.id,
-            r.workflow,
+            escape(r.id),
+            escape(r.workflow),
             r.status,
             f"{r.created_at:%Y-%m-%d %H:%M:%S}",
             f"{r.finished_at:%H:%M:%S}" if r.finished_at else "",
@@ -231,28 +245,37 @@ def runs_show(database_url: str | None, run_id: str) -> None:
         run = await e.get_run(run_id)
         steps = await e.get_steps(run_id)
         events = [ev async for ev in e.events(run_id, follow=False)]
-        console.print(f"[bold]{run.id}[/bold]  {run.workflow}  [bold]{run.status}[/bold]")
+        console.print(
+            f"[bold]{escape(run.id)}[/bold]  {escape(run.workflow)}  [bold]{run.status}[/bold]"
+        )
         console.print(
             f"version {run.app_version}  queue {run.queue}"
             + (f" key {run.queue_key}" if run.queue_key else "")
-            + (f"  parent {run.parent_id}" if run.parent_id else "")
+            + (f"  parent {run.parent_id}" if run.parent_id else ""),
+            markup=False,
         )
-        console.print(f"input  {json.dumps(run.input)}")
+        console.print(f"input  {json.dumps(run.input)}", markup=False)
         if run.status == "succeeded":
-            console.print(f"output {json.dumps(run.output)}")
+            console.print(f"output {json.dumps(run.output)}", markup=False)
         if run.error:
-            console.print(f"[red]error  {run.error.get('type')}: {run.error.get('message')}[/red]")
+            error = f"{run.error.get('type')}: {run.error.get('message')}"
+            console.print(f"[red]error  {escape(error)}[/red]")
         if run.status == "waiting":
             console.print(f"waiting for {run.waiting_topic or 'timer'} until {run.wake_at}")
         table = Table("step", "name", "result", "at", title="steps")
         for s in steps:
             shown = json.dumps(s.error if s.error else s.output)
-            table.add_row(str(s.step_no), s.name, shown[:80], f"{s.created_at:%H:%M:%S.%f}"[:-3])
+            table.add_row(
+                str(s.step_no),
+                escape(s.name),
+                escape(shown[:80]),
+                f"{s.created_at:%H:%M:%S.%f}"[:-3],
+            )
         console.print(table)
         if events:
             table = Table("seq", "kind", "data", title="events")
             for ev in events:
-                table.add_row(str(ev.seq), ev.kind, json.dumps(ev.data)[:80])
+                table.add_row(str(ev.seq), escape(ev.kind), escape(json.dumps(ev.data)[:80]))
             console.print(table)
 
     _run(_with_engine(Engine(database_url, worker=False), go))
@@ -414,6 +437,7 @@ def serve(
     agents_path: str | None,
 ) -> None:
     """Serve the chat API, the widget and the demo page, with a worker in the same process."""
+    _exit_on_sigterm()
     from .web import serve as run_server
 
     agents = _load_object(agents_path, "--agents") if agents_path else None
@@ -445,7 +469,7 @@ def chat(agent: str, url: str) -> None:
     try:
         run_chat(url, agent)
     except (OSError, RuntimeError) as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         sys.exit(1)
     except KeyboardInterrupt:
         pass
