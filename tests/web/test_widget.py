@@ -178,3 +178,19 @@ async def test_a_page_from_a_disallowed_origin_is_refused(
     assert status is not None and "could not" in status.lower()
     listed = await chat.http.get("/v1/sessions", headers={"authorization": "Bearer admin-key"})
     assert listed.json() == []
+
+
+async def test_the_cost_line_shows_the_money_left_with_its_digits(
+    browser: Browser, chat: ChatServer
+) -> None:
+    """A $0.002 session budget reads as such (not "$0.00"), and what is left is limit minus
+    spent minus reserved, as the server sent it."""
+    page = await browser.new_page()
+    await page.goto(f"{chat.url}/?agent=thrifty")
+    await page.click(".bubble")
+    await send(page, "Hello")
+    await page.wait_for_selector("form button.stop")
+    await wait_idle(page)
+    line = await page.locator(".status").inner_text()
+    assert line.startswith("demo:threadline-demo · $"), line
+    assert line.endswith(" of $0.002 left"), line

@@ -101,6 +101,15 @@
     return el;
   }
 
+  // Dollars with the digits that matter: $0.10, $0.006, $0.00042 (never $0.01 for $0.006).
+  function money(value) {
+    var n = Number(value);
+    if (!isFinite(n)) return "";
+    if (n === 0 || Math.abs(n) >= 0.995) return "$" + n.toFixed(2);
+    var digits = Math.max(2, 1 - Math.floor(Math.log10(Math.abs(n)))); // two significant
+    return "$" + n.toFixed(digits).replace(/(\.\d\d\d*?)0+$/, "$1");
+  }
+
   function setBusy(value) {
     busy = value;
     sendButton.textContent = value ? "Stop" : "Send";
@@ -169,9 +178,10 @@
         if (answering === frame.turn_id) answering = null;
         setBusy(false);
         if (showCost && frame.cost !== null && frame.cost !== undefined) {
-          var line = (frame.model || "") + " · $" + Number(frame.cost).toFixed(5);
-          if (frame.budget) line += " · $" + Number(frame.budget.left).toFixed(4) + " of $" + Number(frame.budget.limit).toFixed(2) + " left";
-          status.textContent = line;
+          var parts = [];
+          if (frame.model) parts.push(frame.model, money(frame.cost));
+          if (frame.budget) parts.push(money(frame.budget.left) + " of " + money(frame.budget.limit) + " left");
+          status.textContent = parts.join(" · ");
         }
         return;
       case "budget.update":
