@@ -198,3 +198,88 @@ async def test_reads_and_cancels_go_through_connections_that_died(database_url: 
         assert await kill_backends(database_url) >= 1
         with pytest.raises(WorkflowCancelled):
             await engine.result("faults-read", timeout=10)
+
+
+gate: dict[str, asyncio.Event] = {}
+
+
+@step
+async def held_open(name: str) -> int:
+    bodies[name] = bodies.get(name, 0) + 1
+    await gate[name].wait()
+    return 7
+
+
+@workflow(registry=registry, name="held")
+async def held(ctx: WorkflowContext) -> int:
+    return await held_open("held")
+
+
+async def test_a_worker_whose_lock_a_restart_dropped_keeps_its_runs(database_url: str) -> None:
+    """A server restart drops every worker's lock at once. Until a worker takes it again, the
+    others must not take it for dead (they ran its runs too, and bought their calls twice):
+    lock-less workers whose lock predates the server's start wait for their lease."""
+    bodies.clear()
+    gate["held"] = asyncio.Event()
+    fast = {"recover_interval": 0.05, "poll_interval": 0.05, "lease": 30.0}
+    async with (
+        Engine(database_url, registry=registry, **fast) as owner,
+        Engine(database_url, registry=registry, worker=False) as client,
+    ):
+        handle = await client.start(held, run_id="held-1")
+        await eventually(lambda: asyncio.sleep(0, "held" in bodies), what="the step to start")
+        listen = owner._listen
+
+        async def back_later() -> None:  # as if the server took a second to come back
+            await asyncio.sleep(1.0)
+            await listen()
+
+        owner._listen = back_later  # type: ignore[method-assign]
+        admin = await asyncpg.connect(database_url)
+        try:
+            # As after a restart: the owner's lock is gone and was taken before the server began.
+            await admin.execute(
+                "UPDATE threadline.workers SET locked_at = pg_postmaster_start_time() - "
+                "interval '1 s' WHERE id = $1",
+                owner.worker_id,
+            )
+            ended = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_locks "
+                "WHERE locktype = 'advisory' AND objid = $1::int::oid AND objsubid = 2",
+                owner.worker_id,
+            )
+            assert ended == 1
+            async with Engine(database_url, registry=registry, **fast):  # another worker
+                await asyncio.sleep(0.8)  # sixteen recovery passes while the owner is away
+                run = await client.get_run("held-1")
+                assert (run.status, run.owner, run.recoveries) == ("running", owner.worker_id, 0)
+                gate["held"].set()
+                assert await handle.result(timeout=10) == 7
+        finally:
+            await admin.close()
+    assert bodies == {"held": 1}
+
+
+@step
+async def reads_the_database(name: str) -> int:
+    bodies[name] = bodies.get(name, 0) + 1
+    if bodies[name] == 1:  # what a pooled connection whose server died raises on its next use
+        raise asyncpg.exceptions.InternalClientError("cannot switch to state 12")
+    return 3
+
+
+@workflow(registry=registry, name="step_meets_a_restart")
+async def step_meets_a_restart(ctx: WorkflowContext) -> int:
+    return await reads_the_database("reads")
+
+
+async def test_a_step_whose_database_went_away_runs_again_not_failed(database_url: str) -> None:
+    """The step's own query failed because the database went away: not the step's failure.
+    Nothing is recorded; the run is handed back and the step runs again."""
+    bodies.clear()
+    async with Engine(database_url, registry=registry, poll_interval=0.05) as engine:
+        handle = await engine.start(step_meets_a_restart, run_id="meets-1")
+        assert await handle.result(timeout=10) == 3
+        steps = await engine.get_steps("meets-1")
+    assert bodies == {"reads": 2}
+    assert [(s.name, s.error) for s in steps] == [("reads_the_database", None)]

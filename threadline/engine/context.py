@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ..errors import NonDeterminismError, StepError, WorkflowCancelled, WorkflowFailed
 from . import store
+from .dbretry import database_gone
 from .registry import StepOptions, WorkflowFn, as_workflow
 from .retry import NO_RETRY, RetryPolicy
 from .serialization import dumps, loads
@@ -262,6 +263,8 @@ class WorkflowContext:
             try:
                 value = await self._invoke(fn, options, args, kwargs)
             except Exception as exc:
+                if database_gone(exc):  # not the step's failure: the run is handed back and
+                    raise  # replayed, and this step runs again
                 error = dumps(_error_json(exc), "step error")
                 await self._record(n, options.name, None, error, carrier=carrier)
                 raise StepError(options.name, type(exc).__name__, str(exc)) from exc

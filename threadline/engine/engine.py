@@ -30,7 +30,7 @@ from ..errors import (
 )
 from . import store
 from .context import Recorded, RunLost, Suspended, WorkflowContext, utc
-from .dbretry import DATABASE_ERRORS, with_db_retry
+from .dbretry import DATABASE_ERRORS, log_loop_error, with_db_retry
 from .journal import Journal
 from .local_start import LocalStart
 from .registry import Registry, Workflow, WorkflowFn, as_workflow, default_registry
@@ -247,9 +247,7 @@ class Engine:
         conn = await db.connect(self.url)
         if self.worker_id:
             # Session-level: held as long as this connection lives, released by its death.
-            await conn.execute(
-                "SELECT pg_advisory_lock($1, $2)", store.WORKER_LOCK_CLASS, self.worker_id
-            )
+            await conn.execute(store.TAKE_WORKER_LOCK, self.worker_id)
         for channel in _CHANNELS:
             await conn.add_listener(channel, self._on_notify)  # type: ignore[arg-type]
         conn.add_termination_listener(self._on_listener_lost)  # type: ignore[arg-type]
@@ -290,7 +288,8 @@ class Engine:
         while not self._closing:
             try:
                 await self._listen()
-            except (OSError, ThreadlineError, asyncpg.PostgresError):
+            except Exception as exc:  # whatever it is, a worker without its lock looks dead
+                log_loop_error("listener reconnect", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue

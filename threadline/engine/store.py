@@ -19,6 +19,11 @@ from ..errors import UnknownRun
 
 # Two-key advisory locks: (classid, objid) = (this constant, worker id). "tlwk" in ASCII.
 WORKER_LOCK_CLASS = 0x746C776B
+# Taken on the listener connection: held while it lives, released by its death.
+TAKE_WORKER_LOCK = f"""
+WITH locked AS (SELECT pg_advisory_lock({WORKER_LOCK_CLASS}, $1))
+UPDATE threadline.workers SET locked_at = now() FROM locked WHERE id = $1
+"""
 
 REGISTER_WORKER = """
 INSERT INTO threadline.workers (host, pid, app_version) VALUES ($1, $2, $3) RETURNING id
@@ -26,8 +31,11 @@ INSERT INTO threadline.workers (host, pid, app_version) VALUES ($1, $2, $3) RETU
 HEARTBEAT = "UPDATE threadline.workers SET heartbeat_at = now() WHERE id = $1"
 STOP_WORKER = "UPDATE threadline.workers SET stopped_at = now() WHERE id = $1"
 
-# A run is orphaned when its owner no longer holds its advisory lock (its connection dropped:
-# the process died) or stopped heartbeating for longer than the lease.
+# A run is orphaned when its owner no longer holds the advisory lock it took since the server
+# started (its connection dropped: the process died) or stopped heartbeating for longer than
+# the lease. After a server restart no worker holds its lock until its listener reconnects:
+# lock-less workers that had not taken it again yet count as alive until their lease runs out
+# (handing their runs out at once had two workers run them, and buy their calls twice).
 RECOVER_ORPHANS = f"""
 WITH live AS (
     SELECT objid::int AS id FROM pg_locks
@@ -35,8 +43,9 @@ WITH live AS (
       AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 ), dead AS (
     SELECT w.id FROM threadline.workers w
-    WHERE w.id <> $1 AND (w.id NOT IN (SELECT id FROM live)
-                          OR w.heartbeat_at < now() - make_interval(secs => $2))
+    WHERE w.id <> $1
+      AND ((w.id NOT IN (SELECT id FROM live) AND w.locked_at >= pg_postmaster_start_time())
+           OR w.heartbeat_at < now() - make_interval(secs => $2))
 )
 UPDATE threadline.runs r SET status = 'pending', owner = NULL, recoveries = recoveries + 1
 WHERE r.status = 'running' AND r.owner IN (SELECT id FROM dead)
