@@ -100,9 +100,13 @@ asyncio.run(main())
 """
 
 
-async def test_a_call_killed_mid_stream_is_charged_what_it_streamed(database_url: str) -> None:
-    """Its reservation's holder told the database what it had streamed (every 0.25 s):
-    recovery charges the input and those output tokens, not the worst case of 1,000."""
+@pytest.mark.parametrize("killed_after", [16, 1])
+async def test_a_call_killed_mid_stream_is_charged_what_it_streamed(
+    database_url: str, killed_after: int
+) -> None:
+    """Its reservation's holder told the database what it had streamed (at its start, then
+    every 0.25 s): recovery charges the input and those output tokens, not the worst case of
+    1,000 — also for a call killed in its first quarter second."""
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
@@ -113,7 +117,7 @@ async def test_a_call_killed_mid_stream_is_charged_what_it_streamed(database_url
     )
     assert child.stdout is not None
     pieces = 0
-    while pieces < 16:
+    while pieces < killed_after:
         line = (await child.stdout.readline()).decode()
         assert line.startswith("seen"), line
         pieces = int(line.split()[1])
@@ -134,8 +138,11 @@ async def test_a_call_killed_mid_stream_is_charged_what_it_streamed(database_url
         await ledger.budgets.close()
     assert (row["status"], row["error_code"], row["estimated"]) == ("error", "interrupted", True)
     # The demo model streams a token a piece: the last report was at most 0.25 s (5) before.
-    assert pieces - 6 <= row["output_tokens"] <= pieces + 1
+    assert max(0, pieces - 6) <= row["output_tokens"] <= pieces + 1
     assert row["cost_usd"] == spent < row["reserved_usd"] / 10
-    # Input at the estimate a cut stream is charged (the worst case's bound is ~4x larger).
     expected = (row["input_tokens"] * 1 + row["output_tokens"] * 400) / Decimal(1_000_000)
-    assert row["cost_usd"] == expected and 500 < row["input_tokens"] < 1000
+    assert row["cost_usd"] == expected
+    if killed_after > 1:  # reported: input at the estimate a cut stream is charged
+        assert 500 < row["input_tokens"] < 1000
+    else:  # maybe killed before its first report: input at its bound (~4x), output 0 or 1
+        assert 500 < row["input_tokens"] < 4000

@@ -120,6 +120,7 @@ async def admit(
     attempt: int = 1,
     fallback_reason: str | None = None,
     overrides: PriceOverrides | None = None,
+    streams: bool = False,
 ) -> Grant | Refusal:
     """Reserve the call's worst case against its limits, or say why it does not fit. A call
     known to be under no limit is admitted at once, without pricing it or asking the database."""
@@ -154,6 +155,7 @@ async def admit(
             mode=plan.mode,
             attempt=attempt,
             fallback_reason=fallback_reason,
+            streams=streams,
         ),
         wait=plan.wait,
     )

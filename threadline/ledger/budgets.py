@@ -43,6 +43,7 @@ NoticeHook = Callable[[BudgetNotice], Awaitable[None] | None]
 DEFAULT_LEASE_S = float(os.environ.get("THREADLINE_BUDGET_LEASE", "15"))
 # How often what reserved calls have streamed is written (one statement for all of them).
 PROGRESS_S = 0.25
+PROGRESS_MIN_GAP_S = 0.02  # between two progress statements of a process
 Seen = tuple[int, int]  # a call's input and output tokens so far
 
 SET_LIMIT = """
@@ -146,6 +147,7 @@ class Budgets:
         self._watched: dict[int, Callable[[], Seen]] = {}  # reservation -> tokens seen
         self._told: dict[int, Seen] = {}  # what the database last heard of each
         self._progress_task: asyncio.Task[None] | None = None
+        self._fresh = asyncio.Event()  # a call to report at once
 
     # -- limits set at run time -----------------------------------------------------------------
 
@@ -284,10 +286,12 @@ class Budgets:
     def watch(self, reservation_id: int, seen: Callable[[], Seen]) -> None:
         """While a reserved call streams: `seen()` gives its input tokens (the provider's
         count, else the estimate a cut stream is charged) and the output tokens received.
-        Every `PROGRESS_S` what changed is written to the reservations, so that recovery
-        charges a call whose process died mid-stream what it had streamed, not its worst
-        case (it misses at most the tokens of the last `PROGRESS_S`)."""
+        A new call is reported at once (with the others that start meanwhile, one
+        statement), then every `PROGRESS_S` what changed, so that recovery charges a call
+        whose process died mid-stream what it had streamed, not its worst case (it misses
+        at most the tokens of the last `PROGRESS_S`)."""
         self._watched[reservation_id] = seen
+        self._fresh.set()
         if self._progress_task is None or self._progress_task.done():
             self._progress_task = asyncio.get_running_loop().create_task(
                 self._report_progress(), name="threadline-budget-progress"
@@ -299,7 +303,11 @@ class Budgets:
 
     async def _report_progress(self) -> None:
         while self._watched:
-            await asyncio.sleep(PROGRESS_S)
+            if not self._fresh.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._fresh.wait(), PROGRESS_S)
+            self._fresh.clear()
+            await asyncio.sleep(0)  # calls starting together go in one statement
             changed = {}
             for reservation, seen in list(self._watched.items()):
                 tokens = seen()
@@ -318,6 +326,7 @@ class Budgets:
             except Exception as exc:  # the next beat tells it again
                 log_loop_error("budget progress", exc)
                 continue
+            await asyncio.sleep(PROGRESS_MIN_GAP_S)  # calls starting at a high rate: batched
             for reservation, tokens in changed.items():
                 if reservation in self._watched:
                     self._told[reservation] = tokens

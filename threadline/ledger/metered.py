@@ -278,7 +278,9 @@ class LLM:
     ) -> tuple[Response, tuple[BudgetNotice, ...]]:
         """Admit the call under its budgets, make it, and (if `durable`) await its settlement
         (`hold`: takes the row to commit with the step's record instead, see `call`)."""
-        grant = await self.admit(model, messages, options, scope, plan, note, ledger)
+        grant = await self.admit(
+            model, messages, options, scope, plan, note, ledger, streams=on_delta is not None
+        )
         if isinstance(grant, Refusal):
             raise refused(grant, model.spec)
         receipt = Receipt()
@@ -298,9 +300,11 @@ class LLM:
         ledger: Ledger | None = None,
         *,
         min_tokens: int | None = None,
+        streams: bool = False,
     ) -> Grant | Refusal:
         """Reserve a call's worst case under `plan`, with at least `min_tokens` (default:
-        `min_output_tokens`) of output (see `admission.admit`)."""
+        `min_output_tokens`) of output (see `admission.admit`). `streams`: the call streams
+        and reports its progress (see `Budgets.watch`) from the start."""
         ledger = ledger or self.ledger
         note = note or CallNote()
         return await admit(
@@ -316,6 +320,7 @@ class LLM:
             attempt=note.attempt,
             fallback_reason=note.fallback_reason,
             overrides=ledger.overrides,
+            streams=streams,
         )
 
     async def stream(
@@ -343,7 +348,7 @@ class LLM:
         ledger = self.ledger
         scope = scope or Scope()
         plan = self.call_budget(scope, budget, mode=mode)
-        grant = await self.admit(target, messages, options, scope, plan, note, ledger)
+        grant = await self.admit(target, messages, options, scope, plan, note, ledger, streams=True)
         if isinstance(grant, Refusal):
             raise refused(grant, target.spec)
         options = replace(options, max_tokens=grant.max_tokens)

@@ -95,6 +95,7 @@ class CallInfo:
     mode: str = "strict"
     attempt: int = 1
     fallback_reason: str | None = None
+    streams: bool = False  # reported from its start: nothing streamed yet, not its worst case
 
     def args(self) -> list[Any]:
         """The reservation statement's parameters for it ($11 on)."""
@@ -107,6 +108,7 @@ class CallInfo:
             self.fallback_reason,
             json.dumps(self.scope),
             self.input_tokens,
+            self.streams,
         ]
 
 

@@ -99,9 +99,9 @@ locked AS (
 ), reservation AS (
     INSERT INTO threadline.budget_reservations (holder, amount_usd, scope_kinds, scope_keys,
         buckets, mode, provider, model, requested_model, attempt, fallback_reason, scope,
-        input_tokens, max_tokens, fixed_usd, token_usd)
+        input_tokens, max_tokens, fixed_usd, token_usd, output_seen)
     SELECT $10, g.amount, k.kinds, k.keys, k.buckets, $11, $12, $13, $14, $15, $16, $17::jsonb,
-           $18, g.tokens, $6::numeric, $7::numeric
+           $18, g.tokens, $6::numeric, $7::numeric, CASE WHEN $19::bool THEN 0 END
     FROM granted g, (SELECT array_agg(scope_kind ORDER BY scope_kind, scope_key, bucket) AS kinds,
                             array_agg(scope_key ORDER BY scope_kind, scope_key, bucket) AS keys,
                             array_agg(bucket ORDER BY scope_kind, scope_key, bucket) AS buckets

@@ -195,7 +195,15 @@ class Router:
         note = CallNote(route.policy.primary, route.attempts + 1, route.reason)
         llm, messages, options, scope = self.llm, route.messages, route.options, route.scope
         grant = await llm.admit(
-            model, messages, options, scope, route.plan, note, ledger, min_tokens=route.min_tokens
+            model,
+            messages,
+            options,
+            scope,
+            route.plan,
+            note,
+            ledger,
+            min_tokens=route.min_tokens,
+            streams=route.on_delta is not None,
         )
         if isinstance(grant, Refusal):
             route.refusals.append((model.spec, grant))
