@@ -1,7 +1,7 @@
 """Database access: where PostgreSQL is, connection pools, the embedded server, migrations."""
 
 from .connect import connect, create_pool, redact, resolve_database_url
-from .embedded import default_data_dir, start_embedded, temporary_data_dir
+from .embedded import default_data_dir, restart_embedded, start_embedded, temporary_data_dir
 from .migrations import pending, status, upgrade
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "pending",
     "redact",
     "resolve_database_url",
+    "restart_embedded",
     "start_embedded",
     "status",
     "temporary_data_dir",

@@ -114,6 +114,17 @@ def start_embedded(data_dir: Path | None = None, database: str = "postgres") -> 
     return server.url(database)
 
 
+def restart_embedded(data_dir: Path, mode: str = "fast") -> None:
+    """Restart the embedded server of `data_dir` (`pg_ctl restart -m fast|immediate`): every
+    connection drops, as in a failover. For tests and fault drills."""
+    if mode not in ("fast", "immediate"):
+        raise ValueError("mode must be 'fast' or 'immediate'")
+    pgdata = data_dir.expanduser().resolve() / "pg"
+    user = SERVICE_USER if os.geteuid() == 0 else None
+    what = f"restart the PostgreSQL server under {pgdata}"
+    _pg("pg_ctl", pgdata, "-w", "-t", "60", "-m", mode, "restart", what=what, user=user)
+
+
 # -- who holds what ---------------------------------------------------------------------------
 
 

@@ -284,14 +284,16 @@ class Engine:
         self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect())
 
     async def _reconnect(self) -> None:
-        delay = 0.1
+        # Soon after the server is back: others count a worker that has not taken its lock
+        # again within `store.RELOCK_GRACE_S` of the server's start as dead.
+        delay = 0.05
         while not self._closing:
             try:
                 await self._listen()
             except Exception as exc:  # whatever it is, a worker without its lock looks dead
                 log_loop_error("listener reconnect", exc)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                delay = min(delay * 2, 0.25)
                 continue
             # Anything may have happened while deaf: wake every waiter to re-check.
             self._notify_watchers(None)

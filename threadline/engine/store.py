@@ -33,9 +33,11 @@ STOP_WORKER = "UPDATE threadline.workers SET stopped_at = now() WHERE id = $1"
 
 # A run is orphaned when its owner no longer holds the advisory lock it took since the server
 # started (its connection dropped: the process died) or stopped heartbeating for longer than
-# the lease. After a server restart no worker holds its lock until its listener reconnects:
-# lock-less workers that had not taken it again yet count as alive until their lease runs out
-# (handing their runs out at once had two workers run them, and buy their calls twice).
+# the lease. After a server restart no worker holds its lock until its listener reconnects
+# (retrying every 0.25 s at most): a lock-less worker that has not taken it again since the
+# start counts as alive for RELOCK_GRACE_S after it (handing its runs out at once had two
+# workers run them, and buy their calls twice); one killed around the restart is found then.
+RELOCK_GRACE_S = 2.0
 RECOVER_ORPHANS = f"""
 WITH live AS (
     SELECT objid::int AS id FROM pg_locks
@@ -44,7 +46,9 @@ WITH live AS (
 ), dead AS (
     SELECT w.id FROM threadline.workers w
     WHERE w.id <> $1
-      AND ((w.id NOT IN (SELECT id FROM live) AND w.locked_at >= pg_postmaster_start_time())
+      AND ((w.id NOT IN (SELECT id FROM live)
+            AND (w.locked_at >= pg_postmaster_start_time()
+                 OR now() > pg_postmaster_start_time() + interval '{RELOCK_GRACE_S} s'))
            OR w.heartbeat_at < now() - make_interval(secs => $2))
 )
 UPDATE threadline.runs r SET status = 'pending', owner = NULL, recoveries = recoveries + 1
