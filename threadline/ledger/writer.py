@@ -183,7 +183,10 @@ class LedgerWriter:
 
 
 def _notices_of(calls: Sequence[CallRecord], settled: Settled) -> list[BudgetNotice]:
-    return [n for call in calls for n in settled.notices.get(call.reservation_id or 0, ())]
+    found = settled.notices
+    return [
+        n for c in calls if c.reservation_id is not None for n in found.get(c.reservation_id, ())
+    ]
 
 
 def _with_notices(steps: list[StepRow], notices: list[BudgetNotice]) -> list[StepRow]:
