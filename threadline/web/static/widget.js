@@ -185,7 +185,7 @@
         }
         return;
       case "budget.update":
-        status.textContent = "This conversation has used " + frame.threshold + "% of its budget.";
+        status.textContent = "This conversation has used " + frame.percent + "% of its budget.";
         return;
       case "budget.exceeded":
         status.textContent = "This conversation has reached its budget.";
