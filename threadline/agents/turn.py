@@ -122,7 +122,7 @@ class Turn:
                 self.emit(
                     "budget.exceeded",
                     {"turn_id": self.turn_id, **_plain(exc.to_json())},
-                    self.key(f"budget.exceeded:{self._refusals}"),
+                    self._key(f"budget.exceeded:{self._refusals}"),
                 )
                 await self._show(self.agent.budget_message)
                 texts.append(self.agent.budget_message)
@@ -242,7 +242,7 @@ class Turn:
     async def _call_tool(self, call: ToolCall) -> Message:
         """Run one tool call (a durable step) and return the tool-result message."""
         info = {"turn_id": self.turn_id, "call_id": call.id, "name": call.name}
-        self.emit("tool.call", {**info, "arguments": call.arguments}, self.key(f"call:{call.id}"))
+        self.emit("tool.call", {**info, "arguments": call.arguments}, self._key(f"call:{call.id}"))
         found = self.agent.tool(call.name)
         result: Any
         if found is None:
@@ -251,14 +251,14 @@ class Turn:
             result = {"error": "the call was not approved"}
         else:
             result = await self._run_tool(found, call)
-        self.emit("tool.result", {**info, "result": result}, self.key(f"result:{call.id}"))
+        self.emit("tool.result", {**info, "result": result}, self._key(f"result:{call.id}"))
         return Message.tool_result(call.id, result, name=call.name)
 
     async def _approved(self, call: ToolCall, info: dict[str, Any]) -> bool:
         if self.ctx is None:
             return False
         self.emit(
-            "tool.confirm", {**info, "arguments": call.arguments}, self.key(f"confirm:{call.id}")
+            "tool.confirm", {**info, "arguments": call.arguments}, self._key(f"confirm:{call.id}")
         )
         answer = await self.ctx.receive(f"confirm:{call.id}", timeout=self.confirm_timeout)
         return bool(answer)
@@ -274,7 +274,7 @@ class Turn:
             return await run()
         return await self.ctx.step(run, name=f"tool:{found.name}")
 
-    def key(self, what: str) -> str:
+    def _key(self, what: str) -> str:
         return event_key(self.turn_id, what)
 
     @property

@@ -327,10 +327,15 @@ class Sessions:
             idempotent=True,
         )
         if not result.get("ended"):
-            await self.events.append(session_id, "message.end", end, turn.key("message.end"))
+            await self.events.append(
+                session_id, "message.end", end, event_key(turn_id, "message.end")
+            )
         if next_state != turn.state:
             await self.events.append(
-                session_id, "session.state", {"state": next_state}, turn.key("session.state")
+                session_id,
+                "session.state",
+                {"state": next_state},
+                event_key(turn_id, "session.state"),
             )
         for n, (seconds, reminder_text) in enumerate(turn.reminders):
             await self.engine.start(
