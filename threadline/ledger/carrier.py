@@ -46,8 +46,10 @@ class HeldRows:
         if not self._rows:
             return None
         rows, self._rows = self._rows, []
-        self._carried = self._ledger.submit_with_steps(rows, steps, self._notices.extend)
-        return self._carried
+        carried = self._ledger.submit_with_steps(rows, steps, self._notices.extend)
+        if any(row.reservation_id is not None for row in rows):
+            self._carried = carried  # a settlement: its notices are worth waiting for
+        return carried
 
     def release(self) -> None:
         rows, self._rows = self._rows, []
@@ -56,7 +58,8 @@ class HeldRows:
 
     async def notices(self) -> list[BudgetNotice]:
         """Once the rows carried are committed: the budget notices their settlement caused
-        (none if the write failed: the run's next step finds that out)."""
+        (none if the write failed: the run's next step finds that out). At once when no row
+        settles a reservation: nothing to wait for."""
         if self._carried is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._carried)
