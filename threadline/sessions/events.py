@@ -54,18 +54,28 @@ FRESH = """fresh AS (
 )"""
 
 
-def logged_events(channel: str, origin: str) -> str:
+def logged_events(channel: str, origin: str, keyed: bool = False) -> str:
     """The CTEs that log `numbered` (session_id, type, data as JSON text, seq, key): inserted,
     and riding on NOTIFYs on `channel` behind `origin` (SQL expressions, parameters): small
     ones whole, large ones as a pointer (null data), eight to a notification to stay below
     its 8000-byte limit even escaped. Readers in other processes forward them without a
     query; the data goes as the writer encoded it (no jsonb to text again). The statement
-    must read `notice` (`SELECT count(*) FROM notice`), or no NOTIFY is sent."""
+    must read `notice` (`SELECT count(*) FROM notice`), or no NOTIFY is sent. `keyed`: some
+    events may carry a key (`FRESH` chose them; the unique index stops a racing writer): an
+    insert that checks for conflicts costs more, so only such statements do."""
+    keyed_rows = (
+        """, written_keyed AS (
+    INSERT INTO threadline.session_events (session_id, seq, type, data, key)
+    SELECT session_id, seq, type, data::jsonb, key FROM numbered WHERE key IS NOT NULL
+    ON CONFLICT (session_id, key) WHERE key IS NOT NULL DO NOTHING
+)"""
+        if keyed
+        else ""
+    )
     return f"""written AS (
     INSERT INTO threadline.session_events (session_id, seq, type, data, key)
-    SELECT session_id, seq, type, data::jsonb, key FROM numbered
-    ON CONFLICT (session_id, key) WHERE key IS NOT NULL DO NOTHING
-), notice AS (
+    SELECT session_id, seq, type, data::jsonb, key FROM numbered WHERE key IS NULL
+){keyed_rows}, notice AS (
     SELECT pg_notify({channel}, {origin} || ':' || json_agg(json_build_array(session_id, seq,
                type, CASE WHEN octet_length(data) <= 400 THEN data END)
            ORDER BY session_id, seq)::text)
@@ -75,12 +85,26 @@ def logged_events(channel: str, origin: str) -> str:
 )"""
 
 
-_APPEND = f"""
-WITH batch AS (
-    SELECT e.session_id, e.type, e.data, e.key, e.ord
-    FROM unnest($1::text[], $2::text[], $3::text[], $6::text[])
-         WITH ORDINALITY AS e(session_id, type, data, key, ord)
-), {FRESH}, counts AS (
+def _append(keyed: bool) -> str:
+    """The log's statement for a batch; `keyed`: some events carry a key (see `FRESH`). A
+    batch of pieces alone (the usual one) skips the keys' lookups."""
+    batch = (
+        "SELECT e.session_id, e.type, e.data, e.key, e.ord FROM unnest($1::text[], $2::text[], "
+        "$3::text[], $6::text[]) WITH ORDINALITY AS e(session_id, type, data, key, ord)"
+        if keyed
+        else "SELECT e.session_id, e.type, e.data, NULL::text AS key, e.ord FROM unnest("
+        "$1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS e(session_id, type, data, ord)"
+    )
+    fresh = FRESH if keyed else "fresh AS (SELECT * FROM batch)"
+    # 0: logged before under its key; -1: no such session.
+    missing = (
+        "CASE WHEN EXISTS (SELECT 1 FROM threadline.sessions s WHERE s.id = b.session_id) "
+        "THEN 0 ELSE -1 END"
+        if keyed
+        else "-1"
+    )
+    return f"""
+WITH batch AS ({batch}), {fresh}, counts AS (
     SELECT session_id, count(*) AS n FROM fresh GROUP BY session_id
 ), bumped AS (
     -- The ANY lets the planner find the sessions by their key (a join alone reads the whole
@@ -93,15 +117,15 @@ WITH batch AS (
     SELECT b.session_id, b.type, b.data, b.key, b.ord,
            x.base + row_number() OVER (PARTITION BY b.session_id ORDER BY b.ord) AS seq
     FROM fresh b JOIN bumped x ON x.id = b.session_id
-), {logged_events("$4", "$5")}
--- Each event's number in the order given (0: logged before under its key, -1: no such
--- session), once the notices are made.
-SELECT array_agg(coalesce(n.seq, CASE WHEN EXISTS (SELECT 1 FROM threadline.sessions s
-                                                   WHERE s.id = b.session_id) THEN 0 ELSE -1 END)
-                 ORDER BY b.ord),
-       (SELECT count(*) FROM notice)
+), {logged_events("$4", "$5", keyed)}
+-- Each event's number in the order given, once the notices are made.
+SELECT array_agg(coalesce(n.seq, {missing}) ORDER BY b.ord), (SELECT count(*) FROM notice)
 FROM batch b LEFT JOIN numbered n ON n.ord = b.ord
 """
+
+
+_APPEND = _append(keyed=False)
+_APPEND_KEYED = _append(keyed=True)
 
 READ = """
 SELECT seq, type, data::text AS data, at FROM threadline.session_events
@@ -557,7 +581,12 @@ class EventLog:
     async def _write(self, batch: list[_Queued]) -> list[int]:
         sessions, types, datas, keys = ([row[i] for row in batch] for i in range(4))
         async with self._pool.acquire() as conn:
-            row = await conn.fetchrow(_APPEND, sessions, types, datas, CHANNEL, self.origin, keys)
+            if any(key is not None for key in keys):
+                row = await conn.fetchrow(
+                    _APPEND_KEYED, sessions, types, datas, CHANNEL, self.origin, keys
+                )
+            else:
+                row = await conn.fetchrow(_APPEND, sessions, types, datas, CHANNEL, self.origin)
         return list(row[0]) if row is not None and row[0] is not None else [-1] * len(batch)
 
 

@@ -264,7 +264,7 @@ WITH existing AS (
     SELECT f.session_id, f.type, f.data, f.key, f.ord,
            x.base + row_number() OVER (ORDER BY f.ord) AS seq
     FROM fresh f, bumped x
-), {logged_events("$11", "$12")}
+), {logged_events("$11", "$12", keyed=True)}
 SELECT (SELECT seq FROM added UNION ALL SELECT seq FROM existing) AS seq,
        (SELECT base FROM bumped) AS base, (SELECT count(*) FROM notice) AS notices,
        (SELECT array_agg(coalesce(n.seq, 0) ORDER BY b.ord)
