@@ -194,3 +194,19 @@ async def test_the_cost_line_shows_the_money_left_with_its_digits(
     line = await page.locator(".status").inner_text()
     assert line.startswith("demo:threadline-demo · $"), line
     assert line.endswith(" of $0.002 left"), line
+
+
+async def test_on_a_phone_the_open_chat_fills_the_screen(
+    browser: Browser, chat: ChatServer
+) -> None:
+    page = await browser.new_page(viewport={"width": 375, "height": 667})
+    await open_widget(page, chat)
+    box = await page.locator(".panel").bounding_box()
+    assert box is not None
+    assert (box["x"], box["y"], box["width"], box["height"]) == (0, 0, 375, 667)
+    await send(page, "Hello")
+    await wait_idle(page)
+    send_box = await page.locator("form button.send").bounding_box()
+    assert send_box is not None and send_box["x"] + send_box["width"] <= 375
+    await page.keyboard.press("Escape")  # focus is in the widget: Escape closes it
+    await page.locator(".bubble").wait_for(state="visible")

@@ -41,6 +41,9 @@
     "textarea{flex:1;resize:none;border:1px solid #cbd5e0;border-radius:8px;padding:7px;font:inherit;height:38px}",
     "form button{border:0;border-radius:8px;padding:0 12px;background:#2b6cb0;color:#fff;cursor:pointer;font:inherit}",
     "form button.stop{background:#c53030}",
+    // A phone: the open chat takes the whole screen (a 360 px panel 20 px from the edge
+    // does not fit 375 px).
+    "@media (max-width:480px){.tl.open{inset:0}.open .panel{width:100%;height:100%;max-height:none;border-radius:0}}",
     "</style>",
     '<div class="tl">',
     '<button class="bubble" aria-label="Open chat">&#128172;</button>',
