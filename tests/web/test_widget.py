@@ -210,3 +210,85 @@ async def test_on_a_phone_the_open_chat_fills_the_screen(
     assert send_box is not None and send_box["x"] + send_box["width"] <= 375
     await page.keyboard.press("Escape")  # focus is in the widget: Escape closes it
     await page.locator(".bubble").wait_for(state="visible")
+
+
+MARKDOWN = """Here is **bold**, *em* and `a<b`.
+
+```python
+print("<script>alert(1)</script>")
+```
+
+| part | price |
+|---|--:|
+| TL-4471 | **14.00** |
+
+- one
+- [safe](https://example.com) and [bad](javascript:alert(1)) and [data](data:text/html,x)
+
+<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>
+
+````
+```
+nested fence
+```
+````
+"""
+
+
+async def test_answers_render_markdown_safely(browser: Browser, chat: ChatServer) -> None:
+    """GitHub-flavoured Markdown (marked's lexer) built as elements: code in <pre> with a copy
+    button, tables, lists, safe links; raw HTML and `javascript:` links stay text."""
+    page = await browser.new_page()
+    await open_widget(page, chat)
+    shown = await page.evaluate(
+        """(text) => {
+          const el = window.threadlineWidget.echo.render(text);
+          document.body.appendChild(el);  // live in the page: an injected handler would run
+          const q = (s) => [...el.querySelectorAll(s)];
+          return {
+            strong: q('strong').map(e => e.textContent),
+            inline: q('p code').map(e => e.textContent),
+            pre: q('pre code').map(e => [e.textContent, e.dataset.lang || null]),
+            copy: q('.code button.copy').length,
+            th: q('th').map(e => e.textContent),
+            td: q('td').map(e => [e.textContent, e.style.textAlign]),
+            links: q('a').map(e => [e.textContent, e.getAttribute('href'), e.rel, e.target]),
+            li: q('li').length,
+            elements: q('img,script,iframe').length,
+            text: el.textContent,
+          };
+        }""",
+        MARKDOWN,
+    )
+    await page.wait_for_timeout(200)
+    assert await page.evaluate("window.__xss") is None
+    assert shown["strong"] == ["bold", "14.00"] and shown["inline"] == ["a<b"]
+    assert shown["pre"] == [
+        ['print("<script>alert(1)</script>")', "python"],
+        ["```\nnested fence\n```", None],
+    ]
+    assert shown["copy"] == 2
+    assert shown["th"] == ["part", "price"] and shown["td"] == [["TL-4471", ""], ["14.00", "right"]]
+    assert shown["links"] == [
+        ["safe", "https://example.com", "noopener noreferrer nofollow", "_blank"]
+    ]
+    assert shown["li"] == 2 and shown["elements"] == 0
+    assert "bad" in shown["text"] and "data" in shown["text"]
+    assert '<img src=x onerror="window.__xss=1">' in shown["text"]  # shown as written
+
+
+async def test_a_huge_table_scrolls_inside_the_answer(browser: Browser, chat: ChatServer) -> None:
+    page = await browser.new_page()
+    await open_widget(page, chat)
+    rows = "\n".join(f"| {i} | {'x' * 80} | {i * 2} |" for i in range(300))
+    width = await page.evaluate(
+        """(text) => {
+          const el = window.threadlineWidget.echo.render(text);
+          el.className = 'msg assistant';
+          window.threadlineWidget.echo.root.querySelector('.log').appendChild(el);
+          return [el.getBoundingClientRect().width, el.querySelectorAll('tr').length,
+                  el.querySelector('.table').scrollWidth > el.querySelector('.table').clientWidth];
+        }""",
+        "| n | text | twice |\n|---|---|---|\n" + rows,
+    )
+    assert width[0] <= 360 and width[1] == 301 and width[2]

@@ -4,6 +4,7 @@ widget script and the demo page."""
 # No `from __future__ import annotations`: FastAPI reads these annotations at run time.
 
 import asyncio
+import functools
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, WebSocket
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 
@@ -44,6 +45,19 @@ class OperatorReply(BaseModel):
 class NewMessage(BaseModel):
     client_id: str = Field(min_length=1, max_length=100)
     text: str = Field(min_length=1)
+
+
+@functools.cache
+def widget_bundle() -> str:
+    """The widget with the libraries it uses (static/vendor), in one function scope: one
+    script tag, and nothing added to the host page's globals (the UMD build sees `module`)."""
+    static = HERE / "static"
+    marked = (static / "vendor" / "marked.umd.js").read_text(encoding="utf-8")
+    widget = (static / "widget.js").read_text(encoding="utf-8")
+    return (
+        "(function () {\nvar module = { exports: {} }, exports = module.exports;\n"
+        f"{marked}\nvar marked = module.exports;\n{widget}\n}})();\n"
+    )
 
 
 def create_app(
@@ -85,8 +99,8 @@ def create_app(
         return templates.TemplateResponse(request, "index.html", {"agents": agents})
 
     @app.get("/widget.js", include_in_schema=False)
-    async def widget() -> FileResponse:
-        return FileResponse(HERE / "static" / "widget.js", media_type="text/javascript")
+    async def widget() -> Response:
+        return Response(widget_bundle(), media_type="text/javascript")
 
     @app.post("/v1/sessions", status_code=201)
     async def create_session(body: NewSession, request: Request) -> dict[str, Any]:

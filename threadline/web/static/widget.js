@@ -4,7 +4,8 @@
  * streams answers over a WebSocket, keeps its session (id + token) in localStorage so a
  * reload shows the history, reconnects after a network drop and resumes from the last event
  * it saw, so nothing is missed or shown twice. Text from the server is only ever inserted as
- * text nodes: Markdown is rendered by building elements, never through innerHTML.
+ * text nodes: Markdown (marked's lexer, vendored, see static/vendor) is rendered by building
+ * elements, never through innerHTML. `/widget.js` serves this file wrapped with the lexer.
  */
 (function () {
   "use strict";
@@ -34,6 +35,13 @@
     ".user{align-self:flex-end;background:#2b6cb0;color:#fff}",
     ".assistant,.operator{align-self:flex-start;background:#edf2f7}",
     ".msg code{background:rgba(0,0,0,.07);padding:0 3px;border-radius:3px;font-family:ui-monospace,monospace}",
+    ".assistant,.operator{white-space:normal}.msg p{margin:0 0 6px}.msg p:last-child{margin:0}",
+    ".msg ul,.msg ol{margin:4px 0;padding-left:20px}.msg h3,.msg h4,.msg h5,.msg h6{margin:6px 0 4px;font-size:1em}",
+    ".msg .code{position:relative;margin:6px 0}.msg pre{margin:0;padding:8px;background:#1a202c;color:#edf2f7;border-radius:6px;overflow-x:auto;white-space:pre}",
+    ".msg pre code{background:none;padding:0;color:inherit}",
+    ".msg .copy{position:absolute;top:4px;right:4px;font:11px system-ui,sans-serif;border:0;border-radius:4px;padding:2px 6px;background:#4a5568;color:#fff;cursor:pointer}",
+    ".msg .table{overflow-x:auto;margin:6px 0}.msg table{border-collapse:collapse}.msg th,.msg td{border:1px solid #cbd5e0;padding:3px 6px;text-align:left}",
+    ".msg blockquote{margin:4px 0;padding-left:8px;border-left:3px solid #cbd5e0;color:#4a5568}.msg a{color:#2b6cb0}",
     ".msg.error{align-self:flex-start;background:#fff5f5;color:#742a2a;border:1px solid #feb2b2}",
     ".msg.error button{margin-left:8px;border:1px solid #c53030;background:#fff;color:#c53030;border-radius:6px;cursor:pointer;font:inherit}",
     ".status{font-size:12px;color:#718096;padding:0 14px 4px;min-height:16px}",
@@ -75,21 +83,115 @@
     localStorage.setItem(storeKey, JSON.stringify(saved));
   }
 
-  /* Safe Markdown: paragraphs, line breaks, **bold**, *em*, `code`. Text nodes only. */
+  /* Markdown (GitHub-flavoured) from marked's lexer: the elements are built here, text only
+   * ever as text nodes; raw HTML is shown as text; links only to http(s) and mailto. */
   function render(el, text) {
     el.textContent = "";
-    var pattern = /(\*\*[^*]+\*\*|\*[^*]+\*|`[^`]+`)/g;
-    var last = 0, m;
-    while ((m = pattern.exec(text)) !== null) {
-      if (m.index > last) el.appendChild(document.createTextNode(text.slice(last, m.index)));
-      var token = m[0], node;
-      if (token.slice(0, 2) === "**") { node = document.createElement("strong"); node.textContent = token.slice(2, -2); }
-      else if (token[0] === "*") { node = document.createElement("em"); node.textContent = token.slice(1, -1); }
-      else { node = document.createElement("code"); node.textContent = token.slice(1, -1); }
-      el.appendChild(node);
-      last = m.index + token.length;
-    }
-    if (last < text.length) el.appendChild(document.createTextNode(text.slice(last)));
+    var tokens;
+    try { tokens = marked.lexer(text || "", { gfm: true, breaks: true }); }
+    catch (e) { el.textContent = text; return; }
+    blocks(tokens, el);
+  }
+
+  function node(tag, parent, text) {
+    var n = document.createElement(tag);
+    if (text !== undefined) n.textContent = text;
+    parent.appendChild(n);
+    return n;
+  }
+
+  function blocks(tokens, parent) {
+    tokens.forEach(function (t) {
+      switch (t.type) {
+        case "space": return;
+        case "paragraph": inline(t.tokens, node("p", parent)); return;
+        case "heading": inline(t.tokens, node("h" + Math.min(6, t.depth + 2), parent)); return;
+        case "code": codeBlock(t, parent); return;
+        case "blockquote": blocks(t.tokens, node("blockquote", parent)); return;
+        case "hr": node("hr", parent); return;
+        case "list":
+          var list = node(t.ordered ? "ol" : "ul", parent);
+          if (t.ordered && t.start !== "" && t.start !== 1) list.setAttribute("start", String(t.start));
+          t.items.forEach(function (item) {
+            var li = node("li", list);
+            if (item.task) { var box = node("input", li); box.type = "checkbox"; box.checked = !!item.checked; box.disabled = true; }
+            blocks(item.tokens, li);
+          });
+          return;
+        case "table": table(t, parent); return;
+        case "text":
+          if (t.tokens) inline(t.tokens, parent); else parent.appendChild(document.createTextNode(t.text));
+          return;
+        default: // html and anything unknown: as it was written, as text
+          parent.appendChild(document.createTextNode(t.raw || t.text || ""));
+      }
+    });
+  }
+
+  function inline(tokens, parent) {
+    (tokens || []).forEach(function (t) {
+      switch (t.type) {
+        case "text":
+          if (t.tokens) inline(t.tokens, parent); else parent.appendChild(document.createTextNode(t.text));
+          return;
+        case "strong": case "em": case "del":
+          inline(t.tokens, node(t.type === "strong" ? "strong" : t.type === "em" ? "em" : "del", parent));
+          return;
+        case "codespan": node("code", parent, t.text); return;
+        case "br": node("br", parent); return;
+        case "link": link(t, parent); return;
+        case "image": // not loaded: a link to it, named by its text
+          link({ href: t.href, title: t.title, tokens: [{ type: "text", text: t.text || t.href }] }, parent);
+          return;
+        case "escape": parent.appendChild(document.createTextNode(t.text)); return;
+        default:
+          parent.appendChild(document.createTextNode(t.raw || t.text || ""));
+      }
+    });
+  }
+
+  function link(t, parent) {
+    var href = String(t.href || "").trim();
+    if (!/^(https?:|mailto:)/i.test(href)) { inline(t.tokens, parent); return; } // javascript: and the like
+    var a = node("a", parent);
+    a.href = href;
+    a.target = "_blank";
+    a.rel = "noopener noreferrer nofollow";
+    if (t.title) a.title = t.title;
+    inline(t.tokens, a);
+  }
+
+  function codeBlock(t, parent) {
+    var box = node("div", parent);
+    box.className = "code";
+    var copy = node("button", box, "Copy");
+    copy.type = "button";
+    copy.className = "copy";
+    copy.setAttribute("aria-label", "Copy the code");
+    copy.addEventListener("click", function () {
+      if (navigator.clipboard) navigator.clipboard.writeText(t.text).then(function () { copy.textContent = "Copied"; }, function () {});
+    });
+    var code = node("code", node("pre", box), t.text);
+    if (t.lang) code.setAttribute("data-lang", String(t.lang).split(/\s/)[0]);
+  }
+
+  function table(t, parent) {
+    var wrapper = node("div", parent);
+    wrapper.className = "table";
+    var tbl = node("table", wrapper);
+    var head = node("tr", node("thead", tbl));
+    t.header.forEach(function (cell, i) { cellOf("th", cell, t.align[i], head); });
+    var body = node("tbody", tbl);
+    t.rows.forEach(function (row) {
+      var tr = node("tr", body);
+      row.forEach(function (cell, i) { cellOf("td", cell, t.align[i], tr); });
+    });
+  }
+
+  function cellOf(tag, cell, align, row) {
+    var c = node(tag, row);
+    if (align) c.style.textAlign = align;
+    inline(cell.tokens, c);
   }
 
   function bubble(role, text, key) {
@@ -359,5 +461,7 @@
     open: function () { $(".bubble").click(); },
     // Drops the connection as a network failure would (for diagnostics and tests).
     drop: function () { if (ws) ws.close(); },
+    // An answer's text as the widget shows it (an element, not attached), for tests.
+    render: function (text) { var el = document.createElement("div"); render(el, text); return el; },
   };
 })();
