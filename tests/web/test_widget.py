@@ -292,3 +292,27 @@ async def test_a_huge_table_scrolls_inside_the_answer(browser: Browser, chat: Ch
         "| n | text | twice |\n|---|---|---|\n" + rows,
     )
     assert width[0] <= 360 and width[1] == 301 and width[2]
+
+
+async def test_a_tool_step_and_an_approval_card(browser: Browser, chat: ChatServer) -> None:
+    """Tools show as collapsed steps above the answer; one that needs approval asks with a
+    card of its arguments (not JSON), and the answer goes on once approved."""
+    page = await browser.new_page()
+    await page.goto(f"{chat.url}/?agent=support")
+    await page.click(".bubble")
+    await send(page, "Please place an order for TL-4472")
+    card = page.locator(".approval")
+    await card.wait_for(timeout=20_000)
+    assert "wants to run place_order" in await card.inner_text()
+    terms = await card.locator("dt").all_inner_texts()
+    values = await card.locator("dd").all_inner_texts()
+    assert dict(zip(terms, values, strict=True))["code"] == "TL-4472"
+    await card.locator("button.approve").click()
+    await wait_idle(page)
+    assert await page.locator(".approval").count() == 0
+    step = page.locator("details.step", has_text="place_order")
+    assert await step.locator("summary").inner_text() == "Used place_order"
+    assert not await step.evaluate("e => e.open")  # collapsed until asked
+    await step.locator("summary").click()
+    assert "ORD-" in await step.inner_text()
+    assert "ORD-" in (await assistant_texts(page))[-1]

@@ -41,6 +41,9 @@
     ".msg pre code{background:none;padding:0;color:inherit}",
     ".msg .copy{position:absolute;top:4px;right:4px;font:11px system-ui,sans-serif;border:0;border-radius:4px;padding:2px 6px;background:#4a5568;color:#fff;cursor:pointer}",
     ".msg .table{overflow-x:auto;margin:6px 0}.msg table{border-collapse:collapse}.msg th,.msg td{border:1px solid #cbd5e0;padding:3px 6px;text-align:left}",
+    ".approval{align-self:flex-start;background:#fffaf0;border:1px solid #f6ad55}.approval dl{display:grid;grid-template-columns:auto 1fr;gap:2px 10px;margin:6px 0}.approval dt{color:#718096}.approval dd{margin:0;font-weight:600}",
+    ".approval .choices{display:flex;gap:6px}.approval button{border:0;border-radius:6px;padding:4px 12px;cursor:pointer;font:inherit}.approval .approve{background:#2f855a;color:#fff}.approval .decline{background:#e2e8f0}",
+    ".step{align-self:flex-start;max-width:85%;font-size:12px;color:#4a5568}.step summary{cursor:pointer}.step pre{margin:4px 0;padding:6px;background:#f7fafc;border-radius:4px;overflow-x:auto;white-space:pre-wrap}",
     ".msg blockquote{margin:4px 0;padding-left:8px;border-left:3px solid #cbd5e0;color:#4a5568}.msg a{color:#2b6cb0}",
     ".msg.error{align-self:flex-start;background:#fff5f5;color:#742a2a;border:1px solid #feb2b2}",
     ".msg.error button{margin-left:8px;border:1px solid #c53030;background:#fff;color:#c53030;border-radius:6px;cursor:pointer;font:inherit}",
@@ -321,9 +324,16 @@
       case "tool.confirm":
         askApproval(frame);
         return;
+      case "tool.call":
+        toolStep(frame);
+        return;
       case "tool.result":
-        el = log.querySelector('[data-call="' + CSS.escape(frame.call_id) + '"]');
+        el = log.querySelector('.approval[data-call="' + CSS.escape(frame.call_id) + '"]');
         if (el) el.remove();
+        el = toolStep(frame);
+        var result = frame.result || {};
+        el.querySelector("summary").textContent = (result.error ? "Tried " : "Used ") + frame.name + (result.error ? " (it failed)" : "");
+        node("pre", el, JSON.stringify(result.error ? result : result.result, null, 2));
         return;
       case "operator.message":
         bubble("operator", frame.text);
@@ -334,23 +344,53 @@
     }
   }
 
+  /* A tool the answer used: a collapsed step above the turn's text (its arguments, then its
+   * result). Returns its element. */
+  function toolStep(frame) {
+    var found = log.querySelector('details.step[data-call="' + CSS.escape(frame.call_id) + '"]');
+    if (found) return found;
+    var step = document.createElement("details");
+    step.className = "step";
+    step.setAttribute("data-call", frame.call_id);
+    node("summary", step, "Using " + frame.name + "…");
+    node("pre", step, JSON.stringify(frame.arguments || {}, null, 2));
+    var answer = frame.turn_id && turns[frame.turn_id];
+    if (answer && answer.parentNode === log) log.insertBefore(step, answer); else log.appendChild(step);
+    log.scrollTop = log.scrollHeight;
+    return step;
+  }
+
+  /* A tool that needs the user's yes: what it would do, with its arguments, and two buttons. */
   function askApproval(frame) {
-    if (log.querySelector('[data-call="' + CSS.escape(frame.call_id) + '"]')) return;
-    var box = bubble("assistant", "Allow " + frame.name + " " + JSON.stringify(frame.arguments) + "?");
-    box.setAttribute("data-call", frame.call_id);
+    if (log.querySelector('.approval[data-call="' + CSS.escape(frame.call_id) + '"]')) return;
+    var card = document.createElement("div");
+    card.className = "msg approval";
+    card.setAttribute("data-call", frame.call_id);
+    card.setAttribute("role", "group");
+    card.setAttribute("aria-label", "Approve " + frame.name);
+    node("div", card, "The assistant wants to run " + frame.name + ":").className = "ask";
+    var args = node("dl", card);
+    Object.keys(frame.arguments || {}).forEach(function (key) {
+      var value = frame.arguments[key];
+      node("dt", args, key);
+      node("dd", args, typeof value === "string" ? value : JSON.stringify(value));
+    });
+    var buttons = node("div", card);
+    buttons.className = "choices";
     [["Approve", true], ["Decline", false]].forEach(function (choice) {
-      var b = document.createElement("button");
+      var b = node("button", buttons, choice[0]);
       b.type = "button";
-      b.textContent = choice[0];
-      b.style.marginLeft = "6px";
+      b.className = choice[1] ? "approve" : "decline";
       b.addEventListener("click", function () {
         if (ws && ws.readyState === 1) {
           ws.send(JSON.stringify({ type: "tool.confirm", call_id: frame.call_id, approve: choice[1] }));
-          box.remove();
+          card.remove();
         }
       });
-      box.appendChild(b);
     });
+    log.appendChild(card);
+    log.scrollTop = log.scrollHeight;
+    card.querySelector("button.approve").focus();
   }
 
   function connect() {
