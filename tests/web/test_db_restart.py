@@ -12,10 +12,9 @@ from typing import Any
 import pytest
 import websockets
 
-from threadline import Engine
+from threadline import Engine, db
 from threadline.ledger import Ledger
 
-from ..engine.test_recovery import restart_postgres
 from .test_processes import (
     new_session,
     procs,
@@ -42,7 +41,7 @@ async def test_a_session_streams_through_a_database_restart_and_goes_on(
         await ws.send(json.dumps({"type": "message.send", "client_id": "m1", "text": "Tell me"}))
         while sum(f["type"] == "message.delta" for f in first) < 3:
             first.append(json.loads(await ws.recv()))
-        await asyncio.to_thread(restart_postgres, pg_root)
+        await asyncio.to_thread(db.restart_embedded, pg_root)
         await read_until_end(ws, first)
         await ws.send(json.dumps({"type": "message.send", "client_id": "m2", "text": "Again"}))
         await read_until_end(ws, second)

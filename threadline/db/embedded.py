@@ -125,6 +125,13 @@ def restart_embedded(data_dir: Path, mode: str = "fast") -> None:
     _pg("pg_ctl", pgdata, "-w", "-t", "60", "-m", mode, "restart", what=what, user=user)
 
 
+def stop_embedded(data_dir: Path) -> None:
+    """Stop the embedded server of `data_dir` now, whoever else uses it (not at this process's
+    exit): for a drill or benchmark done with its own server while the process goes on."""
+    pgdata = data_dir.expanduser().resolve() / "pg"
+    _stop(pgdata, SERVICE_USER if os.geteuid() == 0 else None)
+
+
 # -- who holds what ---------------------------------------------------------------------------
 
 
