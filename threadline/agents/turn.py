@@ -26,6 +26,21 @@ def _plain(data: dict[str, Any]) -> dict[str, Any]:
     return {k: str(v) if isinstance(v, Decimal) else v for k, v in data.items()}
 
 
+def source_of(number: int, passage: Passage) -> dict[str, Any]:
+    """A passage as a cited source: its number in the prompt, a label, and a link when the
+    document came from the web."""
+    citation = passage.citation
+    url = citation.source if citation.source.startswith(("https://", "http://")) else None
+    return {
+        "n": number,
+        "title": citation.label,
+        "source": citation.source,
+        "url": url,
+        "document_id": citation.document_id,
+        "page": citation.page,
+    }
+
+
 def event_key(turn_id: str, what: str) -> str:
     """The log key of a turn's event `what`: a replay of the turn (after a crash) logs its
     tool calls, their results and its end again, and the log keeps each once."""
@@ -72,6 +87,8 @@ class Turn:
     usage: Usage = field(default_factory=Usage)
     cost: Decimal | None = Decimal(0)  # None once a call's price is unknown
     model_used: str | None = None
+    cached: bool = False  # the answer came from the semantic cache
+    sources: list[dict[str, Any]] = field(default_factory=list)  # what `[n]` cites
 
     @property
     def first_question(self) -> bool:
@@ -111,6 +128,7 @@ class Turn:
                     return await self._serve(hit)
             passages = await knowledge.search(self.text)
             system += "\n\n" + format_context(passages)
+            self._cite(passages)
         messages = [Message.system(system), *self.history, Message.user(self.text)]
         texts: list[str] = []
         plain: Response | None = None  # the answer, when it came in one round with no tools
@@ -141,6 +159,17 @@ class Turn:
             await self._cache(knowledge, cache_scope, plain, passages)
         return text
 
+    def _cite(self, passages: list[Passage]) -> None:
+        """Tell clients what the answer's `[n]` markers point at (`message.sources`), before
+        its text: the prompt numbers the passages the same way (`format_context`)."""
+        self.sources = [source_of(n, p) for n, p in enumerate(passages, 1)]
+        if self.sources:
+            self.emit(
+                "message.sources",
+                {"turn_id": self.turn_id, "sources": self.sources},
+                self._key("sources"),
+            )
+
     def _knowledge(self) -> BoundKnowledge | None:
         if self.agent.knowledge is None:
             return None
@@ -149,6 +178,7 @@ class Turn:
     async def _serve(self, hit: CacheHit) -> str:
         """Stream a cached answer as a live one arrives (its ledger row is written)."""
         self._start(cached=True)
+        self.cached = True
         async for event in replay_stream(hit):
             if self.cancelled():
                 raise TurnCancelled(self.turn_id)

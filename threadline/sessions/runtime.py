@@ -25,7 +25,7 @@ from ..errors import ConfigurationError, PayloadTooLarge
 from ..ledger import LLM, Scope
 from ..llm import LLMError, Message, check_installed, default_model_spec
 from ..router import ModelPolicy, Router
-from . import store
+from . import feedback, store
 from .events import EventLog, SessionEvent, read_events
 from .failures import turn_failure
 from .store import SessionInfo, StoredMessage
@@ -219,6 +219,29 @@ class Sessions:
             await store.save_state(conn, session_id, state, info.data, status)
         await self.events.append(session_id, "session.state", {"state": state, "status": status})
 
+    async def rate(
+        self, session_id: str, turn_id: str, rating: str | None, comment: str | None = None
+    ) -> None:
+        """The user's thumbs up or down (`rating` "up"/"down", None takes it back) on one
+        of the session's answers."""
+        async with self.engine.pool.acquire() as conn:
+            await feedback.rate(conn, session_id, turn_id, rating, comment)
+
+    async def ratings(self, session_id: str) -> dict[str, str]:
+        """turn id → "up"/"down" for the session's rated answers."""
+        async with self.engine.pool.acquire() as conn:
+            return await feedback.ratings(conn, session_id)
+
+    async def rename(self, session_id: str, title: str) -> None:
+        async with self.engine.pool.acquire() as conn:
+            await feedback.rename(conn, session_id, title)
+
+    async def delete(self, session_id: str) -> None:
+        """Stop the session's turns, then delete it (see `feedback.delete`)."""
+        await self.cancel(session_id)
+        async with self.engine.pool.acquire() as conn:
+            await feedback.delete(conn, session_id)
+
     async def export(self, session_id: str) -> dict[str, Any]:
         """The whole session as JSON: its settings, state and every message."""
         info = await self.get(session_id)
@@ -310,7 +333,8 @@ class Sessions:
             "model": turn.model_used,
             "usage": turn.usage.to_json(),
             "cost": str(turn.cost) if turn.cost is not None else None,
-            "cached": False,
+            "cached": turn.cached,
+            "sources": turn.sources,
             "budget": await self._budget_line(agent, session_id),
         }
         # Idempotent: a replay finds the answer by its turn id and saves the same state.
@@ -429,10 +453,18 @@ class Sessions:
                         along=along,
                         event=None if along is None else ("message.end", end),
                         key=event_key(turn_id, "message.end"),
+                        meta=answer_meta(end),
                     )
                 else:
                     await store.save_state(conn, session_id, state, data, status)
         return {"state": state, "message_seq": answer, "ended": along is not None}
+
+
+def answer_meta(end: dict[str, Any]) -> dict[str, Any]:
+    """What an answer's stored message keeps of its `message.end`: a reloaded conversation
+    shows the same model, cost, cache mark and sources as the live one did."""
+    keep = ("model", "usage", "cost", "cached", "sources")
+    return {k: end[k] for k in keep if end.get(k) not in (None, [], False)}
 
 
 def check_models(agents: Iterable[Agent]) -> None:

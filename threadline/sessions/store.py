@@ -28,6 +28,7 @@ class SessionInfo:
     event_seq: int
     created_at: datetime
     updated_at: datetime
+    title: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class StoredMessage:
 
 
 _SESSION_FIELDS = """id, agent, tenant, user_id, state, data::text AS data, status, event_seq,
-    created_at, updated_at"""
+    title, created_at, updated_at"""
 
 
 async def create_session(
@@ -257,7 +258,7 @@ WITH existing AS (
 ), added AS (
     INSERT INTO threadline.session_messages (session_id, seq, role, content, client_id, turn_id,
                                              meta, reply_to)
-    SELECT $1, message_seq, 'assistant', $2, $3, $4, '{{}}'::jsonb, $5 FROM bumped
+    SELECT $1, message_seq, 'assistant', $2, $3, $4, $14::jsonb, $5 FROM bumped
     WHERE NOT EXISTS (SELECT 1 FROM existing)
     RETURNING seq
 ), numbered AS (
@@ -285,6 +286,7 @@ async def add_answer(
     along: Along | None = None,
     event: tuple[str, dict[str, Any]] | None = None,
     key: str | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> int:
     """Store a turn's answer (once: its turn id is its client id) and save the session's new
     state with it. With `along` (see `EventLog.along`) and `event`, the session's events it
@@ -315,6 +317,7 @@ async def add_answer(
         CHANNEL,
         along.origin if along is not None else "",
         keys,
+        json.dumps(meta or {}),
     )
     if row is None or row["base"] is None:
         raise UnknownSession(f"no session with id {session_id!r}")

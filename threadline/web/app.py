@@ -42,6 +42,16 @@ class OperatorReply(BaseModel):
     state: str | None = Field(default=None, max_length=100)
 
 
+class Rating(BaseModel):
+    turn_id: str = Field(min_length=1, max_length=200)
+    rating: str | None = Field(default=None, pattern="^(up|down)$")  # None takes it back
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class SessionChange(BaseModel):
+    title: str = Field(min_length=1, max_length=200)
+
+
 class NewMessage(BaseModel):
     client_id: str = Field(min_length=1, max_length=100)
     text: str = Field(min_length=1)
@@ -71,7 +81,7 @@ def create_app(
     app.add_middleware(
         CORSMiddleware,
         allow_origins=list(auth.allowed_origins),
-        allow_methods=["GET", "POST"],
+        allow_methods=["GET", "POST", "PATCH", "DELETE"],
         allow_headers=["authorization", "content-type", "last-event-id"],
     )
 
@@ -128,11 +138,44 @@ def create_app(
         return {
             "session_id": info.id,
             "agent": info.agent,
+            "title": info.title,
             "state": info.state,
             "status": info.status,
             "data": info.data,
             "last_seq": info.event_seq,
+            "created_at": info.created_at.isoformat(),
+            "updated_at": info.updated_at.isoformat(),
         }
+
+    @app.patch("/v1/sessions/{session_id}")
+    async def change_session(
+        body: SessionChange, session_id: Annotated[str, Depends(session_access)]
+    ) -> Any:
+        try:
+            await sessions.rename(session_id, body.title)
+        except UnknownSession as exc:
+            raise HTTPException(404, str(exc)) from None
+        except ConfigurationError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {"ok": True}
+
+    @app.delete("/v1/sessions/{session_id}", status_code=204)
+    async def delete_session(session_id: Annotated[str, Depends(session_access)]) -> Response:
+        try:
+            await sessions.delete(session_id)
+        except UnknownSession as exc:
+            raise HTTPException(404, str(exc)) from None
+        return Response(status_code=204)
+
+    @app.post("/v1/sessions/{session_id}/feedback")
+    async def rate(body: Rating, session_id: Annotated[str, Depends(session_access)]) -> Any:
+        try:
+            await sessions.rate(session_id, body.turn_id, body.rating, body.comment)
+        except UnknownSession as exc:
+            raise HTTPException(404, str(exc)) from None
+        except ConfigurationError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {"ok": True}
 
     @app.post("/v1/sessions/{session_id}/token")
     async def refresh_token(session_id: Annotated[str, Depends(session_access)]) -> Any:
@@ -141,9 +184,14 @@ def create_app(
     @app.get("/v1/sessions/{session_id}/messages")
     async def history(session_id: Annotated[str, Depends(session_access)]) -> Any:
         try:
-            return [m.to_json() for m in await sessions.history(session_id)]
+            messages = await sessions.history(session_id)
+            rated = await sessions.ratings(session_id)
         except UnknownSession as exc:
             raise HTTPException(404, str(exc)) from None
+        return [
+            {**m.to_json(), "rating": rated[m.turn_id]} if m.turn_id in rated else m.to_json()
+            for m in messages
+        ]
 
     @app.post("/v1/sessions/{session_id}/messages", status_code=202)
     async def post_message(
