@@ -22,6 +22,10 @@ async def ask(chat: ChatServer, session: dict[str, Any], text: str, n: int) -> l
     return frames
 
 
+def _messages(session: dict[str, Any]) -> str:
+    return f"/v1/sessions/{session['session_id']}/messages?token={session['token']}"
+
+
 def answer(frames: list[dict[str, Any]]) -> tuple[str, bool]:
     start = [f for f in frames if f["type"] == "message.start"][-1]
     return [f for f in frames if f["type"] == "message.end"][-1]["text"], bool(start.get("cached"))
@@ -38,15 +42,30 @@ async def test_answers_from_the_knowledge_base_and_serves_a_repeat_from_the_cach
         await ask(chat, first_session, "What is the warranty on the leak sensor?", 1)
     )
     assert not cached and "1 year on the leak sensor" in first and "[1]" in first
+    history = (await chat.http.get(_messages(first_session))).json()
+    meta = history[-1]["meta"]
+    assert meta["model"] == "demo:threadline-demo" and "cached" not in meta
+    # The sources the `[n]` markers point at: the same list live, at the end and after a reload.
+    sources = meta["sources"]
+    assert [s["n"] for s in sources] == list(range(1, len(sources) + 1))
+    assert all(s["title"] and s["document_id"] for s in sources)
 
     frames = await ask(chat, second_session, "what is the warranty on the leak sensor", 1)
     again, cached = answer(frames)
     assert cached and again == first
+    end = [f for f in frames if f["type"] == "message.end"][-1]
+    assert end["cached"] is True
+    assert (await chat.http.get(_messages(second_session))).json()[-1]["meta"]["cached"] is True
     deltas = [f["text"] for f in frames if f["type"] == "message.delta"]
     assert len(deltas) > 3 and "".join(deltas) == first  # streamed, piece by piece
 
-    follow_up, cached = answer(await ask(chat, second_session, "Which part is the faucet kit?", 2))
+    frames = await ask(chat, second_session, "Which part is the faucet kit?", 2)
+    follow_up, cached = answer(frames)
     assert not cached and "TL-2210" in follow_up  # a follow-up is never served from the cache
+    turn = [f for f in frames if f["type"] == "message.end"][-1]["turn_id"]
+    of_turn = [f["type"] for f in frames if f.get("turn_id") == turn]
+    assert of_turn.count("message.sources") == 1
+    assert of_turn.index("message.sources") < of_turn.index("message.delta")  # before the text
 
     rows = await Ledger(chat.sessions.engine.pool).calls(agent="support")
     by_session = {(r["session_id"], r["status"]) for r in rows}

@@ -1,5 +1,6 @@
 """Durable conversation sessions: state, messages, turns and the event log."""
 
+from . import feedback
 from .events import EventLog, SessionEvent
 from .runtime import TURN_QUEUE, Sessions
 from .store import SessionInfo, StoredMessage, UnknownSession
@@ -12,4 +13,5 @@ __all__ = [
     "Sessions",
     "StoredMessage",
     "UnknownSession",
+    "feedback",
 ]

@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from ..ledger import Ledger
-from ..sessions import Sessions, UnknownSession
+from ..sessions import Sessions, UnknownSession, feedback
 from .auth import Auth
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates" / "dashboard"))
@@ -92,6 +92,7 @@ def create_dashboard(sessions: Sessions, auth: Auth, *, open_access: bool) -> AP
         except UnknownSession:
             raise HTTPException(404, "no such session") from None
         calls = await Ledger(pool()).calls(session_id=session_id)
+        ratings = await sessions.ratings(session_id)
         by_turn: dict[str, list[dict[str, Any]]] = {}
         for call in calls:
             by_turn.setdefault(call["turn_id"] or "", []).append(call)
@@ -101,8 +102,16 @@ def create_dashboard(sessions: Sessions, auth: Auth, *, open_access: bool) -> AP
             session=info,
             messages=await sessions.history(session_id),
             calls=by_turn,
+            ratings=ratings,
             total=sum((c["cost_usd"] or Decimal(0) for c in calls), Decimal(0)),
         )
+
+    @router.get("/feedback", response_class=HTMLResponse)
+    async def feedback_list(request: Request) -> Response:
+        async with pool().acquire() as conn:
+            found = await feedback.recent(conn, limit=200)
+            by_agent = await conn.fetch(_FEEDBACK_BY_AGENT)
+        return page(request, "feedback.html", feedback=found, by_agent=by_agent)
 
     @router.get("/runs", response_class=HTMLResponse)
     async def runs(request: Request, status: str | None = None) -> Response:
@@ -139,9 +148,16 @@ SELECT count(*) AS calls,
 FROM threadline.llm_calls
 """
 
+_FEEDBACK_BY_AGENT = """
+SELECT agent, count(*) FILTER (WHERE rating > 0) AS up, count(*) FILTER (WHERE rating < 0) AS down
+FROM threadline.session_feedback GROUP BY agent ORDER BY agent
+"""
+
 _SESSIONS = """
-SELECT s.id, s.agent, s.tenant, s.state, s.status, s.updated_at,
+SELECT s.id, s.agent, s.title, s.tenant, s.state, s.status, s.updated_at,
        (SELECT count(*) FROM threadline.session_messages m WHERE m.session_id = s.id) AS messages,
+       (SELECT count(*) FROM threadline.session_feedback f WHERE f.session_id = s.id
+            AND f.rating < 0) AS thumbs_down,
        coalesce((SELECT sum(cost_usd) FROM threadline.llm_calls c WHERE c.session_id = s.id), 0)
            AS cost
 FROM threadline.sessions s ORDER BY s.updated_at DESC LIMIT 200
