@@ -49,6 +49,10 @@ class Connection:
         self.turn_id: str | None = None
         self.started: float | None = None
         self.shown = 0
+        # Logged events the client already has (sent live) and has not been told the seqs
+        # of: (first, last). A `logged` frame tells it before the next logged frame goes
+        # out, so the seqs a client sees have no gaps (one frame per answer, not per piece).
+        self._had: tuple[int, int] | None = None
         self.sent_at: list[float] = []
         self._send_lock = asyncio.Lock()
         # A live piece that nothing is ahead of skips the forwarder: it waits in `_outbox`
@@ -232,6 +236,7 @@ class Connection:
         if self.cursor is None or after_seq < self.cursor:
             self.cursor = after_seq
             self.behind = True
+            self._had = None  # read again from the log
         self.sub.wake.set()
 
     async def _forward(self) -> None:
@@ -274,10 +279,23 @@ class Connection:
         if piece is None and event.type in ANSWER_TYPES and self.turn_id is not None:
             piece = piece_of(event.type, json.loads(text))  # another process wrote it
         frame = self._fit(event.type, piece, lambda: json.loads(text))
+        if frame is None:
+            self._had_it(event.seq)
+            return
+        await self._tell_had()
         if frame is _WHOLE:
             await self.send_text(text)
-        elif frame is not None:
+        else:
             await self.send(frame)
+
+    def _had_it(self, seq: int) -> None:
+        self._had = (seq, seq) if self._had is None else (self._had[0], seq)
+
+    async def _tell_had(self) -> None:
+        if self._had is not None:
+            first, last = self._had
+            self._had = None
+            await self.send({"type": "logged", "first": first, "seq": last})
 
     def _fit(
         self, type: str, piece: Piece | None, frame: Callable[[], dict[str, Any]]
@@ -320,7 +338,10 @@ class Connection:
                 return
             for event in events:
                 frame = self._fit(event.type, piece_of(event.type, event.data), event.frame)
-                if frame is not None:
+                if frame is None:
+                    self._had_it(event.seq)
+                else:
+                    await self._tell_had()
                     await self.send(event.frame() if frame is _WHOLE else frame)
                 self.cursor = event.seq
 
