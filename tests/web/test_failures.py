@@ -54,6 +54,36 @@ def lookup(code: str) -> dict[str, str]:
 
 
 flaky_tool = Agent(name="flaky_tool", model="demo:threadline-demo", tools=[lookup])
+attempts = {"stubborn": 0}
+
+
+@tool(timeout=0.3)
+async def lookup_slowly(code: str) -> str:
+    """Look up a part by its code."""
+    await asyncio.sleep(30)
+    return code
+
+
+@tool(retries=2)
+def lookup_stubbornly(code: str) -> str:
+    """Look up a part by its code."""
+    attempts["stubborn"] += 1
+    raise ConnectionError("parts service unreachable")
+
+
+slow_tool = Agent(name="slow_tool", model="demo:threadline-demo", tools=[lookup_slowly])
+stubborn_tool = Agent(name="stubborn_tool", model="demo:threadline-demo", tools=[lookup_stubbornly])
+failing_step = Agent(name="failing_step", model="demo:threadline-demo")
+
+
+@failing_step.state("start")
+async def _failing_step(turn: Turn) -> str | None:
+    def fetch_order() -> str:
+        raise ConnectionError("orders service unreachable")
+
+    assert turn.ctx is not None
+    await turn.ctx.step(fetch_order, retries=1)
+    return None
 
 
 async def _reply(turn: Turn) -> str | None:
@@ -61,7 +91,7 @@ async def _reply(turn: Turn) -> str | None:
     return None
 
 
-for _agent in (locked_out, overloaded, broken_tool, flaky_tool):
+for _agent in (locked_out, overloaded, broken_tool, flaky_tool, slow_tool, stubborn_tool):
     _agent.state("start")(_reply)
 
 
@@ -70,7 +100,16 @@ async def _bug(turn: Turn) -> str | None:
     raise KeyError("no such field")
 
 
-FAILING = [locked_out, overloaded, buggy, broken_tool, flaky_tool]
+FAILING = [
+    locked_out,
+    overloaded,
+    buggy,
+    broken_tool,
+    flaky_tool,
+    slow_tool,
+    stubborn_tool,
+    failing_step,
+]
 
 
 async def ask(chat: ChatServer, agent: str, text: str) -> list[dict[str, Any]]:
@@ -101,6 +140,9 @@ async def failing_chat(database_url: str) -> AsyncIterator[ChatServer]:
         ("overloaded", "Hello?", "no_model_available", True),
         ("buggy", "Hello?", "internal", False),
         ("broken_tool", "Can you look up part TL-4471?", "tool_failed", True),
+        ("slow_tool", "Can you look up part TL-4471?", "tool_timeout", True),
+        ("stubborn_tool", "Can you look up part TL-4471?", "tool_failed", True),
+        ("failing_step", "Where is my order?", "step_failed", True),
     ],
 )
 async def test_a_failed_turn_ends_with_an_error_the_user_can_read(
@@ -164,3 +206,71 @@ async def test_the_ai_sdk_stream_ends_a_failed_turn_with_an_error_chunk(
                 chunks.append(line[6:] if line[6:] == "[DONE]" else json.loads(line[6:]))
     assert chunks[-1] == "[DONE]"
     assert chunks[-2]["type"] == "error" and "not set up correctly" in chunks[-2]["errorText"]
+
+
+async def test_a_tool_is_tried_as_often_as_it_says_before_the_turn_fails(
+    failing_chat: ChatServer,
+) -> None:
+    attempts["stubborn"] = 0
+    first, _ = await ask(failing_chat, "stubborn_tool", "Can you look up part TL-4471?")
+    assert first["code"] == "tool_failed"
+    assert attempts["stubborn"] == 2 * 3  # two turns, each: the first try and two retries
+
+
+# What the person chatting sees, in Chromium, for each kind of failure: words (not the
+# error's internals) soon after it happens, the Send button back, and "Try again" only where a
+# retry can help.
+WIDGET_CASES = [
+    ("locked_out", "Hello?", "not set up correctly", False),
+    ("overloaded", "Hello?", "not answering right now", True),
+    ("buggy", "Hello?", "Something went wrong", False),
+    ("broken_tool", "Can you look up part TL-4471?", "tool the assistant used failed", True),
+    ("slow_tool", "Can you look up part TL-4471?", "took too long", True),
+    ("stubborn_tool", "Can you look up part TL-4471?", "tool the assistant used failed", True),
+    ("failing_step", "Where is my order?", "Something went wrong while answering", True),
+]
+
+
+@pytest.mark.browser
+async def test_the_widget_tells_each_failure_and_offers_a_retry_where_it_helps(
+    failing_chat: ChatServer,
+) -> None:
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        for agent, text, words, retryable in WIDGET_CASES:
+            page = await browser.new_page()
+            await page.goto(f"{failing_chat.url}/?agent={agent}")
+            await page.click(".bubble")
+            await page.fill("textarea", text)
+            await page.press("textarea", "Enter")
+            error = page.locator(".msg.error[role=alert]")
+            # The failures here happen at once (a tool's 0.3 s timeout aside), so the words
+            # must be on screen within 2 s of the message going out.
+            await error.wait_for(timeout=2_500)
+            assert words in await error.inner_text(), agent
+            await page.wait_for_selector("form button.send", timeout=2_000)
+            assert await error.locator("button", has_text="Try again").count() == int(retryable)
+            await page.close()
+        await browser.close()
+
+
+@pytest.mark.browser
+async def test_the_widget_shows_a_stopped_answer_as_stopped(chat: ChatServer) -> None:
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = await browser.new_page()
+        await page.goto(f"{chat.url}/?agent=echo")
+        await page.click(".bubble")
+        await page.fill("textarea", "Tell me a long story " * 20)
+        await page.press("textarea", "Enter")
+        await page.click("form button.stop")
+        await page.wait_for_selector("form button.send", timeout=2_000)
+        status = page.locator(".status", has_text="Stopped")
+        await status.wait_for(timeout=2_000)
+        session_id = await page.evaluate(
+            "() => JSON.parse(Object.entries(localStorage).find(([k]) => "
+            "k.startsWith('threadline:'))[1]).sessionId"
+        )
+        events = await chat.sessions.read(session_id, 0)
+        assert "message.cancelled" in [e.type for e in events]
+        await browser.close()

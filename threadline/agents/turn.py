@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -301,8 +302,11 @@ class Turn:
                 return {"error": str(exc)}
 
         if self.ctx is None:
-            return await run()
-        return await self.ctx.step(run, name=f"tool:{found.name}")
+            async with asyncio.timeout(found.timeout):
+                return await run()
+        return await self.ctx.step(
+            run, name=f"tool:{found.name}", retries=found.retries, timeout=found.timeout
+        )
 
     def _key(self, what: str) -> str:
         return event_key(self.turn_id, what)

@@ -2,9 +2,10 @@
 
 Every turn ends with `message.end`, `message.cancelled` or `message.error {turn_id, code,
 message, retryable}`. `code` is stable (an `LLMError` code, `budget_exceeded`, `tool_failed`,
-`step_failed`, `internal`); `message` is written for the person chatting, never the exception's
-text (which may name hosts, keys or internals: that goes to the server's log); `retryable` says
-whether sending the message again may help (a provider outage may pass; a missing SDK will not).
+`tool_timeout`, `step_failed`, `internal`); `message` is written for the person chatting, never
+the exception's text (which may name hosts, keys or internals: that goes to the server's log);
+`retryable` says whether sending the message again may help (a provider outage may pass; a
+missing SDK will not).
 """
 
 from __future__ import annotations
@@ -77,6 +78,13 @@ def turn_failure(exc: BaseException, budget_message: str) -> TurnFailure:
         cls = _llm_error_classes().get(exc.error_type)
         if cls is not None:
             return _of_llm_error(cls)
+        if exc.step.startswith("tool:") and exc.error_type == "TimeoutError":
+            return TurnFailure(
+                "tool_timeout",
+                "A tool the assistant used took too long, so it could not finish its answer. "
+                "Please try again.",
+                True,
+            )
         if exc.step.startswith("tool:"):
             return TurnFailure(
                 "tool_failed",

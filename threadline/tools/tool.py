@@ -31,6 +31,14 @@ class Tool:
     schema: dict[str, Any]
     confirm: bool = False  # an operator or the user must approve each call first
     arguments: type[BaseModel] | None = field(default=None, repr=False, compare=False)
+    timeout: float | None = None  # seconds one attempt may take (then it fails)
+    retries: int = 0  # attempts after a failed one (with backoff), in a turn's workflow
+
+    def __post_init__(self) -> None:
+        if self.timeout is not None and self.timeout <= 0:
+            raise ValueError(f"tool {self.name}: timeout must be a positive number of seconds")
+        if self.retries < 0:
+            raise ValueError(f"tool {self.name}: retries must be 0 or more")
 
     @property
     def definition(self) -> ToolDef:
@@ -53,7 +61,14 @@ class Tool:
         return result
 
     @classmethod
-    def from_function(cls, fn: Callable[..., Any], *, confirm: bool = False) -> Tool:
+    def from_function(
+        cls,
+        fn: Callable[..., Any],
+        *,
+        confirm: bool = False,
+        timeout: float | None = None,
+        retries: int = 0,
+    ) -> Tool:
         doc = inspect.getdoc(fn) or ""
         summary, params = _parse_docstring(doc)
         model = arguments_model(fn)
@@ -63,7 +78,9 @@ class Tool:
             if name in params:
                 prop["description"] = params[name]
         schema.pop("title", None)
-        return cls(fn.__name__, summary or fn.__name__, fn, schema, confirm, model)
+        return cls(
+            fn.__name__, summary or fn.__name__, fn, schema, confirm, model, timeout, retries
+        )
 
 
 def arguments_model(fn: Callable[..., Any]) -> type[BaseModel]:
@@ -86,14 +103,22 @@ def arguments_model(fn: Callable[..., Any]) -> type[BaseModel]:
 @overload
 def tool(fn: Callable[..., Any], /) -> Tool: ...
 @overload
-def tool(*, confirm: bool = False) -> Callable[[Callable[..., Any]], Tool]: ...
 def tool(
-    fn: Callable[..., Any] | None = None, *, confirm: bool = False
+    *, confirm: bool = False, timeout: float | None = None, retries: int = 0
+) -> Callable[[Callable[..., Any]], Tool]: ...
+def tool(
+    fn: Callable[..., Any] | None = None,
+    *,
+    confirm: bool = False,
+    timeout: float | None = None,
+    retries: int = 0,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
-    """`@tool` or `@tool(confirm=True)` over a typed function."""
+    """`@tool` or `@tool(confirm=True, timeout=10, retries=2)` over a typed function.
+    `confirm`: each call waits for the user's approval; `timeout`: seconds an attempt may
+    take; `retries`: attempts after a failure (a turn reports the tool failed after the last)."""
     if fn is not None:
         return Tool.from_function(fn)
-    return lambda f: Tool.from_function(f, confirm=confirm)
+    return lambda f: Tool.from_function(f, confirm=confirm, timeout=timeout, retries=retries)
 
 
 _ARG = re.compile(r"^\s{2,}(\w+)(?:\s*\([^)]*\))?:\s*(.+)$")
