@@ -27,7 +27,7 @@ from threadline.llm import (
     get_model,
     price,
 )
-from threadline.llm.demo_replies import LABEL
+from threadline.llm.demo_replies import LABEL, NOT_FOUND
 
 INTERVIEW = """You are a warm memoir interviewer. Ask one question at a time.
 Questions:
@@ -97,9 +97,7 @@ async def test_answers_from_context_with_citations(demo: DemoModel) -> None:
     answer = await demo.request(
         [Message.system(SUPPORT), Message.user("How fast is express shipping?")]
     )
-    assert answer.text.startswith(LABEL + "From the provided context: ")
-    assert "Express shipping arrives the next day. [shipping]" in answer.text
-    assert "warranty" not in answer.text
+    assert answer.text == LABEL + "Express shipping arrives the next day. [shipping]"
 
     pumps = await demo.request(
         [Message.system(SUPPORT), Message.user("Is my pump under warranty?")]
@@ -107,8 +105,7 @@ async def test_answers_from_context_with_citations(demo: DemoModel) -> None:
     assert "two-year warranty" in pumps.text and "[warranty]" in pumps.text
 
     unknown = await demo.request([Message.system(SUPPORT), Message.user("Do you sell bicycles?")])
-    assert "could not find" in unknown.text
-    assert "returns, shipping, warranty" in unknown.text
+    assert unknown.text == LABEL + NOT_FOUND  # no list of what it covers: a human is offered
 
 
 async def test_answers_from_markdown_sections_and_user_supplied_context(demo: DemoModel) -> None:
@@ -146,7 +143,7 @@ async def test_tool_calls_are_deterministic_and_results_are_reported(demo: DemoM
     ]
     history = [*ask, lookup.message, Message.tool_result("demo_call_1", {"in_stock": 12})]
     result = await demo.request(history, tools=TOOLS)
-    assert result.text == LABEL + 'The lookup_part tool returned: {"in_stock": 12}'
+    assert result.text == LABEL + "The lookup_part tool returned: in stock: 12"
     assert not result.tool_calls
     no_tool = await demo.request([Message.user("Hello there")], tools=TOOLS)
     assert not no_tool.tool_calls

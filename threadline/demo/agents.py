@@ -1,83 +1,22 @@
 """Two demo agents. With no provider key they run on the offline demo model, which answers
-from the context in its prompt and asks the next interview question."""
+from the passage retrieval ranked first, calls the tools the user asks for, and asks the
+question the agent's stage says to ask. The memoir interviewer is in `memoir`; the support
+assistant is here: it answers from the knowledge base (`threadline/rag/kb/`) when the passage
+retrieval ranks first is about the question (`relevance`), else hands the session to a
+colleague."""
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 
 from ..agents import Agent, Turn
+from ..agents.agent import Exhausted
 from ..ledger import Budget
 from ..rag.knowledge import KB_DIR, Knowledge
 from ..tools import tool
-
-# -- memoir: intake -> outline -> chapters -> review ------------------------------------------
-
-MEMOIR_PROMPT = """You are a warm, patient memoir interviewer helping someone write the story
-of their life. Stage: {{ state }}. Ask one question at a time and build on their answers.
-{% if state == "intake" %}Interview questions to ask, in order:
-- Ask where and when they were born.
-- Ask who the most important people of their childhood were.
-- Ask what they did for a living, and what they loved about it.
-{% elif state == "outline" %}Propose an outline of 3 to 5 chapters from what they told you
-({{ data.get("facts", [])|join("; ") }}), then ask which chapter to start with.
-{% elif state == "chapters" %}Interview them for chapter {{ data.get("chapter", 1) }}.
-Ask for a concrete memory: a place, a smell, a sentence someone said.
-{% else %}Read back a short summary of the chapters and ask what to change.{% endif %}"""
-
-memoir = Agent(
-    name="memoir",
-    title="Memoir interview",
-    prompt=MEMOIR_PROMPT,
-    initial_state="intake",
-    budget=Budget(usd=0.50),  # per session: a memoir takes weeks, and must not cost a fortune
-    greeting="Hello! I'll help you write your memoir, one conversation at a time. "
-    "Shall we begin with where you grew up?",
-)
-
-# After days of silence the memoir bot nudges; shorten it to see it: THREADLINE_MEMOIR_REMIND=60
-REMIND_AFTER = float(os.environ.get("THREADLINE_MEMOIR_REMIND", 3 * 24 * 3600))
-REMINDER = "It's been a while! Shall we pick up your story where we left off?"
-INTAKE_QUESTIONS = 3
-CHAPTER_QUESTIONS = 3
-
-
-@memoir.state("intake")
-async def intake(turn: Turn) -> str | None:
-    facts = turn.data.setdefault("facts", [])
-    facts.append(turn.text[:200])
-    await turn.reply()
-    turn.remind_after(REMIND_AFTER, REMINDER)
-    return "outline" if len(facts) >= INTAKE_QUESTIONS else None
-
-
-@memoir.state("outline")
-async def outline(turn: Turn) -> str | None:
-    await turn.reply()
-    turn.data["chapter"] = 1
-    turn.data["answers"] = 0
-    return "chapters"
-
-
-@memoir.state("chapters")
-async def chapters(turn: Turn) -> str | None:
-    turn.data["answers"] = turn.data.get("answers", 0) + 1
-    await turn.reply()
-    turn.remind_after(REMIND_AFTER, REMINDER)
-    if turn.data["answers"] >= CHAPTER_QUESTIONS:
-        turn.data["chapter"] = turn.data.get("chapter", 1) + 1
-        turn.data["answers"] = 0
-        if turn.data["chapter"] > 3:
-            return "review"
-    return None
-
-
-@memoir.state("review")
-async def review(turn: Turn) -> str | None:
-    await turn.reply()
-    return None
-
+from .memoir import memoir
+from .relevance import judge_of
 
 # -- support: answers from the product's knowledge base, hands off to a human ----------------
 
@@ -91,7 +30,9 @@ PARTS = {
     "TL-4472": {"name": "Carbon block", "price_eur": 29.0, "in_stock": 150},
     "TL-4480": {"name": "Reverse-osmosis membrane", "price_eur": 89.0, "in_stock": 0},
     "TL-2210": {"name": "Faucet kit, brushed steel", "price_eur": 45.0, "in_stock": 60},
+    "TL-2290": {"name": "Pressure limiter (inlet above 6 bar)", "price_eur": 32.0, "in_stock": 25},
     "TL-3305": {"name": "Leak sensor with 2 m cable", "price_eur": 19.0, "in_stock": 80},
+    "TL-5102": {"name": "Power adapter, 24 V", "price_eur": 22.0, "in_stock": 40},
     "TL-6610": {"name": "Remineralisation cartridge", "price_eur": 24.0, "in_stock": 35},
 }
 
@@ -129,6 +70,7 @@ support = Agent(
     tools=[lookup_part, place_order],
     knowledge=Knowledge(KB_DIR, collection="tidewater-kb"),
     budget=Budget(usd=0.10, daily=20.0),  # per session, and for the whole bot per day
+    on_budget_exhausted=Exhausted.handoff(),  # a colleague takes over when the money runs out
     title="Support",
     prompt=SUPPORT_PROMPT,
     initial_state="answering",
@@ -137,15 +79,52 @@ support = Agent(
 )
 
 _HUMAN = re.compile(r"\b(human|person|agent|operator|someone real)\b", re.IGNORECASE)
+_YES = re.compile(r"^\W*(yes|yeah|yep|sure|ok(ay)?|please( do)?)\b", re.IGNORECASE)
+_SMALL_TALK = re.compile(  # a greeting or thanks of a few words, with no question in it
+    r"^(?!.*\?)\W*(?:(hi|hello|hey|good (?:morning|afternoon|evening))|(thanks|thank you|"
+    r"cheers|great|perfect|ok(?:ay)?)|(bye|goodbye))\b\W*(?:\w+\W*){0,2}$",
+    re.IGNORECASE,
+)
+_SMALL_TALK_REPLIES = (
+    "Hello! What would you like to know about your TL-500?",
+    "You're welcome! Anything else about your TL-500?",
+    "Goodbye, and enjoy your water!",
+)
+NOT_IN_KNOWLEDGE = (
+    "I couldn't find that in the TL-500 documentation, so I've passed your question to a "
+    "colleague. They will answer here shortly."
+)
 
 
 @support.state("answering")
 async def answering(turn: Turn) -> str | None:
-    if _HUMAN.search(turn.text):
+    if _HUMAN.search(turn.text) or (_YES.match(turn.text) and _offered_a_human(turn)):
         await turn.say("I'm handing you over to a colleague; they will answer here shortly.")
         return turn.handoff("asked for a human")
+    if small_talk := _SMALL_TALK.match(turn.text):  # not a question for the documents
+        kind = next(n for n, group in enumerate(small_talk.groups()) if group)
+        await turn.say(_SMALL_TALK_REPLIES[kind])
+        return None
+    if not await _knows_about(turn):
+        await turn.say(NOT_IN_KNOWLEDGE)
+        return turn.handoff("not in the knowledge base")
     await turn.reply(cacheable=turn.first_question)  # a first question stands on its own
     return None
+
+
+async def _knows_about(turn: Turn) -> bool:
+    """The passage retrieval ranks first is about the question, or the user names a part
+    (the tools answer): `relevance.Judge.answers`."""
+    knowledge = turn.agent.knowledge
+    if knowledge is None:
+        return True
+    bound = knowledge.on(turn.llm.ledger.pool)
+    return await judge_of(bound).answers(turn.text, await bound.search(turn.text))
+
+
+def _offered_a_human(turn: Turn) -> bool:
+    said = next((m.content for m in reversed(turn.history) if m.role == "assistant"), "")
+    return "colleague?" in said
 
 
 @support.state("handoff")

@@ -24,6 +24,7 @@ from ..embedder import Embedder, HashEmbedder, default_embedder
 from ..retrieval import Passage
 from ..vectors import content_hash, normalise_prompt
 from .entries import CachedAnswer, DocumentVersion, Entries, EntryInfo
+from .guard import is_non_answer
 from .scope import CacheScope
 from .verifier import Candidate, CosineVerifier, HitVerifier
 
@@ -181,8 +182,11 @@ class SemanticCache:
         overrides: PriceOverrides | None = None,
     ) -> int | None:
         """Cache a model's answer if it is a complete plain text (not tool calls, not cut
-        short), with what it cost; returns the entry id, or None when not cached."""
-        if response.stop_reason != END_TURN or response.tool_calls or not response.text:
+        short) that answers (`is_non_answer`: not "I could not find that", a refusal, an offer
+        of a human), with what it cost; returns the entry id, or None when not cached."""
+        if response.stop_reason != END_TURN or response.tool_calls:
+            return None
+        if is_non_answer(response.text):
             return None
         cost = price(response.provider, response.model, response.usage, overrides=overrides)
         return await self.store(
