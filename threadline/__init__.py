@@ -1,6 +1,6 @@
 """threadline: durable, cost-aware LLM conversations and workflows on PostgreSQL."""
 
-from .agents import Agent, Turn
+from .agents import Agent, Exhausted, Turn
 from .engine import (
     Engine,
     Event,
@@ -55,6 +55,7 @@ __all__ = [
     "DatabaseUnavailable",
     "Engine",
     "Event",
+    "Exhausted",
     "Fallback",
     "LLMError",
     "Ledger",

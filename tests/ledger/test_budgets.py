@@ -200,6 +200,7 @@ async def test_warnings_at_50_80_and_100_percent_come_once_each(ledger: Ledger) 
         "bucket": "total",
         "limit_usd": "1.0000000000",
         "spent_usd": "1.0000000000",
+        "threshold": 100,
         "percent": 100,
     }
     await ledger.budgets.set("user:ann", usd="2")  # raised: 50 % is behind, 80 % ahead again

@@ -73,14 +73,18 @@ async def test_a_routed_call_is_one_step_and_its_decisions_are_events(
     assert result["max_tokens"] < 1024  # lowered to what the run's $0.02 affords on Sonnet
     events = [(e.kind, e.data) async for e in handle.events(follow=False)]
     assert events[0] == ("model.fallback", {"from": MINI, "to": SONNET, "reason": "rate_limited"})
-    kind, warning = events[1]
-    assert (kind, warning["scope"], warning["percent"]) == ("budget.update", "run:wf-1", 50)
-    assert len(events) == 2
+    capped = {"model": SONNET, "max_tokens": result["max_tokens"], "requested_max_tokens": 1024}
+    assert events[1] == ("budget.capped", capped)
+    kind, warning = events[2]
+    assert (kind, warning["scope"], warning["threshold"]) == ("budget.update", "run:wf-1", 50)
+    assert warning["percent"] == 60  # $0.01206 of $0.02 spent
+    assert len(events) == 3
     async with engine.pool.acquire() as conn:
         (step,) = await get_steps(conn, "wf-1")
     assert step.name == f"route:{MINI}" and step.output["response"]["route"]["attempts"] == 2
     # A replay emits the same events: the notice of the answer's settlement is in the record.
-    assert [e["kind"] for e in step.output["events"]] == ["model.fallback", "budget.update"]
+    kinds = [e["kind"] for e in step.output["events"]]
+    assert kinds == ["model.fallback", "budget.capped", "budget.update"]
     calls = await Ledger(engine.pool).calls(run_id="wf-1")
     assert [(r["step_no"], r["user_id"], r["fallback_reason"]) for r in calls] == [
         (1, "ann", None),

@@ -135,15 +135,21 @@ class Screen:
         self.live = 0  # pieces that came before they were logged (no seq)
 
     def show(self, frame: dict[str, Any]) -> None:
-        if "seq" in frame:
-            assert frame["seq"] > self.last_seq, f"{frame} after seq {self.last_seq}"
+        if "seq" in frame:  # every number once, in order (a `logged` frame covers a run)
+            first = frame.get("first", frame["seq"]) if frame["type"] == "logged" else frame["seq"]
+            assert first <= frame["seq"], frame
+            assert first == self.last_seq + 1 or not self.last_seq, (
+                f"{frame} after seq {self.last_seq}"
+            )
             self.last_seq = frame["seq"]
         kind, turn = frame["type"], frame.get("turn_id")
         if kind in ("message.start", "message.restart"):
             assert turn not in self.started or frame.get("ts") != self.started[turn], (
                 f"the same beginning twice: {frame}"
             )
-            self.answers[turn], self.started[turn], self.current = "", frame.get("ts"), turn
+            kept = self.answers.get(turn, "")[: frame.get("keep", 0)]  # the rounds before
+            assert len(kept) == frame.get("keep", 0), f"{frame} keeps more than shown"
+            self.answers[turn], self.started[turn], self.current = kept, frame.get("ts"), turn
         elif kind == "message.delta":
             text = self.answers.get(turn, "")
             assert frame["offset"] == len(text), f"{frame} after {len(text)} code points"

@@ -220,14 +220,14 @@ async def test_a_tool_is_tried_as_often_as_it_says_before_the_turn_fails(
 # What the person chatting sees, in Chromium, for each kind of failure: words (not the
 # error's internals) soon after it happens, the Send button back, and "Try again" only where a
 # retry can help.
-WIDGET_CASES = [
+WIDGET_CASES = [  # one server: "overloaded" last, as its failure cools the demo model down
     ("locked_out", "Hello?", "not set up correctly", False),
-    ("overloaded", "Hello?", "not answering right now", True),
     ("buggy", "Hello?", "Something went wrong", False),
     ("broken_tool", "Can you look up part TL-4471?", "tool the assistant used failed", True),
     ("slow_tool", "Can you look up part TL-4471?", "took too long", True),
     ("stubborn_tool", "Can you look up part TL-4471?", "tool the assistant used failed", True),
     ("failing_step", "Where is my order?", "Something went wrong while answering", True),
+    ("overloaded", "Hello?", "not answering right now", True),
 ]
 
 

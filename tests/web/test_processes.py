@@ -233,3 +233,47 @@ async def test_the_terminal_client_reconnects_when_the_server_restarts(
     tail = out.split("[the answer starts again]\n")[-1] if "starts again" in out else out
     assert first_answer in tail.replace("\n[connection lost; reconnecting]\n", ""), out
     assert [r["role"] for r in stored] == ["user", "assistant", "user", "assistant"]
+
+
+@pytest.mark.browser
+async def test_the_widget_finishes_an_answer_whose_worker_was_killed(
+    database_url: str, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    """A worker killed with SIGKILL mid-answer: another worker takes the turn over and the
+    widget (on the web process, which lives on) shows the answer once, whole, then Send."""
+    from playwright.async_api import async_playwright
+
+    from .test_widget import CHROMIUM_ARGS
+
+    first = spawn(database_url, "worker", "--app", "tests.web.apps:engine")
+    procs.append(first)
+    _, url = await serving(database_url, procs, "--no-worker")
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = await browser.new_page()
+        await page.goto(f"{url}/?agent=slow")
+        await page.click(".bubble")
+        await page.fill("textarea", "Tell me about your plans")
+        await page.press("textarea", "Enter")
+        await page.wait_for_function(  # it is being answered
+            "() => (window.threadlineWidget?.slow?.root.querySelector('.msg.assistant')"
+            "?.textContent.length || 0) >= 20",
+            timeout=20_000,
+        )
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        procs.append(spawn(database_url, "worker", "--app", "tests.web.apps:engine"))
+        await page.wait_for_selector("form button.send", timeout=40_000)
+        texts = await page.eval_on_selector_all(
+            ".msg.assistant", "els => els.map(e => e.textContent)"
+        )
+        await browser.close()
+    async with Engine(database_url, worker=False) as client:
+        run = (await client.list_runs(workflow="threadline.turn"))[0]
+        async with client.pool.acquire() as conn:
+            stored = await conn.fetchval(
+                "SELECT content FROM threadline.session_messages WHERE role = 'assistant'"
+            )
+    assert run.status == "succeeded" and run.recoveries == 1
+    assert len(texts) == 1  # once
+    assert texts[0].split() == stored.replace("\n", " ").split()  # whole

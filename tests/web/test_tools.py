@@ -12,7 +12,7 @@ from threadline.demo.agents import lookup_part, place_order
 from threadline.tools import Tool, ToolError, tool
 
 from ..helpers import eventually
-from .conftest import ChatServer, frames_until
+from .conftest import ChatServer, Screen, frames_until
 
 
 def test_a_typed_function_becomes_a_tool_with_a_schema() -> None:
@@ -159,3 +159,28 @@ async def test_a_replayed_turn_logs_its_tool_events_and_its_end_once(chat: ChatS
         1,
     )
     assert types[-1] == "message.end"
+
+
+async def test_the_text_before_an_approval_stays_on_screen_after_it(chat: ChatServer) -> None:
+    """The turn waits for the user's yes and then runs on (from its journal): its answer goes
+    on where it was, keeping the text said before the call, with nothing shown twice."""
+    screen = Screen()
+    async with chat.connect(await chat.new_session("support")) as ws:
+        await ws.recv()
+        await start(ws, "Please place an order for TL-4472")
+        frames: list[dict[str, Any]] = await frames_until(ws, "tool.confirm")
+        for frame in frames:
+            screen.show(frame)
+        turn = frames[-1]["turn_id"]
+        before = screen.answers[turn]
+        assert before  # the model said something before it asked
+        await ws.send(
+            json.dumps({"type": "tool.confirm", "call_id": frames[-1]["call_id"], "approve": True})
+        )
+        rest = await frames_until(ws, "message.end")
+    for frame in rest:
+        screen.show(frame)
+    again = [f for f in rest if f["type"] == "message.start"]
+    assert all(f.get("keep") == len(before) for f in again)
+    assert screen.answers[turn] == rest[-1]["text"]
+    assert rest[-1]["text"].startswith(before)

@@ -1,6 +1,6 @@
 """Agents: prompt templates, a model, and a state machine of async handlers."""
 
-from .agent import Agent, Handler
+from .agent import Agent, Exhausted, Handler
 from .turn import Turn
 
-__all__ = ["Agent", "Handler", "Turn"]
+__all__ = ["Agent", "Exhausted", "Handler", "Turn"]

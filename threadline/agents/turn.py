@@ -13,13 +13,14 @@ from ..engine import WorkflowContext
 from ..ledger import LLM, BoundBudget, BudgetExceeded, BudgetNotice, Scope
 from ..llm import Message, Response, StreamEvent, TextDelta, ToolCall, ToolDef, Usage, price
 from ..rag.cache import CachedLLM, CacheHit, CacheScope
+from ..rag.cache.guard import cites
 from ..rag.cache.serve import replay_stream
 from ..rag.knowledge import BoundKnowledge
 from ..rag.retrieval import Passage, format_context
-from ..router import Fallback, ModelPolicy, Restart, Router
+from ..router import Capped, Fallback, ModelPolicy, Restart, Router
 from ..router.events import RouterEvent
 from ..tools import Tool, ToolError
-from .agent import Agent
+from .agent import Agent, Exhausted
 
 
 def _plain(data: dict[str, Any]) -> dict[str, Any]:
@@ -83,8 +84,10 @@ class Turn:
     handoff_reason: str | None = None
     reminders: list[tuple[float, str]] = field(default_factory=list)
     _refusals: int = 0  # budget refusals so far: each one's event has its own key
+    exhausted: BudgetExceeded | None = None  # the budget could not pay for a reply
+    closing: bool = False  # ... and the session closes: its own total budget ran out
     _shown: bool = False  # the turn's answer has started on screen (one message.start)
-    _shown_length: int = 0  # code points of the answer streamed since its message.start
+    _shown_length: int = 0  # the answer's length so far, in code points (clients have it)
     usage: Usage = field(default_factory=Usage)
     cost: Decimal | None = Decimal(0)  # None once a call's price is unknown
     model_used: str | None = None
@@ -112,7 +115,13 @@ class Turn:
         With the agent's `knowledge`, the passages retrieved for the question are added to
         the prompt; with `cacheable`, an earlier answer to the same question (in the same or
         other words, same agent, prompt, tools, model policy and tenant) is served from the
-        semantic cache instead, and a new plain answer is cached."""
+        semantic cache instead, and a new plain answer is cached.
+
+        When the budget cannot pay for the model, the agent's `on_budget_exhausted` says what
+        happens (`Exhausted`); after that the turn's later replies say nothing more."""
+        if self.exhausted is not None:
+            return ""
+        asked = self.model
         system = self.agent.render(state=self.state, data=self.data, **variables)
         if instructions:
             system += "\n\n" + instructions
@@ -137,15 +146,11 @@ class Turn:
             try:
                 response = await self._ask(messages, tools, max_tokens)
             except BudgetExceeded as exc:
-                self._refusals += 1
-                self.emit(
-                    "budget.exceeded",
-                    {"turn_id": self.turn_id, **_plain(exc.to_json())},
-                    self._key(f"budget.exceeded:{self._refusals}"),
-                )
-                await self._show(self.agent.budget_message)
-                texts.append(self.agent.budget_message)
-                break
+                outcome = await self._over_budget(exc, messages, tools, max_tokens)
+                if isinstance(outcome, str):
+                    texts.append(outcome)
+                    break
+                response = outcome
             if response.text:
                 texts.append(response.text)
             if not response.tool_calls:
@@ -156,9 +161,64 @@ class Turn:
                 messages.append(await self._call_tool(call))
         text = "\n\n".join(texts)
         self.replies.append(text)
-        if knowledge is not None and cache_scope is not None and plain is not None:
+        # A cheaper model's answer is not cached under the scope of the model asked for.
+        fresh = plain is not None and self.model == asked
+        if knowledge is not None and cache_scope is not None and plain is not None and fresh:
             await self._cache(knowledge, cache_scope, plain, passages)
         return text
+
+    async def _over_budget(
+        self,
+        exc: BudgetExceeded,
+        messages: list[Message],
+        tools: list[ToolDef],
+        max_tokens: int | None,
+    ) -> Response | str:
+        """No model of the agent's fits the budget: do what `on_budget_exhausted` says. The
+        answer of a cheaper model, or the text said instead."""
+        action = self.agent.exhausted
+        while True:
+            self._refused(exc, action)
+            if action.action != "cheaper" or action.model is None:
+                break
+            source = exc.model or ModelPolicy.of(self.model).primary
+            fallback = Fallback(source, ModelPolicy.of(action.model).primary, "budget")
+            self.emit(
+                "model.fallback",
+                {"turn_id": self.turn_id, **fallback.to_json()},
+                self._key(f"budget.fallback:{self._refusals}"),
+            )
+            self.model = action.model  # for the rest of the turn (its tool rounds)
+            try:
+                return await self._ask(messages, tools, max_tokens)
+            except BudgetExceeded as again:
+                exc, action = again, action.then or Exhausted.close()
+        self.exhausted = exc
+        if action.action == "handoff":
+            self.handoff_reason = "budget exhausted"
+        else:  # money that comes back (a new day, a new turn, a raised limit) keeps it open
+            self.closing = exc.scope == f"session:{self.session_id}" and exc.bucket == "total"
+        text = action.text(self.agent)
+        await self._show(text)
+        return text
+
+    def _refused(self, exc: BudgetExceeded, action: Exhausted) -> None:
+        self._refusals += 1
+        self.emit(
+            "budget.exceeded",
+            {"turn_id": self.turn_id, **_plain(exc.to_json()), "action": action.action},
+            self._key(f"budget.exceeded:{self._refusals}"),
+        )
+
+    def after(self, next_state: str | None) -> tuple[str, str]:
+        """The session's state and status after this turn: the state the handler returned
+        (None: stay), unless the budget ran out and the agent hands off or closes."""
+        state = next_state or self.state
+        if self.exhausted is not None and self.handoff_reason is not None:
+            state = "handoff"
+        if state == "handoff":
+            return state, "handoff"
+        return state, "closed" if self.closing else "active"
 
     def _cite(self, passages: list[Passage]) -> None:
         """Tell clients what the answer's `[n]` markers point at (`message.sources`), before
@@ -199,7 +259,13 @@ class Turn:
         passages: list[Passage],
     ) -> bool:
         """Cache a complete plain answer, with the documents it was built from (once: a
-        journaled step in a workflow). Whether it was cached."""
+        journaled step in a workflow). Whether it was cached. Only an answer built from the
+        passages is: one that cites none of them (nothing was retrieved, or the model found
+        nothing in them, refused, or offered a human) would be served again to everyone who
+        asks, long after the documents gained the answer; the cache also refuses text that
+        says it has no answer (`is_non_answer`)."""
+        if not passages or not cites(response.text, len(passages)):
+            return False
         overrides = self.llm.ledger.overrides  # resolved here: a step body has no workflow
 
         async def store() -> bool:
@@ -222,32 +288,30 @@ class Turn:
         self, messages: list[Message], tools: list[ToolDef], max_tokens: int | None
     ) -> Response:
         first = True  # this call's first text: after an earlier round's, a paragraph break
+        base = self._shown_length  # the answer's earlier rounds: a restart keeps them
 
         def forward(event: StreamEvent | Restart) -> None:
             nonlocal first
             if self.cancelled():  # the user pressed stop: end the call, it is billed so far
                 raise TurnCancelled(self.turn_id)
             if isinstance(event, Restart):  # the model failed mid-answer: it starts again
-                self.emit(
-                    "message.restart",
-                    {"turn_id": self.turn_id, "ts": time.time(), **event.to_json()},
-                )
-                self._shown = first = False
-                self._shown_length = 0
+                restart = {"turn_id": self.turn_id, "ts": time.time(), **event.to_json()}
+                if base:
+                    restart["keep"] = base
+                self.emit("message.restart", restart)
+                self._shown, self._shown_length, first = True, base, True
             elif isinstance(event, TextDelta) and event.text:
                 text = event.text
                 if first:
                     first = False
                     if not self._shown:
                         self._start()
-                    elif messages_have_text:
+                    if self._shown_length:
                         text = "\n\n" + text
                 self._delta(text, ts=time.time() if event.at is None else event.at)
 
-        messages_have_text = any(m.role == "assistant" and m.content for m in messages[1:])
-
         def tell(event: RouterEvent) -> None:
-            if isinstance(event, (Fallback, BudgetNotice)):
+            if isinstance(event, (Fallback, Capped, BudgetNotice)):
                 self.emit(event.kind, {"turn_id": self.turn_id, **_plain(event.to_json())})
 
         response = await self.router.request(
@@ -260,6 +324,8 @@ class Turn:
             on_delta=forward,
             on_event=tell,
         )
+        if first and response.text:  # none of it streamed: the journal had it (a replay)
+            self._replayed(response.text)
         self.usage = self.usage + response.usage
         self.model_used = f"{response.provider}:{response.model}"
         call = price(
@@ -323,18 +389,30 @@ class Turn:
     async def _show(self, text: str) -> None:
         if not self._shown:
             self._start()
-        else:
+        if self._shown_length:
             text = "\n\n" + text
         self._delta(text)
 
     def _start(self, *, cached: bool = False) -> None:
-        """The answer begins on screen (again, after a crash: a restart to clients)."""
+        """The answer begins on screen (again, after a crash or a wait for an approval: to
+        clients, a restart that keeps the answer's first `keep` code points: the rounds an
+        earlier run of the turn streamed and its journal replayed)."""
         start: dict[str, Any] = {"turn_id": self.turn_id, "ts": time.time()}
         if cached:
             start["cached"] = True
+        if self._shown_length:
+            start["keep"] = self._shown_length
         self.emit("message.start", start)
         self._shown = True
-        self._shown_length = 0
+
+    def _replayed(self, text: str) -> None:
+        """A round's text that an earlier run of this turn streamed (its call replayed from
+        the journal). Before this run's `message.start`, clients have it: it is kept (see
+        `_start`); after, it goes out again as a piece."""
+        if self._shown:
+            self._delta(("\n\n" if self._shown_length else "") + text)
+        else:
+            self._shown_length += (2 if self._shown_length else 0) + len(text)
 
     def _delta(self, text: str, *, ts: float | None = None) -> None:
         """The answer's next piece; `offset` (its length so far, in code points) lets a

@@ -2,9 +2,11 @@
 
 Output is bounded by `max_tokens`. Input is bounded two ways:
 
-- **strict**: `tokens.upper_bound_messages` (no tokenizer yields more tokens than UTF-8 bytes,
-  plus fixed overheads), and never more than the model's context window, since a provider
-  refuses a longer prompt. Recorded spend can then never pass a limit.
+- **strict**: `tokens.input_bound`: the model's own count where threadline has its tokenizer
+  (the demo model; OpenAI models with `tiktoken`), else `tokens.upper_bound_messages` (no
+  tokenizer yields more tokens than UTF-8 bytes, plus fixed overheads); never more than the
+  model's context window, since a provider refuses a longer prompt. Recorded spend can then
+  never pass a limit.
 - **estimate**: the prompt's bytes divided by the bytes per token this model averaged over its
   recent calls in the ledger (each row records its prompt's size); `estimate_messages` until
   the model has a history. Tighter, so more calls fit, but a call can cost more than it
@@ -24,8 +26,9 @@ from decimal import Decimal
 
 import asyncpg
 
-from ..llm import Message, Model, ToolDef, estimate_messages, prices_per_token, upper_bound_messages
+from ..llm import Message, Model, ToolDef, estimate_messages, prices_per_token
 from ..llm.pricing import PriceOverrides
+from ..llm.tokens import input_bound
 from .limits import Mode
 
 __all__ = ["Calibration", "CallCost", "call_cost", "prompt_bytes"]
@@ -123,7 +126,7 @@ async def call_cost(
 ) -> CallCost:
     """The worst case of calling `model` with this prompt, in `mode`."""
     if mode == "strict":
-        tokens = min(upper_bound_messages(messages, tools), model.context_window)
+        tokens = min(input_bound(model.provider, model.name, messages, tools), model.context_window)
     else:
         tokens = await calibration.estimate(model, messages, tools)
     rates = prices_per_token(model.provider, model.name, overrides=overrides)

@@ -53,6 +53,14 @@ class BudgetNotice:
     overshoot_usd: Decimal = Decimal(0)
 
     @property
+    def percent(self) -> int:
+        """The share of the limit spent, in whole percent (rounded down): what a budget line
+        computing limit - spent shows, where `threshold` is the warning level it crossed."""
+        if self.limit_usd <= 0:
+            return 100
+        return int(self.spent_usd * 100 // self.limit_usd)
+
+    @property
     def kind(self) -> str:
         """The event kind: `budget.update` for a threshold, `budget.overshoot` otherwise."""
         return "budget.update" if self.threshold is not None else "budget.overshoot"
@@ -66,7 +74,8 @@ class BudgetNotice:
             "spent_usd": str(self.spent_usd),
         }
         if self.threshold is not None:
-            data["percent"] = self.threshold
+            data["threshold"] = self.threshold
+            data["percent"] = self.percent
         else:
             data["overshoot_usd"] = str(self.overshoot_usd)
         return data
@@ -78,7 +87,7 @@ class BudgetNotice:
             bucket=str(data["bucket"]),
             limit_usd=Decimal(data["limit_usd"]),
             spent_usd=Decimal(data["spent_usd"]),
-            threshold=data.get("percent"),
+            threshold=data.get("threshold", data.get("percent")),  # before: percent only
             overshoot_usd=Decimal(data.get("overshoot_usd", "0")),
         )
 

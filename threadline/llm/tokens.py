@@ -1,4 +1,4 @@
-"""Token counts without a tokenizer: a fast estimate and a provable upper bound.
+"""Token counts: a fast estimate, a provable upper bound, and each model's strict bound.
 
 `estimate_tokens` is about one token per 4 bytes of UTF-8, the usual average for English
 with today's BPE tokenizers; it is for display and for the demo model's usage.
@@ -11,12 +11,22 @@ message separators, the hidden tool-use instructions providers add when tools ar
 covered by fixed, generous overheads per message, per request, per tool call and for tools. Tool
 definitions and tool calls are rendered by each provider in its own format (XML-like tags,
 TypeScript-like signatures), which we bound by twice their JSON size.
+
+`input_bound` is the strict bound for one model: where threadline can count with the model's
+own tokenizer it counts text in that tokenizer's tokens instead of bytes (the demo model's
+count is `estimate_messages` itself; OpenAI models through `tiktoken`, when it is installed
+with its encodings); else `upper_bound_messages`. A byte is the only bound that holds for every
+text: a ratio measured on past prompts (about 4 bytes per token for English) is an average,
+which code, other scripts or adversarial text can beat, so it is what estimate mode uses, not
+strict mode.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .messages import Message, ToolCall, ToolDef
 
@@ -27,6 +37,7 @@ __all__ = [
     "TOOL_CALL_OVERHEAD_TOKENS",
     "estimate_messages",
     "estimate_tokens",
+    "input_bound",
     "upper_bound_messages",
     "upper_bound_tokens",
 ]
@@ -87,14 +98,49 @@ def estimate_messages(messages: Sequence[Message], tools: Sequence[ToolDef] = ()
     return total
 
 
-def upper_bound_messages(messages: Sequence[Message], tools: Sequence[ToolDef] = ()) -> int:
-    """A provable upper bound on the input tokens of a request (see the module docstring)."""
+TextCount = Callable[[str], int]
+
+
+def upper_bound_messages(
+    messages: Sequence[Message], tools: Sequence[ToolDef] = (), *, count: TextCount | None = None
+) -> int:
+    """A provable upper bound on the input tokens of a request (see the module docstring).
+    `count` measures text in the model's own tokens; by default in UTF-8 bytes, which no
+    tokenizer exceeds."""
+    measure = count or _utf8_len
     total = REQUEST_OVERHEAD_TOKENS
     for message in messages:
-        total += MESSAGE_OVERHEAD_TOKENS + upper_bound_tokens(message.content)
+        total += MESSAGE_OVERHEAD_TOKENS + measure(message.content) + 1  # + a start marker
         total += len(message.tool_calls) * TOOL_CALL_OVERHEAD_TOKENS
-        total += 2 * _utf8_len(_calls_text(message.tool_calls))
-        total += _utf8_len((message.tool_call_id or "") + (message.tool_name or ""))
+        total += 2 * measure(_calls_text(message.tool_calls))
+        total += measure((message.tool_call_id or "") + (message.tool_name or ""))
     if tools:
-        total += TOOLS_OVERHEAD_TOKENS + 2 * _utf8_len(_tools_text(tools))
+        total += TOOLS_OVERHEAD_TOKENS + 2 * measure(_tools_text(tools))
     return total
+
+
+def input_bound(
+    provider: str, model: str, messages: Sequence[Message], tools: Sequence[ToolDef] = ()
+) -> int:
+    """The most input tokens `provider:model` can count for this request: counted with its
+    own tokenizer where threadline has it, else `upper_bound_messages` (module docstring)."""
+    if provider == "demo":  # the demo model reports exactly this as its input
+        return estimate_messages(messages, tools)
+    count = _tokenizer(provider, model)
+    return upper_bound_messages(messages, tools, count=count)
+
+
+@functools.cache
+def _tokenizer(provider: str, model: str) -> TextCount | None:
+    """A text's tokens in the model's tokenizer, where one is available offline."""
+    if provider != "openai":
+        return None
+    try:
+        encoding = importlib.import_module("tiktoken").encoding_for_model(model)
+    except Exception:  # not installed, an unknown model, or its encoding not at hand offline
+        return None
+
+    def count(text: str) -> int:
+        return len(encoding.encode(text, disallowed_special=()))
+
+    return count

@@ -2,12 +2,13 @@
 database, and budgets that choose the best model the remaining money affords."""
 
 from .cooldowns import CooldownPolicy, Cooldowns, ModelHealth
-from .events import Fallback, NoModelAvailable, Restart, RouterEvent
+from .events import Capped, Fallback, NoModelAvailable, Restart, RouterEvent
 from .policy import ModelPolicy
 from .route import RoutedResponse
 from .router import Router, worth_retrying
 
 __all__ = [
+    "Capped",
     "CooldownPolicy",
     "Cooldowns",
     "Fallback",

@@ -1,5 +1,5 @@
-"""What the router tells while it routes: fallbacks and restarts, and the error when no model
-in the chain can answer."""
+"""What the router tells while it routes: fallbacks, restarts and output capped by a budget,
+and the error when no model in the chain can answer."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from ..ledger import BudgetNotice
 from ..llm import LLMError
 
-__all__ = ["Fallback", "NoModelAvailable", "Restart", "RouterEvent"]
+__all__ = ["Capped", "Fallback", "NoModelAvailable", "Restart", "RouterEvent"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,25 @@ class Restart:
         return {"model": self.model, "reason": self.reason, "discarded_text": self.discarded_text}
 
 
-RouterEvent = Fallback | Restart | BudgetNotice
+@dataclass(frozen=True)
+class Capped:
+    """The budget affords `model` fewer output tokens than the caller asked for
+    (`requested`): it is called with `max_tokens`, and its answer may stop short."""
+
+    model: str
+    max_tokens: int
+    requested: int
+    kind: ClassVar[str] = "budget.capped"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "max_tokens": self.max_tokens,
+            "requested_max_tokens": self.requested,
+        }
+
+
+RouterEvent = Fallback | Restart | Capped | BudgetNotice
 
 
 class NoModelAvailable(LLMError):

@@ -24,8 +24,9 @@ class ModelPolicy:
 
     For each call the router takes the first model that is not cooling down, whose context
     window holds the prompt, and whose worst case fits every budget with at least
-    `min_output_tokens` (default: the LLM's, 256) of output. A model may be a `provider:model`
-    string or a `Model` instance.
+    `min_output_tokens` (default: the LLM's, 256) of output: a stronger model is called with
+    fewer tokens (`max_tokens` lowered to what the budget affords) down to that floor before a
+    cheaper one is tried. A model may be a `provider:model` string or a `Model` instance.
     """
 
     models: tuple[str | Model, ...]

@@ -8,8 +8,10 @@
 For each model in order, the router skips it if it is cooling down (a circuit breaker shared
 through the database), if the prompt does not fit its context window, or if its worst case does
 not fit every budget of the call with at least `min_output_tokens` (lowering `max_tokens` to
-what the tightest budget affords). Otherwise it calls it; on a rate limit, overload, 5xx,
-timeout, connection error or broken stream it cools the model down and falls back to the next.
+what the tightest budget affords, and telling `Capped`: a stronger model with fewer tokens is
+preferred to a cheaper one, down to that floor). Otherwise it calls it; on a rate limit,
+overload, 5xx, timeout, connection error or broken stream it cools the model down and falls
+back to the next.
 A stream that fails before any output falls back silently; after output the caller's
 `on_delta` gets a `Restart` and the answer starts again on the next model.
 
@@ -34,6 +36,7 @@ from ..ledger.carrier import HeldRows
 from ..ledger.limits import BoundBudget, Mode
 from ..llm import ContextWindowExceeded, LLMError, Message, Model, ToolDef
 from .cooldowns import CooldownPolicy, Cooldowns
+from .events import Capped
 from .policy import ModelPolicy
 from .route import EventHook, OnRoutedDelta, Route, RoutedResponse, call_hook
 
@@ -208,6 +211,8 @@ class Router:
         if isinstance(grant, Refusal):
             route.refusals.append((model.spec, grant))
             return grant.reason
+        if grant.max_tokens < options.max_tokens:  # the budget affords this model less output
+            await route.tell(Capped(model.spec, grant.max_tokens, options.max_tokens))
         route.attempts += 1
         receipt = Receipt()
         durable = durable or grant.reservation_id is not None  # await its notices

@@ -162,8 +162,8 @@ class Committed(NamedTuple):
 class Piece(NamedTuple):  # a tuple: one is made per streamed token
     """Where an answer's event sits in the answer: a `message.delta` covers code points
     [offset, end) of its turn's text since the answer (re)started; a `message.start` or
-    `message.restart` begins it (offset = end = 0), `started` (its `ts`) telling one
-    beginning from another."""
+    `message.restart` begins it (offset = end = the code points it keeps, its `keep`),
+    `started` (its `ts`) telling one beginning from another."""
 
     turn_id: str
     offset: int
@@ -195,8 +195,9 @@ def piece_of(type: str, data: dict[str, Any]) -> Piece | None:
     if not isinstance(turn_id, str):
         return None
     if type != "message.delta":
-        started = data.get("ts")
-        return Piece(turn_id, 0, 0, started if isinstance(started, float) else None)
+        started, keep = data.get("ts"), data.get("keep", 0)
+        keep = keep if isinstance(keep, int) and not isinstance(keep, bool) and keep > 0 else 0
+        return Piece(turn_id, keep, keep, started if isinstance(started, float) else None)
     offset, text = data.get("offset"), data.get("text")
     if not isinstance(offset, int) or isinstance(offset, bool) or not isinstance(text, str):
         return None

@@ -10,6 +10,7 @@ from typing import Any
 from ..db.connect import Connection
 from ..errors import ConfigurationError
 from .store import UnknownSession
+from .text import check_text
 
 RATINGS = {"up": 1, "down": -1}
 MAX_COMMENT = 2000
@@ -57,6 +58,8 @@ async def rate(
         return
     if rating not in RATINGS:
         raise ConfigurationError(f"a rating is 'up' or 'down', not {rating!r}")
+    if comment is not None:
+        check_text(comment, "the comment")
     if comment is not None and len(comment) > MAX_COMMENT:
         raise ConfigurationError(f"a comment has at most {MAX_COMMENT} characters")
     done = await conn.fetchval(_RATE, session_id, turn_id, RATINGS[rating], comment or None)
@@ -87,7 +90,7 @@ async def recent(conn: Connection, *, limit: int = 100) -> list[Feedback]:
 
 
 async def rename(conn: Connection, session_id: str, title: str) -> None:
-    title = " ".join(title.split())[:MAX_TITLE]
+    title = " ".join(check_text(title, "the title").split())[:MAX_TITLE]
     if not title:
         raise ConfigurationError("a title cannot be empty")
     done = await conn.fetchval(

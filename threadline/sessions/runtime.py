@@ -14,6 +14,7 @@ import functools
 import logging
 import os
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any
 
 from ..agents import Agent, Turn
@@ -29,6 +30,7 @@ from . import feedback, store
 from .events import EventLog, SessionEvent, read_events
 from .failures import turn_failure
 from .store import SessionInfo, StoredMessage
+from .text import check_text
 
 TURN_QUEUE = "threadline.turns"
 TURN_WORKFLOW = "threadline.turn"
@@ -125,6 +127,8 @@ class Sessions:
         changes nothing. Returns (message seq, created)."""
         if not text.strip():
             raise ConfigurationError("the message is empty")
+        check_text(text)
+        check_text(client_id, "client_id")
         if len(text) > self.max_message_chars:
             raise PayloadTooLarge(
                 f"the message has {len(text)} characters; the limit is {self.max_message_chars}"
@@ -201,6 +205,8 @@ class Sessions:
         """A human operator answers in the session (during a handoff, or any time)."""
         if not text.strip():
             raise ConfigurationError("the reply is empty")
+        check_text(text, "the reply")
+        check_text(operator, "the operator's name")
         async with self.engine.pool.acquire() as conn:
             seq, _ = await store.add_message(
                 conn, session_id, "operator", text, meta={"operator": operator}
@@ -324,7 +330,12 @@ class Sessions:
             cancelled=lambda: ctx.cancelled,
             ctx=ctx,
         )
-        next_state = await agent.handler(turn.state)(turn) or turn.state
+        status_before = snap.get("status", "active")
+        if status_before == "closed":  # its budget ran out: the closing message, no model call
+            await turn.say(agent.closing_message)
+            next_state, status = turn.state, status_before
+        else:
+            next_state, status = turn.after(await agent.handler(turn.state)(turn))
         text = "\n\n".join(turn.replies)
         end = {
             "turn_id": turn_id,
@@ -335,7 +346,9 @@ class Sessions:
             "cost": str(turn.cost) if turn.cost is not None else None,
             "cached": turn.cached,
             "sources": turn.sources,
-            "budget": await self._budget_line(agent, session_id),
+            "budget": await self._budget_line(
+                agent, session_id, exhausted=turn.exhausted is not None or status == "closed"
+            ),
         }
         # Idempotent: a replay finds the answer by its turn id and saves the same state.
         result: dict[str, Any] = await ctx.step(
@@ -347,6 +360,7 @@ class Sessions:
             turn.data,
             text,
             end,
+            status,
             name="commit",
             idempotent=True,
         )
@@ -354,11 +368,11 @@ class Sessions:
             await self.events.append(
                 session_id, "message.end", end, event_key(turn_id, "message.end")
             )
-        if next_state != turn.state:
+        if next_state != turn.state or status != status_before:
             await self.events.append(
                 session_id,
                 "session.state",
-                {"state": next_state},
+                {"state": next_state, "status": status},
                 event_key(turn_id, "session.state"),
             )
         for n, (seconds, reminder_text) in enumerate(turn.reminders):
@@ -398,16 +412,26 @@ class Sessions:
             )
         return True
 
-    async def _budget_line(self, agent: Agent, session_id: str) -> dict[str, str] | None:
-        """What the session's budget has left, for the widget's cost line."""
+    async def _budget_line(
+        self, agent: Agent, session_id: str, *, exhausted: bool = False
+    ) -> dict[str, Any] | None:
+        """What the session's budget has left, for the widget's cost line: `left` is limit −
+        spent − reserved (never below 0), money as plain decimals ("0.1", "0.0049"), and
+        `exhausted` when the budget could not pay for this turn's reply."""
         if agent.budget is None or agent.budget.usd is None:
             return None
+        limit, spent, reserved = Decimal(str(agent.budget.usd)), Decimal(0), Decimal(0)
         for state in await self.llm.ledger.budgets.get(f"session:{session_id}"):
-            limit = state.limit_usd
-            if state.bucket == "total" and limit is not None:
-                spent = state.spent_usd + state.reserved_usd
-                return {"limit": str(limit), "spent": str(spent), "left": str(limit - spent)}
-        return {"limit": str(agent.budget.usd), "spent": "0", "left": str(agent.budget.usd)}
+            if state.bucket == "total" and state.limit_usd is not None:
+                limit, spent, reserved = state.limit_usd, state.spent_usd, state.reserved_usd
+        left = max(Decimal(0), limit - spent - reserved)
+        return {
+            "limit": _usd(limit),
+            "spent": _usd(spent),
+            "reserved": _usd(reserved),
+            "left": _usd(left),
+            "exhausted": exhausted,
+        }
 
     async def _snapshot(self, session_id: str, seq: int) -> dict[str, Any]:
         async with self.engine.pool.acquire() as conn:
@@ -418,6 +442,7 @@ class Sessions:
             "tenant": info.tenant,
             "user_id": info.user_id,
             "state": info.state,
+            "status": info.status,
             "data": info.data,
             "text": current.content,
             "history": [_as_message(m).to_json() for m in earlier],
@@ -432,10 +457,12 @@ class Sessions:
         data: dict[str, Any],
         text: str,
         end: dict[str, Any],
+        status: str | None = None,
     ) -> dict[str, Any]:
-        """Store the answer and the new state; with them, when the event log lets it, the
-        answer's last pieces and `end` as `message.end` (`ended`: the turn logs no more)."""
-        status = "handoff" if state == "handoff" else "active"
+        """Store the answer and the new state and status; with them, when the event log lets
+        it, the answer's last pieces and `end` as `message.end` (`ended`: the turn logs no
+        more)."""
+        status = status or ("handoff" if state == "handoff" else "active")
         along = self.events.along(session_id, take_queued=True) if text else None
         answer = None
         with along or contextlib.nullcontext():
@@ -472,13 +499,19 @@ def check_models(agents: Iterable[Agent]) -> None:
     unknown provider): at start, naming the fix, rather than as every turn's failure."""
     problems = []
     for agent in agents:
-        for spec in ModelPolicy.of(agent.model or default_model_spec()).specs:
+        cheaper = agent.exhausted.specs()  # the models its budget may fall back to
+        for spec in (*ModelPolicy.of(agent.model or default_model_spec()).specs, *cheaper):
             try:
                 check_installed(spec)
             except LLMError as exc:
                 problems.append(f"agent {agent.name!r} uses {spec!r}: {exc}")
     if problems:
         raise ConfigurationError("; ".join(problems))
+
+
+def _usd(value: Decimal) -> str:
+    """Money as a plain decimal without trailing zeros: "0.1", "0.0049", "0"."""
+    return format(value.normalize(), "f") if value else "0"
 
 
 def _as_message(m: StoredMessage) -> Message:

@@ -136,9 +136,10 @@ async def _print_answer(link: _Link, write: Write) -> None:
         if kind in ("message.greeting", "message.reminder", "operator.message"):
             write(f"{frame['text']}\n")
         elif kind in ("message.start", "message.restart"):
-            if link.turn is not None and link.turn[0] == frame["turn_id"] and link.shown:
+            keep = frame.get("keep") or 0  # what the answer keeps of its text so far
+            if link.turn is not None and link.turn[0] == frame["turn_id"] and link.shown > keep:
                 write("\n[the answer starts again]\n")
-            link.turn, link.shown = (frame["turn_id"], frame.get("ts")), 0
+            link.turn, link.shown = (frame["turn_id"], frame.get("ts")), keep
         elif kind == "message.delta":
             piece = frame["text"]
             offset = frame.get("offset")

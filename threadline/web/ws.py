@@ -314,8 +314,11 @@ class Connection:
                 and piece.started == self.started
             ):
                 return None  # the beginning the client has (it went out live)
-            # The answer (re)starts: the client's text is empty.
-            self.turn_id, self.started, self.shown = piece.turn_id, piece.started, 0
+            # The answer (re)starts: the client keeps its first `keep` code points (the
+            # rounds before; a client that reads the log got them).
+            same = piece.turn_id == self.turn_id
+            self.shown = min(self.shown, piece.offset) if same else piece.offset
+            self.turn_id, self.started = piece.turn_id, piece.started
             return _WHOLE
         if piece.turn_id != self.turn_id or piece.offset >= self.shown:
             if piece.turn_id != self.turn_id:
