@@ -184,15 +184,16 @@ async def test_the_cost_line_shows_the_money_left_with_its_digits(
     browser: Browser, chat: ChatServer
 ) -> None:
     """A $0.002 session budget reads as such (not "$0.00"), and what is left is limit minus
-    spent minus reserved, as the server sent it."""
+    spent minus reserved, as the server sent it; the answer's footer names model and cost."""
     page = await browser.new_page()
     await page.goto(f"{chat.url}/?agent=thrifty")
     await page.click(".bubble")
     await send(page, "Hello")
     await page.wait_for_selector("form button.stop")
     await wait_idle(page)
+    meta = await page.locator(".answer .foot .meta").last.inner_text()
+    assert meta.startswith("demo:threadline-demo · $"), meta
     line = await page.locator(".status").inner_text()
-    assert line.startswith("demo:threadline-demo · $"), line
     assert line.endswith(" of $0.002 left"), line
 
 
@@ -300,7 +301,7 @@ async def test_a_tool_step_and_an_approval_card(browser: Browser, chat: ChatServ
     page = await browser.new_page()
     await page.goto(f"{chat.url}/?agent=support")
     await page.click(".bubble")
-    await send(page, "Please place an order for TL-4472")
+    await send(page, "Can you place an order for part TL-4472?")
     card = page.locator(".approval")
     await card.wait_for(timeout=20_000)
     assert "wants to run place_order" in await card.inner_text()

@@ -5,12 +5,16 @@ widget script and the demo page."""
 
 import asyncio
 import functools
+import gzip
+import hashlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, WebSocket
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
@@ -20,7 +24,7 @@ from ..errors import ConfigurationError, PayloadTooLarge
 from ..ledger import Ledger
 from ..sessions import Sessions, UnknownSession
 from ..sessions.events import Committed
-from . import aisdk
+from . import aisdk, aisdk_ws
 from .auth import Auth, AuthError
 from .dashboard import create_dashboard
 from .hub import Hub
@@ -59,15 +63,29 @@ class NewMessage(BaseModel):
 
 @functools.cache
 def widget_bundle() -> str:
-    """The widget with the libraries it uses (static/vendor), in one function scope: one
-    script tag, and nothing added to the host page's globals (the UMD build sees `module`)."""
+    """The widget (static/widget.js, its renderer markdown.js and its styles widget.css) with
+    the libraries it uses (static/vendor: marked, highlight.js), in one function scope: one
+    script tag, and nothing added to the host page's globals (marked's UMD build sees
+    `module`; highlight.js's build is a `var hljs` in that scope)."""
     static = HERE / "static"
-    marked = (static / "vendor" / "marked.umd.js").read_text(encoding="utf-8")
-    widget = (static / "widget.js").read_text(encoding="utf-8")
+
+    def read(name: str) -> str:
+        return (static / name).read_text(encoding="utf-8")
+
     return (
         "(function () {\nvar module = { exports: {} }, exports = module.exports;\n"
-        f"{marked}\nvar marked = module.exports;\n{widget}\n}})();\n"
+        f"{read('vendor/marked.min.js')}\nvar marked = module.exports;\n"
+        f"{read('vendor/highlight.core.js')}\n"
+        f"var WIDGET_CSS = {json.dumps(read('widget.css'))};\n"
+        f"{read('markdown.js')}\n{read('widget.js')}\n}})();\n"
     )
+
+
+@functools.cache
+def widget_payload() -> tuple[bytes, bytes, str]:
+    """The widget bundle as sent: (plain, gzipped, its ETag)."""
+    plain = widget_bundle().encode()
+    return plain, gzip.compress(plain, 9, mtime=0), f'"{hashlib.sha256(plain).hexdigest()[:20]}"'
 
 
 def create_app(
@@ -77,6 +95,14 @@ def create_app(
     admin key configured). The hub takes the events `sessions` writes from it directly."""
     hub.attach(sessions.events)
     app = FastAPI(title="threadline", version="0.1.0", docs_url="/docs")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        # ASCII JSON: the input it quotes back may hold what UTF-8 cannot encode (a lone
+        # surrogate), which FastAPI's own handler would turn into a 500.
+        body = json.dumps({"detail": jsonable_encoder(exc.errors())}, default=str)
+        return Response(body, status_code=422, media_type="application/json")
+
     app.include_router(create_dashboard(sessions, auth, open_access=open_dashboard))
     app.add_middleware(
         CORSMiddleware,
@@ -109,8 +135,37 @@ def create_app(
         return templates.TemplateResponse(request, "index.html", {"agents": agents})
 
     @app.get("/widget.js", include_in_schema=False)
-    async def widget() -> Response:
-        return Response(widget_bundle(), media_type="text/javascript")
+    async def widget(
+        accept_encoding: Annotated[str, Header()] = "",
+        if_none_match: Annotated[str | None, Header()] = None,
+    ) -> Response:
+        # 170 KB as written, 53 KB gzipped; revalidated by its ETag (a new release changes it).
+        plain, packed, etag = widget_payload()
+        headers = {"etag": etag, "cache-control": "public, max-age=300", "vary": "accept-encoding"}
+        if if_none_match == etag:
+            return Response(status_code=304, headers=headers)
+        if "gzip" in accept_encoding:
+            headers["content-encoding"] = "gzip"
+            return Response(packed, media_type="text/javascript", headers=headers)
+        return Response(plain, media_type="text/javascript", headers=headers)
+
+    @app.get("/chat/{agent}", response_class=HTMLResponse, include_in_schema=False)
+    async def full_page_chat(request: Request, agent: str) -> Any:
+        """One agent's chat filling the page, with this browser's conversations beside it."""
+        found = sessions.agents.get(agent)
+        if found is None:
+            raise HTTPException(404, f"no agent {agent!r}")
+        context = {
+            "agent": found.name,
+            "title": found.title or found.name,
+            "greeting": found.greeting or "",
+        }
+        return templates.TemplateResponse(request, "chat.html", context)
+
+    @app.get("/chat-page.js", include_in_schema=False)
+    async def chat_page_script() -> Response:
+        script = (HERE / "static" / "chat-page.js").read_text(encoding="utf-8")
+        return Response(script, media_type="text/javascript")
 
     @app.post("/v1/sessions", status_code=201)
     async def create_session(body: NewSession, request: Request) -> dict[str, Any]:
@@ -266,27 +321,42 @@ def create_app(
         request: Request, session_id: Annotated[str, Depends(session_access)]
     ) -> StreamingResponse:
         """A turn for the Vercel AI SDK's `useChat`: its request body in, the UI message
-        stream protocol out."""
+        stream protocol out (see aisdk.py)."""
         try:
-            body = await request.json()
-            message_id, text = aisdk.last_user_message(body)
-        except ValueError as exc:
+            stream = await aisdk.submit(sessions, session_id, await request.json())
+        except ValueError as exc:  # not JSON, no user message
             raise HTTPException(422, str(exc)) from None
-        client_id = aisdk.client_id(body, message_id)
-        try:
-            info = await sessions.get(session_id)
-            seq, created = await sessions.send(session_id, text, client_id)
         except UnknownSession as exc:
             raise HTTPException(404, str(exc)) from None
         except PayloadTooLarge as exc:
             raise HTTPException(413, str(exc)) from None
         except ConfigurationError as exc:
             raise HTTPException(422, str(exc)) from None
-        # A resend of a message already sent (useChat retrying a request that broke) streams
-        # that message's turn again, from its first event: the log has it all.
-        after = info.event_seq if created else 0
-        stream = aisdk.stream_turn(sessions, hub, session_id, f"turn:{session_id}:{seq}", after)
-        return StreamingResponse(stream, media_type="text/event-stream", headers=aisdk.HEADERS)
+        chunks = aisdk.turn_chunks(sessions, hub, session_id, stream)
+        return StreamingResponse(
+            aisdk.sse(chunks), media_type="text/event-stream", headers=aisdk.HEADERS
+        )
+
+    # `DefaultChatTransport.reconnectToStream` asks `${api}/${chatId}/stream`.
+    @app.get("/v1/sessions/{session_id}/ai-sdk/stream")
+    @app.get("/v1/sessions/{session_id}/ai-sdk/{chat_id}/stream", include_in_schema=False)
+    async def ai_sdk_resume(session_id: Annotated[str, Depends(session_access)]) -> Response:
+        """The active turn's UI message stream from its start (204: no turn is active)."""
+        try:
+            stream = await aisdk.active_turn(sessions, session_id)
+        except UnknownSession as exc:
+            raise HTTPException(404, str(exc)) from None
+        if stream is None:
+            return Response(status_code=204)
+        chunks = aisdk.turn_chunks(sessions, hub, session_id, stream)
+        return StreamingResponse(
+            aisdk.sse(chunks), media_type="text/event-stream", headers=aisdk.HEADERS
+        )
+
+    @app.websocket("/v1/sessions/{session_id}/ai-sdk/ws")
+    async def ai_sdk_websocket(ws: WebSocket, session_id: str, token: str | None = None) -> None:
+        """`WebSocketChatTransport`'s protocol (see aisdk_ws.py)."""
+        await aisdk_ws.serve(ws, sessions, hub, auth, session_id, token)
 
     @app.get("/v1/costs", dependencies=[Depends(admin)])
     async def costs(by: str = "model", tenant: str | None = None) -> Any:
