@@ -55,6 +55,8 @@ async def test_answers_from_the_knowledge_base_and_serves_a_repeat_from_the_cach
     assert cached and again == first
     end = [f for f in frames if f["type"] == "message.end"][-1]
     assert end["cached"] is True
+    assert end["sources"] == sources  # a hit cites what the answer it repeats cited
+    assert [f["sources"] for f in frames if f["type"] == "message.sources"] == [sources]
     assert (await chat.http.get(_messages(second_session))).json()[-1]["meta"]["cached"] is True
     deltas = [f["text"] for f in frames if f["type"] == "message.delta"]
     assert len(deltas) > 3 and "".join(deltas) == first  # streamed, piece by piece

@@ -135,7 +135,7 @@ class Turn:
                 cached = CachedLLM(self.llm, knowledge.cache)
                 hit = await cached.lookup(self.text, cache_scope, self.scope)
                 if hit is not None:
-                    return await self._serve(hit)
+                    return await self._serve(hit, knowledge)
             passages = await knowledge.search(self.text)
             system += "\n\n" + format_context(passages)
             self._cite(passages)
@@ -236,8 +236,23 @@ class Turn:
             return None
         return self.agent.knowledge.on(self.llm.ledger.pool)
 
-    async def _serve(self, hit: CacheHit) -> str:
-        """Stream a cached answer as a live one arrives (its ledger row is written)."""
+    async def _serve(self, hit: CacheHit, knowledge: BoundKnowledge) -> str:
+        """Stream a cached answer as a live one arrives (its ledger row is written), with
+        the sources it cites."""
+        entry = hit.answer.entry_id
+        if self.ctx is None:
+            sources = await knowledge.cache.sources(entry)
+        else:  # the replay of a crashed turn cites what its first run did
+            sources = await self.ctx.step(
+                knowledge.cache.sources, entry, name="cache:sources", read_only=True
+            )
+        if sources:
+            self.sources = sources
+            self.emit(
+                "message.sources",
+                {"turn_id": self.turn_id, "sources": sources},
+                self._key("sources"),
+            )
         self._start(cached=True)
         self.cached = True
         async for event in replay_stream(hit):
@@ -276,6 +291,7 @@ class Turn:
                 documents=passages,
                 ttl=knowledge.knowledge.ttl,
                 overrides=overrides,
+                sources=self.sources,
             )
             return entry is not None
 

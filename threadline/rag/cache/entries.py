@@ -187,9 +187,11 @@ class Entries:
         answer: CachedAnswer,
         ttl: timedelta | None,
         documents: Sequence[DocumentVersion],
+        sources: Sequence[dict[str, Any]] = (),
     ) -> int | None:
         """Insert or replace the scope's entry for this prompt; None (nothing stored) if a
-        document the answer used has changed or gone since it was read."""
+        document the answer used has changed or gone since it was read. `sources`: what
+        its `[n]` markers cite (see `agents.turn.source_of`)."""
         async with self.pool.acquire() as conn, conn.transaction():
             if documents and not await _documents_unchanged(conn, documents):
                 return None
@@ -209,6 +211,11 @@ class Entries:
                 ttl,
             )
             await conn.execute(
+                "UPDATE threadline.cache_entries SET sources = $2::jsonb WHERE id = $1",
+                entry_id,
+                json.dumps(list(sources)),
+            )
+            await conn.execute(
                 "DELETE FROM threadline.cache_entry_documents WHERE entry_id = $1", entry_id
             )
             await conn.executemany(
@@ -217,6 +224,14 @@ class Entries:
                 [(entry_id, d.document_id, d.content_hash) for d in documents],
             )
         return entry_id
+
+    async def sources(self, entry_id: int) -> list[dict[str, Any]]:
+        """What the entry's answer cites ([] for none, or an entry that is gone)."""
+        async with self.pool.acquire() as conn:
+            found = await conn.fetchval(
+                "SELECT sources::text FROM threadline.cache_entries WHERE id = $1", entry_id
+            )
+        return list(json.loads(found)) if found else []
 
     async def put_many(
         self,

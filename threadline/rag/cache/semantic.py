@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 
@@ -142,9 +143,11 @@ class SemanticCache:
         cost_usd: Decimal | None = None,
         documents: Sequence[Passage | DocumentVersion] = (),
         ttl: timedelta | None = None,
+        sources: Sequence[dict[str, Any]] = (),
     ) -> int | None:
         """Cache `answer` for `prompt` in `scope`, with what producing it cost (a hit saves
-        that much) and the documents it was built from (changing one drops the entry).
+        that much), the documents it was built from (changing one drops the entry) and the
+        sources its `[n]` markers cite (a hit shows them too).
         Returns the entry id, or None when a document changed since it was retrieved."""
         vector = await self.embedder.embed_one(prompt)
         cached = CachedAnswer(
@@ -169,6 +172,7 @@ class SemanticCache:
             cached,
             ttl or self.ttl,
             list(versions.values()),
+            sources,
         )
 
     async def store_response(
@@ -180,6 +184,7 @@ class SemanticCache:
         documents: Sequence[Passage | DocumentVersion] = (),
         ttl: timedelta | None = None,
         overrides: PriceOverrides | None = None,
+        sources: Sequence[dict[str, Any]] = (),
     ) -> int | None:
         """Cache a model's answer if it is a complete plain text (not tool calls, not cut
         short) that answers (`is_non_answer`: not "I could not find that", a refusal, an offer
@@ -200,7 +205,12 @@ class SemanticCache:
             cost_usd=cost.total_usd,
             documents=documents,
             ttl=ttl,
+            sources=sources,
         )
+
+    async def sources(self, entry_id: int) -> list[dict[str, Any]]:
+        """What a cached answer's `[n]` markers cite."""
+        return await self._entries.sources(entry_id)
 
     async def store_many(
         self,
