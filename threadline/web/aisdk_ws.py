@@ -24,7 +24,8 @@ from starlette.websockets import WebSocket
 from ..errors import ConfigurationError, PayloadTooLarge
 from ..sessions import Sessions, UnknownSession
 from . import aisdk
-from .auth import Auth, AuthError
+from .auth import Auth
+from .handshake import admit
 from .hub import Hub
 
 log = logging.getLogger(__name__)
@@ -36,23 +37,9 @@ MAX_REQUESTS = 16  # streams open at once on one connection
 async def serve(
     ws: WebSocket, sessions: Sessions, hub: Hub, auth: Auth, session_id: str, token: str | None
 ) -> None:
-    """Check the handshake as the session's own WebSocket does (refused: accepted, then
-    closed with 4401 bad or expired token, 4403 wrong session or origin, 4404 no such
-    session), then serve the connection until it closes."""
-    refusal: tuple[int, str] | None = None
-    if not auth.origin_allowed(ws.headers.get("origin"), ws.headers.get("host")):
-        refusal = (4403, "origin not allowed")
-    else:
-        try:
-            auth.verify(token, session_id)
-            await sessions.get(session_id)
-        except AuthError as exc:
-            refusal = (4401 if exc.code != "forbidden" else 4403, str(exc))
-        except UnknownSession:
-            refusal = (4404, "no such session")
-    await ws.accept()
-    if refusal is not None:
-        await ws.close(code=refusal[0], reason=refusal[1])
+    """Admit the connection as the session's own WebSocket does (`handshake.admit`), then
+    serve it until it closes."""
+    if not await admit(ws, auth, sessions, session_id, token):
         return
     await ChatConnection(ws, sessions, hub, session_id).run()
 

@@ -27,6 +27,7 @@ from ..sessions.events import Committed
 from . import aisdk, aisdk_ws
 from .auth import Auth, AuthError
 from .dashboard import create_dashboard
+from .handshake import admit
 from .hub import Hub
 from .ws import Connection
 
@@ -370,25 +371,8 @@ def create_app(
 
     @app.websocket("/v1/sessions/{session_id}/ws")
     async def websocket(ws: WebSocket, session_id: str, token: str | None = None) -> None:
-        # Refusals accept first, then close with a code a browser can read (4401 bad or
-        # expired token, 4403 wrong session or origin, 4404 no such session): a refused
-        # handshake would only show the page a generic failure.
-        refusal: tuple[int, str] | None = None
-        if not auth.origin_allowed(ws.headers.get("origin"), ws.headers.get("host")):
-            refusal = (4403, "origin not allowed")
-        else:
-            try:
-                auth.verify(token, session_id)
-                await sessions.get(session_id)
-            except AuthError as exc:
-                refusal = (4401 if exc.code != "forbidden" else 4403, str(exc))
-            except UnknownSession:
-                refusal = (4404, "no such session")
-        await ws.accept()
-        if refusal is not None:
-            await ws.close(code=refusal[0], reason=refusal[1])
-            return
-        await Connection(ws, sessions, hub, session_id).run()
+        if await admit(ws, auth, sessions, session_id, token):
+            await Connection(ws, sessions, hub, session_id).run()
 
     return app
 
