@@ -122,6 +122,38 @@ def test_a_round_with_a_tool_and_the_answer_after_it_are_two_steps() -> None:
     assert meta["budget"]["left"] == "0.0988"
 
 
+def test_fallbacks_and_budget_notices_are_transient_data_parts() -> None:
+    chunks = convert(
+        [
+            {
+                "type": "model.fallback",
+                "from": "anthropic:a",
+                "to": "openai:b",
+                "reason": "cooldown",
+            },
+            {"type": "budget.capped", "model": "openai:b", "max_tokens": 300},
+        ]
+    )
+    data = [c for c in chunks if c["type"].startswith("data-")]
+    assert data == [
+        {
+            "type": "data-fallback",
+            "data": {
+                "from": "anthropic:a",
+                "to": "openai:b",
+                "reason": "cooldown",
+                "kind": "model.fallback",
+            },
+            "transient": True,
+        },
+        {
+            "type": "data-budget",
+            "data": {"model": "openai:b", "max_tokens": 300, "kind": "budget.capped"},
+            "transient": True,
+        },
+    ]
+
+
 def test_other_turns_events_are_not_this_streams() -> None:
     ui = UIMessageStream(TurnStream(TURN, 0))
     assert ui.feed({"type": "message.delta", "turn_id": "turn:s_1:4", "text": "x"}) == []

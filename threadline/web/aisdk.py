@@ -27,6 +27,15 @@ HEADERS = {"x-vercel-ai-ui-message-stream": "v1", "cache-control": "no-cache"}
 READ_PAGE = 500  # events per read of the log
 IDLE_S = 15.0  # a stream that waits this long for its turn sends a keep-alive
 TURN_ENDS = frozenset({"message.end", "message.error", "message.cancelled"})
+# Events of a turn that tell, not answer: sent as transient data parts (`data-<name>`), with
+# the event's `type` in `data.kind` where one name covers several.
+NOTICES = {
+    "model.fallback": "fallback",
+    "budget.update": "budget",
+    "budget.capped": "budget",
+    "budget.exceeded": "budget",
+    "budget.overshoot": "budget",
+}
 DECLINED = "the call was not approved"  # a declined call's result (agents/turn.py)
 
 
@@ -211,6 +220,10 @@ class UIMessageStream:
             self._restart(out)
         elif kind == "message.delta":
             self._delta(frame["text"], out)
+        elif kind in NOTICES:  # useChat's onData gets them; they are not kept in the message
+            data = {k: v for k, v in frame.items() if k not in ("type", "seq", "turn_id")}
+            data["kind"] = kind
+            out.append({"type": f"data-{NOTICES[kind]}", "data": data, "transient": True})
         elif kind.startswith("tool."):
             self._tool(kind, frame, out)
         elif kind in TURN_ENDS:
