@@ -91,6 +91,23 @@ async def test_a_reminder_comes_after_silence_and_only_then(chat: ChatServer) ->
     assert [m["content"] for m in history if m["meta"].get("reminder")] == ["Still there?"]
 
 
+async def test_no_reminder_once_a_human_has_the_session(chat: ChatServer) -> None:
+    session = await chat.new_session("nudge")
+    sid = session["session_id"]
+    async with chat.connect(session) as ws:
+        await ws.send(json.dumps({"type": "message.send", "client_id": "m1", "text": "Hi"}))
+        await frames_until(ws, "message.end")
+    r = await chat.http.post(
+        f"/v1/sessions/{sid}/operator", json={"state": "handoff"}, headers=ADMIN
+    )
+    assert r.status_code == 200, r.text
+    await asyncio.sleep(1.8)  # the reminder was due after 1 s
+    history = (await chat.http.get(f"/v1/sessions/{sid}/export", headers=ADMIN)).json()
+    assert not [m for m in history["messages"] if m["meta"].get("reminder")]
+    runs = await chat.sessions.engine.list_runs(workflow="threadline.reminder")
+    assert [r.status for r in runs] == ["succeeded"]  # it ran, and found it had nothing to say
+
+
 async def test_a_session_budget_is_never_overrun_and_says_so(
     chat: ChatServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -389,19 +389,23 @@ class Sessions:
     async def _run_reminder(
         self, ctx: WorkflowContext, session_id: str, seconds: float, seq: int, text: str
     ) -> bool:
-        """Sleep durably; then, if no user message came after message `seq`, post `text`."""
+        """Sleep durably; then, if no user message came after message `seq` and the session
+        is still the agent's (not handed off, not closed), post `text`."""
         await ctx.sleep(seconds)
         return bool(await ctx.step(self._remind_if_silent, session_id, seq, text, ctx.run_id))
 
     async def _remind_if_silent(self, session_id: str, seq: int, text: str, run_id: str) -> bool:
         async with self.engine.pool.acquire() as conn:
-            spoke = await conn.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM threadline.session_messages "
-                "WHERE session_id = $1 AND seq > $2 AND role = 'user')",
+            # Not after the user spoke again, nor once a human has the session or its
+            # budget closed it (the agent would only repeat its closing message).
+            quiet = await conn.fetchval(
+                "SELECT s.status = 'active' AND NOT EXISTS (SELECT 1 FROM "
+                "threadline.session_messages m WHERE m.session_id = s.id AND m.seq > $2 "
+                "AND m.role = 'user') FROM threadline.sessions s WHERE s.id = $1",
                 session_id,
                 seq,
             )
-            if spoke:
+            if not quiet:
                 return False
             message_seq, created = await store.add_message(
                 conn, session_id, "assistant", text, client_id=run_id, meta={"reminder": True}
