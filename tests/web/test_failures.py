@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from playwright.async_api import async_playwright
 
 from threadline import ConfigurationError, Engine
 from threadline.agents import Agent, Turn
+from threadline.ledger import Ledger
 from threadline.llm import AuthenticationFailed, Overloaded
 from threadline.llm.demo import DemoModel
 from threadline.router import ModelPolicy
@@ -274,3 +276,34 @@ async def test_the_widget_shows_a_stopped_answer_as_stopped(chat: ChatServer) ->
         events = await chat.sessions.read(session_id, 0)
         assert "message.cancelled" in [e.type for e in events]
         await browser.close()
+
+
+@pytest.mark.browser
+async def test_the_widget_says_when_the_budget_is_used_up(
+    chat: ChatServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refused budget is no failure: the agent's closing message is the answer, the status
+    line says why, and the Send button comes back (the session is closed: the next message
+    gets the same words, with no model call)."""
+    prices = tmp_path / "prices.json"  # so dear that not even the first call fits $0.002
+    prices.write_text(
+        json.dumps({"demo:threadline-demo": {"input_per_mtok": 900, "output_per_mtok": 900}})
+    )
+    monkeypatch.setenv("THREADLINE_PRICES", str(prices))
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = await browser.new_page()
+        await page.goto(f"{chat.url}/?agent=thrifty")
+        await page.click(".bubble")
+        for n in (1, 2):
+            await page.fill("textarea", "Tell me more")
+            await page.press("textarea", "Enter")
+            answer = page.locator(".msg.assistant").nth(n - 1)
+            await answer.wait_for(timeout=5_000)
+            await page.wait_for_selector("form button.send", timeout=5_000)
+            assert "used up its budget" in await answer.inner_text()
+        status = page.locator(".status", has_text="reached its budget")
+        await status.wait_for(timeout=2_000)
+        await browser.close()
+    rows = await Ledger(chat.sessions.engine.pool).calls(agent="thrifty")
+    assert rows == []  # nothing was bought

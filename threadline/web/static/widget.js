@@ -400,7 +400,9 @@
           setBusy(false);
           finishAnswer(el, { model: frame.model, cost: frame.cost, cached: frame.cached || el._cached });
           scrollDown();
-          if (showCost() && frame.budget) {
+          if (frame.budget && frame.budget.exhausted) { // the answer was the agent's closing words
+            status.textContent = "This conversation has reached its budget.";
+          } else if (showCost() && frame.budget) {
             status.textContent = money(frame.budget.left) + " of " + money(frame.budget.limit) + " left";
           }
           emit("answer", { sessionId: saved.sessionId, turnId: frame.turn_id });
