@@ -210,6 +210,8 @@ def test_the_docs_folder_is_linked_from_the_readme() -> None:
 def test_paths_the_docs_name_exist() -> None:
     missing = []
     for doc in DOCS:
+        if doc.name == "tutorial.md":  # its paths are the generated project's
+            continue
         text = doc.read_text(encoding="utf-8")
         for path in re.findall(
             r"`((?:threadline|tests|benchmarks|scripts|docs|migrations)/[\w./-]+)`", text
