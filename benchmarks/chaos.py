@@ -216,6 +216,8 @@ class Cluster:
             THREADLINE_ADMIN_KEY=ADMIN_KEY,
             THREADLINE_DATA_DIR=str(self.root),
             THREADLINE_EMBEDDER="hash",
+            THREADLINE_RATE_MESSAGES="off",  # every client is on this machine's address
+            THREADLINE_RATE_SESSION_MESSAGES="off",
             PYTHONUNBUFFERED="1",
         )
 

@@ -13,6 +13,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
@@ -428,6 +429,12 @@ def costs(
     metavar="MODULE:OBJECT",
     help="A list of Agents to serve. Default: the demo bots (memoir, support).",
 )
+@click.option(
+    "--open-dashboard",
+    is_flag=True,
+    help="Serve the dashboard without a login: anyone who reaches the server reads every"
+    " conversation and its costs.",
+)
 def serve(
     database_url: str | None,
     host: str,
@@ -435,6 +442,7 @@ def serve(
     no_worker: bool,
     concurrency: int | None,
     agents_path: str | None,
+    open_dashboard: bool,
 ) -> None:
     """Serve the chat API, the widget and the demo page, with a worker in the same process."""
     _exit_on_sigterm()
@@ -455,6 +463,7 @@ def serve(
                 database_url=database_url,
                 worker=not no_worker,
                 concurrency=concurrency,
+                open_dashboard=open_dashboard,
             )
         )
 
@@ -494,6 +503,27 @@ def demo(database_url: str | None) -> None:
 
     with contextlib.suppress(KeyboardInterrupt):
         _run(pipeline.main(database_url))
+
+
+@main.command()
+@click.argument("name", type=click.Path(path_type=Path))
+def new(name: Path) -> None:
+    """Start a bot project in NAME: agents, knowledge, a host page and tests that pass."""
+    from .scaffold import create_project
+
+    try:
+        written = create_project(name)
+    except ThreadlineError as exc:
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
+        sys.exit(1)
+    root = name.expanduser().resolve()
+    for path in written:
+        console.print(f"  created {escape(str(name / path.relative_to(root)))}")
+    console.print(
+        f"\nNext: cd {name} && pip install -e '.[test]' && python -m pytest\n"
+        "then: threadline serve --agents agents:AGENTS",
+        markup=False,
+    )
 
 
 from .rag.cli import cache_group, ingest  # noqa: E402

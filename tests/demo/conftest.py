@@ -11,6 +11,7 @@ import pytest
 from threadline.agents import Agent, Turn
 from threadline.demo import AGENTS
 from threadline.demo.agents import SUPPORT_PROMPT, support
+from threadline.web.limits import Limits, Rate
 
 from ..web.conftest import ChatServer, chat_server, frames_until
 
@@ -33,7 +34,10 @@ async def _answer(turn: Turn) -> str | None:
 
 @pytest.fixture
 async def chat(database_url: str) -> AsyncIterator[ChatServer]:
-    async with chat_server(database_url, [*AGENTS, ungated]) as server:
+    # A memoir is a long talk: more messages in a few seconds than a session may send by
+    # default (8 in 10 s, across connections).
+    limits = Limits(session_messages=Rate(30, 10))
+    async with chat_server(database_url, [*AGENTS, ungated], limits=limits) as server:
         yield server
 
 
@@ -53,8 +57,8 @@ async def ask(chat: ChatServer, session: dict[str, Any], text: str) -> list[dict
 async def converse(
     chat: ChatServer, session: dict[str, Any], texts: list[str]
 ) -> list[dict[str, Any]]:
-    """Say each text in turn, each on its own connection (one connection may send only a few
-    messages in a few seconds); the `message.end` frame of each answer."""
+    """Say each text in turn, each on its own connection (as a user coming back would); the
+    `message.end` frame of each answer."""
     ends, seen = [], 0
     for n, text in enumerate(texts, 1):
         async with chat.connect(session) as ws:

@@ -21,6 +21,7 @@ from threadline.demo import support
 from threadline.ledger import LLM, Budget
 from threadline.sessions import Sessions
 from threadline.web import Auth, Hub, create_app
+from threadline.web.limits import Limits
 
 echo = Agent(name="echo", model="demo:threadline-demo", prompt="You are a test bot.")
 
@@ -82,7 +83,9 @@ async def chat(database_url: str) -> AsyncIterator[ChatServer]:
 
 
 @contextlib.asynccontextmanager
-async def chat_server(database_url: str, agents: list[Agent]) -> AsyncIterator[ChatServer]:
+async def chat_server(
+    database_url: str, agents: list[Agent], limits: Limits | None = None
+) -> AsyncIterator[ChatServer]:
     engine = Engine(database_url, poll_interval=0.05)
     llm = LLM(model_options={"demo": {"tokens_per_second": 100}})
     sessions = Sessions(engine, agents, llm=llm, max_message_chars=2000)
@@ -94,7 +97,7 @@ async def chat_server(database_url: str, agents: list[Agent]) -> AsyncIterator[C
             admin_key="admin-key",
             allowed_origins=(ORIGIN,),
         )
-        app = create_app(sessions, hub, auth)
+        app = create_app(sessions, hub, auth, limits=limits)
         server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", lifespan="off")
         )

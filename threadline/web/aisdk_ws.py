@@ -9,7 +9,8 @@ stream; the turn goes on, as it does when an HTTP stream is dropped). Server fra
 (`WebSocketChatTransportResponse`): `start`, `chunk {sequence, chunk}` (sequence 0, 1, 2, …
 per request), `end`, `error {errorText}` (the request could not be acted on) and `no-active`
 (a resume with no turn in progress), each with its request's `requestId`. A frame that names
-no request cannot be answered: the connection closes with 4400."""
+no request cannot be answered: the connection closes with 4400. A `send` over the rate of
+messages (per client address, per session) is refused with `error {code: "rate_limited"}`."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 from typing import Any
 
 from starlette.websockets import WebSocket
@@ -25,8 +27,9 @@ from ..errors import ConfigurationError, PayloadTooLarge
 from ..sessions import Sessions, UnknownSession
 from . import aisdk
 from .auth import Auth
-from .handshake import admit
+from .handshake import admitted
 from .hub import Hub
+from .limits import Limiter, Limits
 
 log = logging.getLogger(__name__)
 
@@ -35,23 +38,37 @@ MAX_REQUESTS = 16  # streams open at once on one connection
 
 
 async def serve(
-    ws: WebSocket, sessions: Sessions, hub: Hub, auth: Auth, session_id: str, token: str | None
+    ws: WebSocket,
+    sessions: Sessions,
+    hub: Hub,
+    auth: Auth,
+    limiter: Limiter,
+    session_id: str,
+    token: str | None,
 ) -> None:
-    """Admit the connection as the session's own WebSocket does (`handshake.admit`), then
+    """Admit the connection as the session's own WebSocket does (`handshake.admitted`), then
     serve it until it closes."""
-    if not await admit(ws, auth, sessions, session_id, token):
-        return
-    await ChatConnection(ws, sessions, hub, session_id).run()
+    async with admitted(ws, auth, sessions, limiter, session_id, token) as admit:
+        if admit:
+            await ChatConnection(ws, sessions, hub, session_id, limiter).run()
 
 
 class ChatConnection:
     """One client's connection: each request a task that streams its turn's chunks."""
 
-    def __init__(self, ws: WebSocket, sessions: Sessions, hub: Hub, session_id: str) -> None:
+    def __init__(
+        self,
+        ws: WebSocket,
+        sessions: Sessions,
+        hub: Hub,
+        session_id: str,
+        limiter: Limiter | None = None,
+    ) -> None:
         self.ws = ws
         self.sessions = sessions
         self.hub = hub
         self.session_id = session_id
+        self.limiter = limiter or Limiter(Limits())
         self.requests: dict[str, asyncio.Task[None]] = {}
         self._send_lock = asyncio.Lock()
 
@@ -90,6 +107,14 @@ class ChatConnection:
         if refusal is not None:
             await self.send({"type": "error", "requestId": request_id, "errorText": refusal})
             return True
+        if kind == "send":
+            client = self.ws.client.host if self.ws.client else None
+            wait = self.limiter.message(client, self.session_id)
+            if wait:
+                text = f"too many messages; wait {math.ceil(wait)} s"
+                error = {"type": "error", "requestId": request_id, "errorText": text}
+                await self.send({**error, "code": "rate_limited"})
+                return True
         task = asyncio.create_task(self.answer(request_id, frame))
         self.requests[request_id] = task
         task.add_done_callback(lambda _: self._forget(request_id, task))

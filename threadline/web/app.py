@@ -1,5 +1,6 @@
 """The FastAPI application: REST under /v1, a WebSocket and an SSE stream per session, the
-widget script and the demo page."""
+widget script and the demo page, behind the checks of security.py and the limits of
+limits.py."""
 
 # No `from __future__ import annotations`: FastAPI reads these annotations at run time.
 
@@ -16,7 +17,14 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Web
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 
@@ -26,10 +34,12 @@ from ..sessions import Sessions, UnknownSession
 from ..sessions.events import Committed
 from . import aisdk, aisdk_ws
 from .auth import Auth, AuthError
-from .dashboard import create_dashboard
-from .handshake import admit
+from .dashboard import COOKIE, create_dashboard
+from .handshake import admitted
 from .hub import Hub
-from .ws import Connection
+from .limits import Limiter, Limits, client_key, retry_after
+from .security import BodyLimit, HostCheck, Hosts, SecurityHeaders, docs_policy
+from .ws import MAX_SEQ, Connection
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -90,12 +100,30 @@ def widget_payload() -> tuple[bytes, bytes, str]:
 
 
 def create_app(
-    sessions: Sessions, hub: Hub, auth: Auth, *, open_dashboard: bool = False
+    sessions: Sessions,
+    hub: Hub,
+    auth: Auth,
+    *,
+    open_dashboard: bool = False,
+    limits: Limits | None = None,
+    hosts: Hosts | None = None,
+    public_docs: bool = False,
+    login_token: str | None = None,
 ) -> FastAPI:
-    """`open_dashboard`: serve the dashboard without a login (only for a local demo with no
-    admin key configured). The hub takes the events `sessions` writes from it directly."""
+    """`open_dashboard`: serve the dashboard (and let any reader of it read sessions and
+    costs) without a login. `limits`: sizes and rates (default `Limits()`). `hosts`: the Host
+    names the server answers to (default: the loopback ones). `public_docs`: /docs and
+    /openapi.json without the admin key (a server on loopback). `login_token`: logs a browser
+    into the dashboard once (`/dashboard/login?token=`). The hub takes the events `sessions`
+    writes from it directly."""
     hub.attach(sessions.events)
-    app = FastAPI(title="threadline", version="0.1.0", docs_url="/docs")
+    limits = limits or Limits()
+    hosts = hosts or Hosts()
+    limiter = Limiter(limits)
+    app = FastAPI(
+        title="threadline", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=None
+    )
+    app.state.limiter = limiter
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
@@ -104,20 +132,38 @@ def create_app(
         body = json.dumps({"detail": jsonable_encoder(exc.errors())}, default=str)
         return Response(body, status_code=422, media_type="application/json")
 
-    app.include_router(create_dashboard(sessions, auth, open_access=open_dashboard))
+    dashboard = create_dashboard(
+        sessions, auth, limiter, hosts, open_access=open_dashboard, login_token=login_token
+    )
+    app.include_router(dashboard)
+    # The last added runs first: headers on every answer, then the Host, then the size.
     app.add_middleware(
         CORSMiddleware,
         allow_origins=list(auth.allowed_origins),
         allow_methods=["GET", "POST", "PATCH", "DELETE"],
         allow_headers=["authorization", "content-type", "last-event-id"],
     )
+    app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
+    app.add_middleware(HostCheck, hosts=hosts)
+    app.add_middleware(SecurityHeaders, embedders=auth.allowed_origins)
+
+    def is_admin(request: Request) -> bool:
+        """The admin key as a bearer; to read (GET), also the dashboard's cookie (its export
+        link) or an open dashboard. A cookie never changes anything: no cross-site request
+        can use it to."""
+        if auth.is_admin(request.headers.get("authorization")):
+            return True
+        return request.method in ("GET", "HEAD") and (
+            open_dashboard or auth.is_admin_cookie(request.cookies.get(COOKIE))
+        )
 
     def session_access(
+        request: Request,
         session_id: str,
         authorization: Annotated[str | None, Header()] = None,
         token: Annotated[str | None, Query()] = None,
     ) -> str:
-        if auth.is_admin(authorization):
+        if is_admin(request):
             return session_id
         bearer = authorization.partition(" ")[2] if authorization else None
         try:
@@ -126,9 +172,39 @@ def create_app(
             raise HTTPException(401 if exc.code != "forbidden" else 403, str(exc)) from None
         return session_id
 
-    def admin(authorization: Annotated[str | None, Header()] = None) -> None:
-        if not auth.is_admin(authorization):
+    def admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+        if not is_admin(request):
             raise HTTPException(401, "the admin API key is required")
+
+    def client(request: Request) -> str:
+        return client_key(request.client.host if request.client else None)
+
+    def too_many(wait: float, what: str) -> HTTPException:
+        return HTTPException(429, f"too many {what}", headers={"retry-after": retry_after(wait)})
+
+    def message_allowed(request: Request, session_id: str) -> None:
+        """A message to the session: within the rates of its client and of the session."""
+        if auth.is_admin(request.headers.get("authorization")):
+            wait = limiter.session_messages.take(session_id)  # a backend: one address
+        else:
+            wait = limiter.message(client(request), session_id)
+        if wait:
+            raise too_many(wait, "messages")
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_schema(request: Request) -> Response:
+        if not (public_docs or is_admin(request)):
+            raise HTTPException(401, "the admin API key is required")
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    async def api_docs(request: Request) -> Response:
+        if not (public_docs or is_admin(request)):
+            raise HTTPException(401, "the admin API key is required")
+        nonce = request.state.csp_nonce
+        page = get_swagger_ui_html(openapi_url="/openapi.json", title="threadline API")
+        html = bytes(page.body).decode().replace("<script>", f'<script nonce="{nonce}">')
+        return HTMLResponse(html, headers={"content-security-policy": docs_policy(nonce)})
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index(request: Request) -> Any:
@@ -173,7 +249,11 @@ def create_app(
         origin, host = request.headers.get("origin"), request.headers.get("host")
         if not auth.origin_allowed(origin, host):
             raise HTTPException(403, f"origin {origin} is not allowed")
-        tenant = body.tenant if auth.is_admin(request.headers.get("authorization")) else None
+        admin = auth.is_admin(request.headers.get("authorization"))
+        wait = 0.0 if admin else limiter.new_session(client(request))
+        if wait:
+            raise too_many(wait, "new sessions from this address")
+        tenant = body.tenant if admin else None
         try:
             info = await sessions.create(body.agent, tenant=tenant, user=body.user)
         except ConfigurationError as exc:
@@ -251,8 +331,9 @@ def create_app(
 
     @app.post("/v1/sessions/{session_id}/messages", status_code=202)
     async def post_message(
-        body: NewMessage, session_id: Annotated[str, Depends(session_access)]
+        request: Request, body: NewMessage, session_id: Annotated[str, Depends(session_access)]
     ) -> Any:
+        message_allowed(request, session_id)
         try:
             seq, created = await sessions.send(session_id, body.text, body.client_id)
         except PayloadTooLarge as exc:
@@ -270,10 +351,12 @@ def create_app(
     @app.get("/v1/sessions/{session_id}/events")
     async def sse(
         session_id: Annotated[str, Depends(session_access)],
-        after: int = 0,
+        after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
         last_event_id: Annotated[str | None, Header()] = None,
     ) -> StreamingResponse:
-        start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
+        start = after
+        if last_event_id and last_event_id.strip():
+            start = _last_event_id(last_event_id)
         return StreamingResponse(
             _sse_stream(sessions, hub, session_id, start), media_type="text/event-stream"
         )
@@ -304,7 +387,10 @@ def create_app(
         return {"ok": True}
 
     @app.get("/v1/sessions", dependencies=[Depends(admin)])
-    async def list_sessions(status: str | None = None, limit: int = 50) -> Any:
+    async def list_sessions(
+        status: Annotated[str | None, Query(max_length=50)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> Any:
         return [
             {
                 "session_id": s.id,
@@ -314,7 +400,7 @@ def create_app(
                 "tenant": s.tenant,
                 "updated_at": s.updated_at.isoformat(),
             }
-            for s in await sessions.list_sessions(status=status, limit=min(limit, 500))
+            for s in await sessions.list_sessions(status=status, limit=limit)
         ]
 
     @app.post("/v1/sessions/{session_id}/ai-sdk")
@@ -323,6 +409,7 @@ def create_app(
     ) -> StreamingResponse:
         """A turn for the Vercel AI SDK's `useChat`: its request body in, the UI message
         stream protocol out (see aisdk.py)."""
+        message_allowed(request, session_id)
         try:
             stream = await aisdk.submit(sessions, session_id, await request.json())
         except ValueError as exc:  # not JSON, no user message
@@ -357,7 +444,7 @@ def create_app(
     @app.websocket("/v1/sessions/{session_id}/ai-sdk/ws")
     async def ai_sdk_websocket(ws: WebSocket, session_id: str, token: str | None = None) -> None:
         """`WebSocketChatTransport`'s protocol (see aisdk_ws.py)."""
-        await aisdk_ws.serve(ws, sessions, hub, auth, session_id, token)
+        await aisdk_ws.serve(ws, sessions, hub, auth, limiter, session_id, token)
 
     @app.get("/v1/costs", dependencies=[Depends(admin)])
     async def costs(by: str = "model", tenant: str | None = None) -> Any:
@@ -371,13 +458,24 @@ def create_app(
 
     @app.websocket("/v1/sessions/{session_id}/ws")
     async def websocket(ws: WebSocket, session_id: str, token: str | None = None) -> None:
-        if await admit(ws, auth, sessions, session_id, token):
-            await Connection(ws, sessions, hub, session_id).run()
+        async with admitted(ws, auth, sessions, limiter, session_id, token) as admit:
+            if admit:
+                await Connection(ws, sessions, hub, session_id, limiter).run()
 
     return app
 
 
 SSE_KEEP_ALIVE_S = 15.0
+
+
+def _last_event_id(value: str) -> int:
+    """The seq a reconnecting EventSource sends back: one this server gave, so a whole
+    number in a bigint's range; anything else is refused (422), never read as one."""
+    value = value.strip()
+    if not (value.isascii() and value.isdigit() and len(value) <= 19 and int(value) <= MAX_SEQ):
+        detail = [{"loc": ["header", "last-event-id"], "msg": f"a whole number 0..{MAX_SEQ}"}]
+        raise HTTPException(422, detail)
+    return int(value)
 
 
 async def _sse_stream(

@@ -1,8 +1,10 @@
-"""Session tokens for browsers (short-lived, signed, scoped to one session), the admin key,
-and the allowed-origins check shared by CORS and the WebSocket handshake."""
+"""Session tokens for browsers (short-lived, signed, scoped to one session), the admin key
+and the dashboard's cookie, and the allowed-origins check shared by CORS and the WebSocket
+handshake."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import time
 from dataclasses import dataclass
@@ -11,6 +13,8 @@ from urllib.parse import urlsplit
 import jwt
 
 from ..errors import ThreadlineError
+
+ADMIN_COOKIE_TTL = 8 * 3600
 
 
 class AuthError(ThreadlineError):
@@ -47,10 +51,41 @@ class Auth:
             raise AuthError("forbidden", "the token is for another session")
 
     def is_admin(self, authorization: str | None) -> bool:
-        if not self.admin_key or not authorization:
+        if not authorization:
             return False
         scheme, _, key = authorization.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(key, self.admin_key)
+        return scheme.lower() == "bearer" and self.is_admin_key(key)
+
+    def is_admin_key(self, key: str) -> bool:
+        if not self.admin_key:
+            return False
+        # As bytes: compare_digest refuses str with characters beyond ASCII.
+        return hmac.compare_digest(_bytes(key), _bytes(self.admin_key))
+
+    def issue_admin_cookie(self) -> str:
+        """The dashboard's cookie: signed, for 8 hours, and only while the admin key is the
+        one it was issued under (a new key logs every browser out)."""
+        now = int(time.time())
+        claims = {"adm": 1, "kfp": self._key_fingerprint(), "exp": now + ADMIN_COOKIE_TTL}
+        return jwt.encode(claims, self.secret, algorithm="HS256")
+
+    def is_admin_cookie(self, token: str | None) -> bool:
+        if not token or not self.admin_key:
+            return False
+        try:
+            claims = jwt.decode(token, self.secret, algorithms=["HS256"])
+        except jwt.InvalidTokenError:
+            return False
+        fingerprint = claims.get("kfp")
+        return (
+            claims.get("adm") == 1
+            and isinstance(fingerprint, str)
+            and hmac.compare_digest(_bytes(fingerprint), _bytes(self._key_fingerprint()))
+        )
+
+    def _key_fingerprint(self) -> str:
+        assert self.admin_key is not None
+        return hashlib.sha256(b"threadline-admin-key:" + _bytes(self.admin_key)).hexdigest()[:32]
 
     def origin_allowed(self, origin: str | None, host: str | None) -> bool:
         """No Origin (not a browser) or the server's own origin is always allowed; any other
@@ -60,3 +95,7 @@ class Auth:
         if "*" in self.allowed_origins or origin in self.allowed_origins:
             return True
         return host is not None and urlsplit(origin).netloc == host
+
+
+def _bytes(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")

@@ -1,91 +1,133 @@
 """The dashboard (Jinja2, no build step): costs by day, model, agent and tenant; sessions
 with their transcripts and per-turn costs; workflow runs with their step timelines.
 
-Protected by the admin key (a signed cookie after logging in). With no admin key configured
-it is open only when the server listens on the loopback interface (a local demo)."""
+Every page but the login asks for the admin key's cookie before it reads anything (open
+only when the server was started with `--open-dashboard`). The login takes the admin key,
+or once the link `threadline serve` logs; failures from one address back off."""
 
 from __future__ import annotations
 
-import time
+import hmac
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
-import jwt
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from ..errors import UnknownRun
 from ..ledger import Ledger
 from ..sessions import Sessions, UnknownSession, feedback
-from .auth import Auth
+from .auth import ADMIN_COOKIE_TTL, Auth
+from .limits import Limiter, client_key, retry_after
+from .security import Hosts
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates" / "dashboard"))
 COOKIE = "threadline_admin"
 
 
-def create_dashboard(sessions: Sessions, auth: Auth, *, open_access: bool) -> APIRouter:
-    router = APIRouter(prefix="/dashboard", include_in_schema=False)
+def create_dashboard(
+    sessions: Sessions,
+    auth: Auth,
+    limiter: Limiter,
+    hosts: Hosts,
+    *,
+    open_access: bool,
+    login_token: str | None = None,
+) -> APIRouter:
+    """`login_token`: a secret that logs a browser in once (`GET /dashboard/login?token=`)."""
+    router = APIRouter(include_in_schema=False)
+    unused_links = {login_token} if login_token else set()
 
     def pool() -> asyncpg.Pool:  # the pool exists once the engine has opened
         return sessions.engine.pool
 
-    def allowed(request: Request) -> bool:
-        if open_access:
-            return True
-        token = request.cookies.get(COOKIE)
-        if not token:
-            return False
-        try:
-            return bool(jwt.decode(token, auth.secret, algorithms=["HS256"]).get("adm"))
-        except jwt.InvalidTokenError:
-            return False
+    def admin(request: Request) -> None:
+        """Before anything is read: what a page shows, or whether it exists, is the admin's."""
+        if not (open_access or auth.is_admin_cookie(request.cookies.get(COOKIE))):
+            raise HTTPException(303, "log in first", headers={"location": "/dashboard/login"})
 
-    def page(request: Request, name: str, **context: Any) -> Response:
-        if not allowed(request):
-            return RedirectResponse("/dashboard/login", status_code=303)
-        return templates.TemplateResponse(request, name, context)
+    pages = APIRouter(prefix="/dashboard", dependencies=[Depends(admin)])
 
-    @router.get("/login", response_class=HTMLResponse)
-    async def login_form(request: Request) -> Response:
-        return templates.TemplateResponse(request, "login.html", {"error": None})
+    def client(request: Request) -> str:
+        return client_key(request.client.host if request.client else None)
 
-    @router.post("/login")
-    async def login(request: Request, key: str = Form(...)) -> Response:
-        if not auth.is_admin(f"Bearer {key}"):
-            return templates.TemplateResponse(
-                request, "login.html", {"error": "That is not the admin key."}, status_code=401
+    def throttle(request: Request) -> None:
+        wait = limiter.logins.wait(client(request))
+        if wait:
+            raise HTTPException(
+                429,
+                "too many failed logins: try again later",
+                headers={"retry-after": retry_after(wait)},
             )
-        token = jwt.encode({"adm": 1, "exp": int(time.time()) + 8 * 3600}, auth.secret)
+
+    def refused(request: Request, error: str) -> Response:
+        limiter.logins.failed(client(request))
+        return templates.TemplateResponse(request, "login.html", {"error": error}, status_code=401)
+
+    def logged_in(request: Request) -> Response:
+        limiter.logins.succeeded(client(request))
         response = RedirectResponse("/dashboard", status_code=303)
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=8 * 3600)
+        response.set_cookie(
+            COOKIE,
+            auth.issue_admin_cookie(),
+            max_age=ADMIN_COOKIE_TTL,
+            httponly=True,
+            samesite="strict",
+            # https as the client sees it: uvicorn takes X-Forwarded-Proto from a trusted proxy.
+            secure=request.url.scheme == "https",
+        )
         return response
 
-    @router.get("", response_class=HTMLResponse)
+    @router.get("/dashboard/login", response_class=HTMLResponse)
+    async def login_form(request: Request, token: str | None = None) -> Response:
+        if token is None:
+            return templates.TemplateResponse(request, "login.html", {"error": None})
+        throttle(request)
+        given = token.encode("utf-8", "surrogatepass")
+        link = next((t for t in unused_links if hmac.compare_digest(t.encode(), given)), None)
+        if link is None:
+            return refused(request, "That login link was used already, or is not one.")
+        unused_links.discard(link)
+        return logged_in(request)
+
+    @router.post("/dashboard/login")
+    async def login(request: Request, key: Annotated[str, Form(max_length=4096)]) -> Response:
+        if not hosts.own_origin(request.headers.get("origin"), request.headers.get("host")):
+            raise HTTPException(403, "the login form is posted from this server's own pages")
+        throttle(request)
+        if not auth.is_admin_key(key):
+            return refused(request, "That is not the admin key.")
+        return logged_in(request)
+
+    @pages.get("", response_class=HTMLResponse)
     async def overview(request: Request) -> Response:
         ledger = Ledger(pool())
         week = datetime.now(UTC) - timedelta(days=14)
         days = await ledger.report("day", since=week)
-        return page(
+        return templates.TemplateResponse(
             request,
             "overview.html",
-            days=sorted(days, key=lambda r: r.key),
-            peak=max([r.cost_usd for r in days] or [Decimal(0)]) or Decimal(1),
-            models=await ledger.report("model"),
-            agents=await ledger.report("agent"),
-            tenants=await ledger.report("tenant"),
-            totals=await _totals(pool()),
+            {
+                "days": sorted(days, key=lambda r: r.key),
+                "peak": max([r.cost_usd for r in days] or [Decimal(0)]) or Decimal(1),
+                "models": await ledger.report("model"),
+                "agents": await ledger.report("agent"),
+                "tenants": await ledger.report("tenant"),
+                "totals": await _totals(pool()),
+            },
         )
 
-    @router.get("/sessions", response_class=HTMLResponse)
+    @pages.get("/sessions", response_class=HTMLResponse)
     async def session_list(request: Request) -> Response:
         async with pool().acquire() as conn:
             rows = await conn.fetch(_SESSIONS)
-        return page(request, "sessions.html", sessions=rows)
+        return templates.TemplateResponse(request, "sessions.html", {"sessions": rows})
 
-    @router.get("/sessions/{session_id}", response_class=HTMLResponse)
+    @pages.get("/sessions/{session_id}", response_class=HTMLResponse)
     async def session_detail(request: Request, session_id: str) -> Response:
         try:
             info = await sessions.get(session_id)
@@ -96,38 +138,42 @@ def create_dashboard(sessions: Sessions, auth: Auth, *, open_access: bool) -> AP
         by_turn: dict[str, list[dict[str, Any]]] = {}
         for call in calls:
             by_turn.setdefault(call["turn_id"] or "", []).append(call)
-        return page(
-            request,
-            "session.html",
-            session=info,
-            messages=await sessions.history(session_id),
-            calls=by_turn,
-            ratings=ratings,
-            total=sum((c["cost_usd"] or Decimal(0) for c in calls), Decimal(0)),
-        )
+        context = {
+            "session": info,
+            "messages": await sessions.history(session_id),
+            "calls": by_turn,
+            "ratings": ratings,
+            "total": sum((c["cost_usd"] or Decimal(0) for c in calls), Decimal(0)),
+        }
+        return templates.TemplateResponse(request, "session.html", context)
 
-    @router.get("/feedback", response_class=HTMLResponse)
+    @pages.get("/feedback", response_class=HTMLResponse)
     async def feedback_list(request: Request) -> Response:
         async with pool().acquire() as conn:
             found = await feedback.recent(conn, limit=200)
             by_agent = await conn.fetch(_FEEDBACK_BY_AGENT)
-        return page(request, "feedback.html", feedback=found, by_agent=by_agent)
+        context = {"feedback": found, "by_agent": by_agent}
+        return templates.TemplateResponse(request, "feedback.html", context)
 
-    @router.get("/runs", response_class=HTMLResponse)
+    @pages.get("/runs", response_class=HTMLResponse)
     async def runs(request: Request, status: str | None = None) -> Response:
         found = await sessions.engine.list_runs(status=status, limit=100)
-        return page(request, "runs.html", runs=found, status=status)
+        return templates.TemplateResponse(request, "runs.html", {"runs": found, "status": status})
 
-    @router.get("/runs/{run_id:path}", response_class=HTMLResponse)
+    @pages.get("/runs/{run_id:path}", response_class=HTMLResponse)
     async def run_detail(request: Request, run_id: str) -> Response:
-        run = await sessions.engine.get_run(run_id)
+        try:
+            run = await sessions.engine.get_run(run_id)
+        except UnknownRun:
+            raise HTTPException(404, "no such run") from None
         steps = await sessions.engine.get_steps(run_id)
         start = run.started_at or run.created_at
         timeline = [
             {"step": s, "offset_ms": (s.created_at - start).total_seconds() * 1000} for s in steps
         ]
-        return page(request, "run.html", run=run, timeline=timeline)
+        return templates.TemplateResponse(request, "run.html", {"run": run, "timeline": timeline})
 
+    router.include_router(pages)
     return router
 
 

@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from starlette.websockets import WebSocket
 
 from ..sessions import Sessions, UnknownSession
 from .auth import Auth, AuthError
+from .limits import Limiter
 
 
-async def admit(
-    ws: WebSocket, auth: Auth, sessions: Sessions, session_id: str, token: str | None
-) -> bool:
-    """Accept the connection if its origin is allowed and its token is the session's; else
-    accept it and close it at once with a code a browser can read (4401 bad or expired
-    token, 4403 wrong session or origin, 4404 no such session): a refused handshake would
-    only show the page a generic failure. Whether it was admitted."""
+@contextlib.asynccontextmanager
+async def admitted(
+    ws: WebSocket,
+    auth: Auth,
+    sessions: Sessions,
+    limiter: Limiter,
+    session_id: str,
+    token: str | None,
+) -> AsyncIterator[bool]:
+    """Accept the connection if its origin is allowed, its token is the session's and the
+    session has fewer WebSockets than it may; else accept it and close it at once with a code
+    a browser can read (4401 bad or expired token, 4403 wrong session or origin, 4404 no such
+    session, 4429 too many connections to the session): a refused handshake would only show
+    the page a generic failure. Yields whether it was admitted; it counts for the session
+    until the block ends."""
     refusal: tuple[int, str] | None = None
     if not auth.origin_allowed(ws.headers.get("origin"), ws.headers.get("host")):
         refusal = (4403, "origin not allowed")
@@ -26,8 +38,13 @@ async def admit(
             refusal = (4401 if exc.code != "forbidden" else 4403, str(exc))
         except UnknownSession:
             refusal = (4404, "no such session")
-    await ws.accept()
-    if refusal is not None:
-        await ws.close(code=refusal[0], reason=refusal[1])
-        return False
-    return True
+    if refusal is None and not limiter.open_socket(session_id):
+        refusal = (4429, "too many connections to this session")
+    try:
+        await ws.accept()
+        if refusal is not None:
+            await ws.close(code=refusal[0], reason=refusal[1])
+        yield refusal is None
+    finally:
+        if refusal is None:
+            limiter.close_socket(session_id)

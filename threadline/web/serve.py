@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import uvicorn
+from fastapi import FastAPI
 
 from ..agents import Agent
 from ..db.embedded import default_data_dir
@@ -22,6 +23,9 @@ from ..sessions import Sessions
 from .app import create_app
 from .auth import Auth
 from .hub import Hub
+from .limits import Limits
+from .protocol import http_protocol
+from .security import LOCAL_NAMES, WILDCARDS, Hosts
 
 log = logging.getLogger(__name__)
 
@@ -35,21 +39,103 @@ def load_secret(data_dir: Path | None) -> str:
     configured = os.environ.get("THREADLINE_SECRET")
     if configured:
         return configured
-    path = (data_dir or default_data_dir()) / "secret"
+    return _kept_random(data_dir, "secret")
+
+
+def admin_key_file(data_dir: Path | None = None) -> Path:
+    return (data_dir or default_data_dir()) / "admin-key"
+
+
+def load_admin_key(data_dir: Path | None) -> str:
+    """$THREADLINE_ADMIN_KEY, else one made at the first start and kept in the data
+    directory (`admin-key`, mode 600): the dashboard and the admin API are never open."""
+    return os.environ.get("THREADLINE_ADMIN_KEY") or _kept_random(data_dir, "admin-key")
+
+
+def _kept_random(data_dir: Path | None, name: str) -> str:
+    path = (data_dir or default_data_dir()) / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
+    with contextlib.suppress(FileExistsError):  # created readable by its owner only
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32))
     return path.read_text().strip()
 
 
+def public_urls() -> list[str]:
+    """$THREADLINE_PUBLIC_URL: the URLs the server is reached at (comma-separated)."""
+    found = os.environ.get("THREADLINE_PUBLIC_URL", "").split(",")
+    return [url.strip().rstrip("/") for url in found if url.strip()]
+
+
 def auth_from_env(data_dir: Path | None = None) -> Auth:
-    origins = os.environ.get("THREADLINE_ALLOWED_ORIGINS", "")
+    """The public URLs are allowed origins too (a proxy may pass another Host on)."""
+    origins = os.environ.get("THREADLINE_ALLOWED_ORIGINS", "").split(",")
     return Auth(
         secret=load_secret(data_dir),
-        admin_key=os.environ.get("THREADLINE_ADMIN_KEY") or None,
-        allowed_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
+        admin_key=load_admin_key(data_dir),
+        allowed_origins=tuple(o.strip() for o in origins if o.strip()) + tuple(public_urls()),
     )
+
+
+def app_from_env(
+    sessions: Sessions, hub: Hub, *, host: str, port: int, open_dashboard: bool
+) -> tuple[FastAPI, Limits]:
+    """The app `threadline serve` serves, as the environment configures it; logs how to
+    reach the dashboard."""
+    limits = Limits.from_env()
+    # A key made here: a link that logs in once spares reading it from its file.
+    made_key = not os.environ.get("THREADLINE_ADMIN_KEY")
+    login_token = secrets.token_urlsafe(32) if made_key and not open_dashboard else None
+    app = create_app(
+        sessions,
+        hub,
+        auth_from_env(),
+        open_dashboard=open_dashboard,
+        limits=limits,
+        hosts=Hosts.serving(host, public_urls()),
+        public_docs=host in LOCAL_NAMES,
+        login_token=login_token,
+    )
+    if open_dashboard:
+        log.warning(
+            "the dashboard is open (--open-dashboard): anyone who reaches this server reads"
+            " every conversation and its costs"
+        )
+    elif login_token is not None:
+        log.warning(
+            "dashboard login (works once): %s  (the admin key is in %s)",
+            _login_link(host, port, login_token),
+            admin_key_file(),
+        )
+    return app, limits
+
+
+def uvicorn_config(app: FastAPI, host: str, port: int, limits: Limits) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        http=http_protocol(limits),  # bounds the time and size of a request's headers
+        timeout_keep_alive=5,
+        h11_max_incomplete_event_size=limits.max_header_bytes,
+        limit_concurrency=limits.max_connections,  # 503 beyond, before the fds run out
+        ws_max_size=max(limits.max_body_bytes, 64 * 1024),
+        # Frames are small JSON deltas: compressing each costs more than it saves.
+        ws_per_message_deflate=False,
+    )
+
+
+def _login_link(host: str, port: int, token: str) -> str:
+    urls = public_urls()
+    if urls:
+        base = urls[0]
+    else:
+        shown = "127.0.0.1" if host in WILDCARDS else host
+        base = f"http://{f'[{shown}]' if ':' in shown else shown}:{port}"
+    return f"{base}/dashboard/login?token={token}"
 
 
 @contextlib.contextmanager
@@ -78,8 +164,11 @@ async def serve(
     worker: bool = True,
     concurrency: int | None = None,
     engine: Engine | None = None,
+    open_dashboard: bool = False,
 ) -> None:
-    """`concurrency`: turns and runs the worker executes at once (default 1000)."""
+    """`concurrency`: turns and runs the worker executes at once (default 1000).
+    `open_dashboard`: the dashboard without a login (anyone who reaches the server reads
+    every conversation and cost)."""
     engine = engine or Engine(
         database_url, worker=worker, concurrency=concurrency or SERVE_CONCURRENCY
     )
@@ -88,19 +177,10 @@ async def serve(
         hub = Hub(engine.url)
         await hub.start()
         try:
-            auth = auth_from_env()
-            local = host in ("127.0.0.1", "localhost", "::1")
-            app = create_app(sessions, hub, auth, open_dashboard=local and not auth.admin_key)
-            config = uvicorn.Config(
-                app,
-                host=host,
-                port=port,
-                log_level="warning",
-                lifespan="off",
-                # Frames are small JSON deltas: compressing each costs more than it saves.
-                ws_per_message_deflate=False,
+            app, limits = app_from_env(
+                sessions, hub, host=host, port=port, open_dashboard=open_dashboard
             )
-            server = uvicorn.Server(config)
+            server = uvicorn.Server(uvicorn_config(app, host, port, limits))
             settle_heap()
             log.warning("threadline serving on http://%s:%d", host, port)
             with _survive_sigterm():

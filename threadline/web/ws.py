@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
+import math
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -26,20 +26,30 @@ from ..loop import start_eagerly
 from ..sessions import Sessions
 from ..sessions.events import ANSWER_TYPES, Committed, Live, Piece, piece_of
 from .hub import Hub
+from .limits import Limiter, Limits
 
 log = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 32 * 1024
-FLOOD_LIMIT = 8  # messages per FLOOD_WINDOW seconds on one connection
-FLOOD_WINDOW = 10.0
+MAX_SEQ = 2**63 - 1  # a seq is a PostgreSQL bigint
 
 
 class Connection:
-    def __init__(self, ws: WebSocket, sessions: Sessions, hub: Hub, session_id: str) -> None:
+    def __init__(
+        self,
+        ws: WebSocket,
+        sessions: Sessions,
+        hub: Hub,
+        session_id: str,
+        limiter: Limiter | None = None,
+    ) -> None:
         self.ws = ws
         self.sessions = sessions
         self.hub = hub
         self.session_id = session_id
+        # Messages count per client address and per session (the app's limiter; alone, the
+        # connection's own).
+        self.limiter = limiter or Limiter(Limits())
         self.cursor: int | None = None  # the last seq sent; None until the stream starts
         self.behind = False  # the log may hold events not yet sent
         self.sub = hub.subscribe(session_id, live=True)
@@ -53,7 +63,6 @@ class Connection:
         # of: (first, last). A `logged` frame tells it before the next logged frame goes
         # out, so the seqs a client sees have no gaps (one frame per answer, not per piece).
         self._had: tuple[int, int] | None = None
-        self.sent_at: list[float] = []
         self._send_lock = asyncio.Lock()
         # A live piece that nothing is ahead of skips the forwarder: it waits in `_outbox`
         # for the end of the loop's pass, when every connection's waiting pieces are written
@@ -176,16 +185,15 @@ class Connection:
         kind = frame["type"]
         if kind == "resume":
             after = frame.get("after_seq", 0)
-            if not isinstance(after, int) or after < 0:
-                await self.error("bad_frame", "resume needs after_seq, a whole number >= 0")
+            if not _whole(after):
+                await self.error("bad_frame", f"resume's after_seq is a whole number 0..{MAX_SEQ}")
                 return
             turn_id, started = frame.get("turn_id"), frame.get("started")
             shown = frame.get("shown", 0)
             if turn_id is not None and (
                 not isinstance(turn_id, str)
-                or not isinstance(started, (int, float, type(None)))
-                or not isinstance(shown, int)
-                or shown < 0
+                or not (started is None or _finite(started))
+                or not _whole(shown)
             ):
                 await self.error(
                     "bad_frame",
@@ -217,12 +225,11 @@ class Connection:
         if not isinstance(text, str) or not isinstance(client_id, str):
             await self.error("bad_frame", "message.send needs text and client_id strings")
             return
-        now = time.monotonic()
-        self.sent_at = [t for t in self.sent_at if now - t < FLOOD_WINDOW]
-        if len(self.sent_at) >= FLOOD_LIMIT:
-            await self.error("rate_limited", "too many messages; wait a few seconds")
+        client = self.ws.client.host if self.ws.client else None
+        wait = self.limiter.message(client, self.session_id)
+        if wait:
+            await self.error("rate_limited", f"too many messages; wait {math.ceil(wait)} s")
             return
-        self.sent_at.append(now)
         if self.cursor is None:
             self._start_at((await self.sessions.get(self.session_id)).event_seq)
         try:
@@ -350,6 +357,20 @@ class Connection:
 
 
 _WHOLE: dict[str, Any] = {}  # `Connection._fit`: send the event as it is
+
+
+def _whole(value: object) -> bool:
+    """A whole number a seq or an offset can be (JSON's true is no number)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEQ
+
+
+def _finite(value: object) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and abs(value) < 1e15  # before a float() that a huge int would overflow
+        and math.isfinite(value)
+    )
 
 
 class _Burst:
