@@ -19,10 +19,10 @@ from threadline.llm import AuthenticationFailed, Overloaded
 from threadline.llm.demo import DemoModel
 from threadline.router import ModelPolicy
 from threadline.sessions import Sessions
+from threadline.testing.browser import CHROMIUM_ARGS
 from threadline.tools import tool
 
 from .conftest import ChatServer, chat_server
-from .test_widget import CHROMIUM_ARGS
 
 
 def _demo(**options: Any) -> ModelPolicy:

@@ -243,7 +243,7 @@ async def test_the_widget_finishes_an_answer_whose_worker_was_killed(
     widget (on the web process, which lives on) shows the answer once, whole, then Send."""
     from playwright.async_api import async_playwright
 
-    from .test_widget import CHROMIUM_ARGS
+    from threadline.testing.browser import CHROMIUM_ARGS
 
     first = spawn(database_url, "worker", "--app", "tests.web.apps:engine")
     procs.append(first)
