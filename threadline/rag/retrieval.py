@@ -1,10 +1,15 @@
-"""Hybrid retrieval: pgvector nearest neighbours and PostgreSQL full-text search, fused by
-reciprocal rank (RRF), each passage with a citation.
+"""Hybrid retrieval: pgvector nearest neighbours and PostgreSQL full-text search, fused into
+one score, each passage with a citation.
 
 Vectors find paraphrases; full text finds exact words that embeddings blur: product codes,
-error numbers, names. Identifiers in the question (words with a digit, like `TL-4471`) are
-matched exactly: passages holding all of them rank first among the full-text results and
-count once more in the fusion, as a third ranking."""
+error numbers, names. The full-text list is ranked by BM25: a word of the question counts by
+how rare it is among the collection's chunks, once in the heading (twice the weight) and
+once in the body, less in a longer chunk. The two lists are fused by their scores, not their
+ranks: cosine similarity plus `text_weight` times the BM25 score as a share of the best a
+chunk could get for that question, a weight per embedder (a model's cosines say more than a
+bag of words'). Identifiers of the question (words with a digit, like `TL-4471`) count once
+more: chunks holding all of them come first in the full-text list and gain a full text
+score in the fusion. Ties go to the nearer vector."""
 
 from __future__ import annotations
 
@@ -19,7 +24,14 @@ from .documents import Collection
 from .embedder import Embedder, default_embedder
 from .vectors import to_param
 
-__all__ = ["Citation", "Passage", "Retriever", "SearchMode", "format_context"]
+__all__ = [
+    "TEXT_WEIGHTS",
+    "Citation",
+    "Passage",
+    "Retriever",
+    "SearchMode",
+    "format_context",
+]
 
 SearchMode = Literal["hybrid", "vector", "text"]
 _WORD = re.compile(r"\w+(?:[-./]\w+)*")
@@ -43,7 +55,7 @@ class Citation:
 class Passage:
     chunk_id: int
     content: str
-    score: float  # fused RRF score (or the single mode's)
+    score: float  # cosine + text_weight × text score (or the single mode's)
     vector_rank: int | None
     text_rank: int | None
     citation: Citation
@@ -54,38 +66,66 @@ class Passage:
         return self.citation.document_id
 
 
+# BM25 with its usual constants, k1 = 1.2 (how fast a word's evidence saturates) and b = 0.75
+# (how much a longer chunk is discounted, against the average of the chunks that match); a
+# word counts 2 in the heading (weight A) and 1 in the body (B), however often it recurs.
 _SEARCH = """
-WITH v AS (
+WITH q AS (
+    SELECT array_agg(l) AS words,
+           CASE WHEN count(*) = 0 THEN NULL ELSE
+               array_to_string(array_agg(quote_literal(l)), ' | ')::tsquery END AS any_word,
+           tsvector_to_array(to_tsvector('english', $7)) AS ids
+      FROM unnest(tsvector_to_array(to_tsvector('english', $3))) l
+), v AS (
     SELECT id, row_number() OVER (ORDER BY distance, id) AS r FROM (
         SELECT id, embedding <=> $2::real[]::vector AS distance FROM threadline.rag_chunks
          WHERE collection_id = ANY($1::bigint[]) AND $5
          ORDER BY embedding <=> $2::real[]::vector LIMIT $4) nearest
-), q AS (
-    SELECT CASE WHEN count(*) = 0 THEN NULL ELSE
-               array_to_string(array_agg(quote_literal(l)), ' | ')::tsquery END AS any_word,
-           CASE WHEN $7 = '' THEN NULL ELSE plainto_tsquery('english', $7) END AS ids
-      FROM unnest(tsvector_to_array(to_tsvector('english', $3))) l
+), m AS MATERIALIZED (
+    -- each chunk holding a word of the question, with a copy of its tsvector (all of it:
+    -- headings are A, bodies B), so that the stored one is read and decompressed once
+    SELECT c.id, ts_filter(c.tsv, '{a,b}') AS tsv
+      FROM threadline.rag_chunks c, q
+     WHERE $6 AND c.collection_id = ANY($1::bigint[]) AND c.tsv @@ q.any_word
+), h AS (
+    SELECT m.id, length(m.tsv)::float8 AS terms, word,
+           2 * (m.tsv @@ (quote_literal(word) || ':A')::tsquery)::int
+           + (m.tsv @@ (quote_literal(word) || ':B')::tsquery)::int AS tf
+      FROM m, q, unnest(q.words) word
+     WHERE m.tsv @@ quote_literal(word)::tsquery
+), w AS (
+    SELECT word, ln(1 + (n.chunks - count(*) + 0.5) / (count(*) + 0.5)) AS idf
+      FROM h, (SELECT count(*)::float8 AS chunks FROM threadline.rag_chunks
+                WHERE collection_id = ANY($1::bigint[])) n
+     GROUP BY word, n.chunks
 ), t AS (
-    SELECT id, row_number() OVER (
-               ORDER BY COALESCE(tsv @@ q.ids, false) DESC, ts_rank_cd(tsv, q.any_word, 1) DESC
-           ) AS r
-      FROM threadline.rag_chunks, q
-     WHERE $6 AND collection_id = ANY($1::bigint[]) AND tsv @@ q.any_word
+    SELECT id, bm25, has_ids, row_number() OVER (ORDER BY has_ids DESC, bm25 DESC, id) AS r
+      FROM (SELECT h.id,
+                   sum(w.idf * h.tf * 2.2 / (h.tf + 1.2 * (0.25 + 0.75 * h.terms / a.terms)))
+                   / (2.2 * (SELECT sum(idf) FROM w)) AS bm25,
+                   cardinality(q.ids) > 0 AND q.ids <@ array_agg(h.word) AS has_ids
+              FROM h JOIN w USING (word), q,
+                   (SELECT avg(terms) AS terms FROM (SELECT DISTINCT id, terms FROM h) matched) a
+             GROUP BY h.id, q.ids) scored
      ORDER BY r LIMIT $4
-), x AS (
-    SELECT id, r FROM t, q WHERE q.ids IS NOT NULL
-       AND (SELECT tsv @@ q.ids FROM threadline.rag_chunks c WHERE c.id = t.id)
 )
 SELECT c.id, c.content, c.heading, c.page, d.id AS document_id, d.source, d.title,
        d.content_hash, v.r AS vector_rank, t.r AS text_rank,
-       COALESCE(1.0 / ($8 + v.r), 0) + COALESCE(1.0 / ($8 + t.r), 0)
-       + COALESCE(1.0 / ($8 + x.r), 0) AS score
-  FROM v FULL JOIN t USING (id) LEFT JOIN x USING (id)
+       CASE WHEN $5 THEN 1 - (c.embedding <=> $2::real[]::vector) ELSE 0 END
+       + CASE WHEN $5 THEN $8::float8 ELSE 1 END * COALESCE(t.bm25 + t.has_ids::int, 0) AS score
+  FROM v FULL JOIN t USING (id)
   JOIN threadline.rag_chunks c ON c.id = COALESCE(v.id, t.id)
   JOIN threadline.rag_documents d ON d.id = c.document_id
- ORDER BY score DESC, c.id
+ ORDER BY score DESC, v.r NULLS LAST, t.r NULLS LAST, c.id
  LIMIT $9
 """
+
+# How much the full-text score (a share, 0 to 1, of the best a chunk could get for the
+# question) counts beside the cosine, per embedder: fitted by `benchmarks/retrieval.py` on the
+# calibration half of the support bot's questions (it says whether these are still what it
+# fits). The hash embedder's cosines know no meaning: there the words mostly decide.
+TEXT_WEIGHTS = {"all-MiniLM-L6-v2": 0.2, "hash-bow-384": 3.0}
+DEFAULT_TEXT_WEIGHT = TEXT_WEIGHTS["all-MiniLM-L6-v2"]  # another model: a guess, recalibrate
 
 
 class Retriever:
@@ -97,12 +137,16 @@ class Retriever:
         embedder: Embedder | None = None,
         *,
         candidates: int = 40,
-        rrf_k: int = 60,
+        text_weight: float | None = None,
     ) -> None:
         self.pool = pool
         self.embedder = embedder or default_embedder()
         self.candidates = candidates  # per ranking, before fusion
-        self.rrf_k = rrf_k
+        self.text_weight = (
+            TEXT_WEIGHTS.get(self.embedder.name, DEFAULT_TEXT_WEIGHT)
+            if text_weight is None
+            else text_weight
+        )
 
     async def search(
         self,
@@ -129,7 +173,7 @@ class Retriever:
                 mode != "text",
                 mode != "vector",
                 identifiers,
-                self.rrf_k,
+                self.text_weight,
                 k,
             )
         return [_passage(r) for r in rows]
