@@ -67,7 +67,7 @@ async def test_feedback_shows_on_the_dashboard(chat: ChatServer) -> None:
         await admin.post("/dashboard/login", data={"key": "admin-key"})
         page = await admin.get("/dashboard/feedback")
         assert page.status_code == 200
-        assert "echo" in page.text and "👎" in page.text
+        assert "echo" in page.text and '<td class="bad">not helpful</td>' in page.text
         assert session["session_id"] in page.text
         assert "<b>bold</b>" not in page.text  # the answer quoted is escaped
         detail = await admin.get(f"/dashboard/sessions/{session['session_id']}")
