@@ -138,7 +138,7 @@ class Turn:
                     return await self._serve(hit, knowledge)
             passages = await knowledge.search(self.text)
             system += "\n\n" + format_context(passages)
-            self._cite(passages)
+            self._cite([source_of(n, p) for n, p in enumerate(passages, 1)])
         messages = [Message.system(system), *self.history, Message.user(self.text)]
         texts: list[str] = []
         plain: Response | None = None  # the answer, when it came in one round with no tools
@@ -220,11 +220,12 @@ class Turn:
             return state, "handoff"
         return state, "closed" if self.closing else "active"
 
-    def _cite(self, passages: list[Passage]) -> None:
+    def _cite(self, sources: list[dict[str, Any]]) -> None:
         """Tell clients what the answer's `[n]` markers point at (`message.sources`), before
-        its text: the prompt numbers the passages the same way (`format_context`)."""
-        self.sources = [source_of(n, p) for n, p in enumerate(passages, 1)]
-        if self.sources:
+        its text: the prompt numbers the passages the same way (`format_context`); a cache
+        hit cites what the answer it repeats cited."""
+        if sources:
+            self.sources = sources
             self.emit(
                 "message.sources",
                 {"turn_id": self.turn_id, "sources": self.sources},
@@ -246,13 +247,7 @@ class Turn:
             sources = await self.ctx.step(
                 knowledge.cache.sources, entry, name="cache:sources", read_only=True
             )
-        if sources:
-            self.sources = sources
-            self.emit(
-                "message.sources",
-                {"turn_id": self.turn_id, "sources": sources},
-                self._key("sources"),
-            )
+        self._cite(sources)
         self._start(cached=True)
         self.cached = True
         async for event in replay_stream(hit):
