@@ -56,6 +56,15 @@ async def test_what_the_documents_do_not_answer_goes_to_a_colleague(chat: ChatSe
     assert await Ledger(chat.sessions.engine.pool).calls(agent="support") == []  # no model call
 
 
+async def test_a_code_the_documents_never_mention_goes_to_a_colleague(chat: ChatServer) -> None:
+    """E5 is of the family of E1 … E9 but no document mentions it: whatever passage comes
+    first (the error codes) is about other codes. E9 is in the documents and is answered."""
+    frames = await ask(chat, await chat.new_session("support"), "What does error E5 mean?")
+    assert answer_of(frames) == NOT_IN_KNOWLEDGE
+    frames = await ask(chat, await chat.new_session("support"), "What does error E9 mean?")
+    assert "internal fault" in answer_of(frames)
+
+
 async def test_an_order_for_two_is_placed_for_two(chat: ChatServer) -> None:
     async with chat.connect(await chat.new_session("support")) as ws:
         await ws.send(json.dumps({"type": "resume", "after_seq": 0}))

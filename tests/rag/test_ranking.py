@@ -149,3 +149,64 @@ async def test_text_weight_zero_ranks_by_vector_alone(
     vector = await unweighted.search(question, kb, k=4, mode="vector")
     assert [p.chunk_id for p in hybrid] == [p.chunk_id for p in vector]
     assert [p.score for p in hybrid] == [p.score for p in vector]
+
+
+async def test_a_short_question_finds_its_list_item_through_the_items_vector(
+    pool: asyncpg.Pool,
+) -> None:
+    """"How big is it?" is near one line of a list of specifications, not the list as a
+    whole: a chunk's similarity is the mean of its own cosine and its closest piece's. With
+    no pieces (a collection ingested before them) the chunk's cosine alone counts."""
+    embedder = Directions(
+        {
+            "How big": _unit(1.0),
+            "\n- ": _unit(0.7, 0.714),  # the whole list: cosine 0.70 with the question
+            "Size": _unit(0.98, 0.199),  # its size line: 0.98
+            "Weight": _unit(0.0, 1.0),  # its weight line: 0.0
+            "Mounting": _unit(0.8, 0.6),  # another section, chunk and sentence: 0.80
+        }
+    )
+    kb = await _collection(
+        DocumentStore(pool, embedder),
+        "kb",
+        {
+            "specs.md": "# Specifications\n\n- Size: 38 x 16 x 42 cm\n- Weight: 9.5 kg",
+            "mounting.md": "# Mounting\n\nFix the bracket to the cabinet wall.",
+        },
+    )
+    retriever = Retriever(pool, embedder)
+
+    found = await retriever.search("How big is it?", kb, k=2, mode="vector")
+    assert [p.citation.source for p in found] == ["specs.md", "mounting.md"]
+    assert found[0].closest_piece is not None and abs(found[0].closest_piece - 0.98) < 0.01
+    assert abs(found[0].score - (0.7 + 0.98) / 2) < 0.01
+
+    async with pool.acquire() as conn:
+        await conn.execute("DELETE FROM threadline.rag_pieces WHERE collection_id = $1", kb.id)
+    found = await retriever.search("How big is it?", kb, k=2, mode="vector")
+    assert [p.citation.source for p in found] == ["mounting.md", "specs.md"]
+    assert found[1].closest_piece is None
+
+
+async def test_a_document_ingested_without_pieces_is_embedded_again_once(
+    pool: asyncpg.Pool, embedder: HashEmbedder
+) -> None:
+    store = DocumentStore(pool, embedder)
+    kb = await _collection(store, "kb", FILTERS)
+    async with pool.acquire() as conn:
+        pieces = await conn.fetchval(
+            "SELECT count(*) FROM threadline.rag_pieces WHERE collection_id = $1", kb.id
+        )
+        assert pieces >= len(FILTERS)
+        await conn.execute("DELETE FROM threadline.rag_pieces WHERE collection_id = $1", kb.id)
+    document = load_bytes(FILTERS["care.md"].encode(), "markdown", source="care.md")
+
+    assert (await store.ingest(kb, document)).status == "updated"
+    assert (await store.ingest(kb, document)).status == "unchanged"
+    async with pool.acquire() as conn:
+        assert await conn.fetchval(
+            "SELECT count(*) FROM threadline.rag_pieces p JOIN threadline.rag_chunks c "
+            "ON c.id = p.chunk_id JOIN threadline.rag_documents d ON d.id = c.document_id "
+            "WHERE d.source = 'care.md' AND d.collection_id = $1",
+            kb.id,
+        ) == 2  # "Rinse the filter." and the sentence after it

@@ -10,6 +10,8 @@ bot answers only when the passage ranked first is about the question:
 A question naming an identifier (`E7`) that the passage holds is about it, unless the
 identifier is in a document's title (the product's name, `TL-500`); one naming a part
 code the documents know (`TL-4471`) is answered too: the tools look parts up and order them.
+One naming a code the documents never mention, of a family they use (`TL-700`, `E9`), is
+handed off: whatever passage comes first is about something else.
 The weight and threshold are calibrated per embedder by `benchmarks/retrieval.py` on one half
 of `support_questions.jsonl`, on the passages retrieval finds with its own fitted text weight
 (the rule that hands off 90 % of its out-of-scope questions and answers the most in-scope
@@ -30,14 +32,12 @@ import numpy as np
 
 from ..llm.demo_arguments import find_codes
 from ..llm.demo_replies import content_words, identifiers
+from ..rag.chunking import pieces
 from ..rag.embedder import Embedder
 from ..rag.knowledge import BoundKnowledge
 from ..rag.retrieval import Passage
 
-__all__ = ["RULES", "Judge", "Rule", "judge_of", "pieces", "vocabulary"]
-
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
-_MARKER = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
+__all__ = ["RULES", "Judge", "Rule", "judge_of", "vocabulary"]
 
 
 @dataclass(frozen=True)
@@ -48,30 +48,10 @@ class Rule:
 
 # Fitted by `python benchmarks/retrieval.py` (it says whether these are still what it fits).
 RULES = {
-    "all-MiniLM-L6-v2": Rule(weight=0.1, threshold=0.455),
+    "all-MiniLM-L6-v2": Rule(weight=0.1, threshold=0.456),
     "hash-bow-384": Rule(weight=0.3, threshold=0.341),
 }
 DEFAULT_RULE = RULES["all-MiniLM-L6-v2"]  # another embedder: recalibrate for it
-
-
-def pieces(passage: Passage) -> list[str]:
-    """The passage's sentences, list items and table rows, each with the passage's heading
-    (the pieces a short answer quotes)."""
-    heading = passage.citation.heading.split(" > ")[-1]
-    found: list[str] = []
-    for block in re.split(r"\n\s*\n", passage.content):
-        lines: list[str] = []
-        for line in block.splitlines():
-            if line[:1].isspace() and lines and _MARKER.match(lines[-1]):  # an item goes on
-                lines[-1] += " " + line.strip()
-            elif line.strip():
-                lines.append(line.strip())
-        if all(line.startswith("|") or _MARKER.match(line) for line in lines):
-            rows = (_MARKER.sub("", line).strip("| ").replace(" | ", ", ") for line in lines)
-            found += [row for row in rows if row and not set(row) <= set("-:, ")]
-        else:
-            found += _SENTENCE.split(" ".join(lines))
-    return [f"{heading}: {piece}" if heading else piece for piece in found if piece.strip()]
 
 
 @dataclass(frozen=True)
@@ -102,8 +82,8 @@ def vocabulary(folder: Path) -> Vocabulary:
 
 
 class Judge:
-    """Scores passages for a knowledge base (piece vectors are kept: the documents change
-    rarely, the questions always)."""
+    """Scores passages for a knowledge base. Retrieval measures the closest piece; passages
+    found otherwise have their pieces embedded here, once (the documents change rarely)."""
 
     def __init__(
         self, embedder: Embedder, folder: Path | None = None, rule: Rule | None = None
@@ -126,9 +106,13 @@ class Judge:
         first = passages[0]
         words = set(content_words(question))
         share = len(words & self.known.words) / len(words) if words else 0.0
+        if self.names_an_unknown_code(question):
+            return float("-inf"), share
         named = identifiers(question) - self.known.names  # "E7" counts, "TL-500" does not
         if named & identifiers(first.citation.heading + " " + first.content):
             return float("inf"), share
+        if first.closest_piece is not None:  # retrieval measured it
+            return first.closest_piece, share
         asked = await self.embedder.embed_one(question)
         return float(np.max(await self._pieces(first) @ asked)), share
 
@@ -144,6 +128,15 @@ class Judge:
             return True
         return await self.relevance(question, passages) >= self.rule.threshold
 
+    def names_an_unknown_code(self, question: str) -> bool:
+        """The question names a code of a family the documents use but a member they never
+        mention (`TL-700` beside `TL-500`, error `E9` beside `E1`…`E7`): they cannot answer it."""
+        known = self.known.names | self.known.codes
+        families = {_family(code) for code in known} - {""}
+        return any(
+            code not in known and _family(code) in families for code in identifiers(question)
+        )
+
     def names_a_part(self, question: str) -> bool:
         """The question names a part code the documents know (`TL-4471`, not `TL-500`)."""
         return bool({code.upper() for code in find_codes(question)} & self.known.codes)
@@ -151,8 +144,14 @@ class Judge:
     async def _pieces(self, passage: Passage) -> np.ndarray:
         key = (passage.chunk_id, passage.content_hash)
         if key not in self._vectors:
-            self._vectors[key] = await self.embedder.embed(pieces(passage) or [passage.content])
+            found = pieces(passage.citation.heading, passage.content) or [passage.content]
+            self._vectors[key] = await self.embedder.embed(found)
         return self._vectors[key]
+
+
+def _family(code: str) -> str:
+    """The letters a code starts with: `TL` of `TL-4471`, `E` of `E7`, none of `24V`."""
+    return re.match(r"[A-Z]*", code).group()  # type: ignore[union-attr]
 
 
 _judges: weakref.WeakKeyDictionary[BoundKnowledge, Judge] = weakref.WeakKeyDictionary()

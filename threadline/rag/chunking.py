@@ -9,9 +9,10 @@ from dataclasses import dataclass
 
 from .loaders import Section
 
-__all__ = ["Chunk", "chunk_sections"]
+__all__ = ["Chunk", "chunk_sections", "pieces"]
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
+_MARKER = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,11 @@ class Chunk:
     def embedding_text(self) -> str:
         """What gets embedded: the heading path gives a short passage its subject."""
         return f"{self.heading}\n{self.content}" if self.heading else self.content
+
+    @property
+    def pieces(self) -> list[str]:
+        """What gets embedded besides: see `pieces`; at least the whole content."""
+        return pieces(self.heading, self.content) or [self.content]
 
 
 def chunk_sections(
@@ -99,3 +105,24 @@ def _pack(pieces: Iterable[str], max_chars: int) -> Iterator[str]:
         current = f"{current}\n\n{piece}" if current else piece
     if current:
         yield current
+
+
+def pieces(heading: str, content: str) -> list[str]:
+    """A chunk's sentences, list items and table rows, each with the last heading above it
+    ("Specifications: Size, 38 x 16 x 42 cm"): the pieces a short question is about, and
+    that a short answer quotes."""
+    heading = heading.split(" > ")[-1]
+    found: list[str] = []
+    for block in re.split(r"\n\s*\n", content):
+        lines: list[str] = []
+        for line in block.splitlines():
+            if line[:1].isspace() and lines and _MARKER.match(lines[-1]):  # an item goes on
+                lines[-1] += " " + line.strip()
+            elif line.strip():
+                lines.append(line.strip())
+        if all(line.startswith("|") or _MARKER.match(line) for line in lines):
+            rows = (_MARKER.sub("", line).strip("| ").replace(" | ", ", ") for line in lines)
+            found += [row for row in rows if row and not set(row) <= set("-:, ")]
+        else:
+            found += _SENTENCE.split(" ".join(lines))
+    return [f"{heading}: {piece}" if heading else piece for piece in found if piece.strip()]

@@ -65,6 +65,11 @@ _CHUNK_INSERT = """
 INSERT INTO threadline.rag_chunks
     (document_id, collection_id, ordinal, heading, content, page, embedding)
 VALUES ($1, $2, $3, $4, $5, $6, $7::real[]::vector)
+RETURNING id
+"""
+_PIECE_INSERT = """
+INSERT INTO threadline.rag_pieces (chunk_id, collection_id, embedding)
+VALUES ($1, $2, $3::real[]::vector)
 """
 
 
@@ -128,17 +133,22 @@ class DocumentStore:
         digest = content_hash(doc.text)
         async with self.pool.acquire() as conn:
             existing = await conn.fetchrow(
-                "SELECT id, content_hash FROM threadline.rag_documents "
-                "WHERE collection_id = $1 AND source = $2",
+                # a document ingested before pieces were embedded counts as changed, once
+                "SELECT id, content_hash, EXISTS (SELECT FROM threadline.rag_chunks c "
+                "  JOIN threadline.rag_pieces p ON p.chunk_id = c.id "
+                "  WHERE c.document_id = d.id) AS has_pieces "
+                "FROM threadline.rag_documents d WHERE collection_id = $1 AND source = $2",
                 collection.id,
                 doc.source,
             )
-        if existing is not None and existing["content_hash"] == digest:
+        if existing is not None and existing["content_hash"] == digest and existing["has_pieces"]:
             return IngestResult(existing["id"], doc.source, "unchanged", 0)
         chunks = chunk_sections(doc.sections, max_chars=self.max_chars)
-        vectors = await self.embedder.embed([c.embedding_text for c in chunks])
+        texts = [c.embedding_text for c in chunks]
+        counts = [len(c.pieces) for c in chunks]
+        vectors = await self.embedder.embed(texts + [p for c in chunks for p in c.pieces])
         meta = {"kind": doc.kind, **(metadata or {})}
-        document_id = await self._write(collection, doc, digest, meta, chunks, vectors)
+        document_id = await self._write(collection, doc, digest, meta, chunks, vectors, counts)
         status: IngestStatus = "added" if existing is None else "updated"
         return IngestResult(document_id, doc.source, status, len(chunks))
 
@@ -150,7 +160,10 @@ class DocumentStore:
         metadata: Mapping[str, Any],
         chunks: list[Chunk],
         vectors: Any,
+        counts: list[int],
     ) -> int:
+        """The document's row, its chunks (the first `len(chunks)` vectors) and each chunk's
+        pieces (the rest, `counts[i]` for chunk i), replacing what was there."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 _DOC_UPSERT,
@@ -166,21 +179,21 @@ class DocumentStore:
             await conn.execute(
                 "DELETE FROM threadline.rag_chunks WHERE document_id = $1", document_id
             )
-            await conn.executemany(
-                _CHUNK_INSERT,
-                [
-                    (
-                        document_id,
-                        collection.id,
-                        c.ordinal,
-                        c.heading,
-                        c.content,
-                        c.page,
-                        to_param(v),
-                    )
-                    for c, v in zip(chunks, vectors, strict=True)
-                ],
-            )
+            pieces = iter(vectors[len(chunks) :])
+            rows: list[tuple[int, int, list[float]]] = []
+            for chunk, vector, count in zip(chunks, vectors[: len(chunks)], counts, strict=True):
+                chunk_id = await conn.fetchval(
+                    _CHUNK_INSERT,
+                    document_id,
+                    collection.id,
+                    chunk.ordinal,
+                    chunk.heading,
+                    chunk.content,
+                    chunk.page,
+                    to_param(vector),
+                )
+                rows += [(chunk_id, collection.id, to_param(next(pieces))) for _ in range(count)]
+            await conn.executemany(_PIECE_INSERT, rows)
         return document_id
 
     async def ingest_path(

@@ -2,7 +2,10 @@
 one score, each passage with a citation.
 
 Vectors find paraphrases; full text finds exact words that embeddings blur: product codes,
-error numbers, names. The full-text list is ranked by BM25: a word of the question counts by
+error numbers, names. A chunk's similarity to the question is the mean of its own cosine and
+its closest piece's (a sentence, list item or table row with its heading, embedded at
+ingest): "How big is it?" is near "Size: 38 x 16 x 42 cm", less so the six specifications
+around it. The full-text list is ranked by BM25: a word of the question counts by
 how rare it is among the collection's chunks, once in the heading (twice the weight) and
 once in the body, less in a longer chunk. The two lists are fused by their scores, not their
 ranks: cosine similarity plus `text_weight` times the BM25 score as a share of the best a
@@ -55,11 +58,12 @@ class Citation:
 class Passage:
     chunk_id: int
     content: str
-    score: float  # cosine + text_weight × text score (or the single mode's)
+    score: float  # similarity + text_weight × text score (or the single mode's)
     vector_rank: int | None
     text_rank: int | None
     citation: Citation
     content_hash: str  # of the document it came from, as retrieved
+    closest_piece: float | None = None  # cosine of the question and the closest piece
 
     @property
     def document_id(self) -> int:
@@ -76,11 +80,23 @@ WITH q AS (
                array_to_string(array_agg(quote_literal(l)), ' | ')::tsquery END AS any_word,
            tsvector_to_array(to_tsvector('english', $7)) AS ids
       FROM unnest(tsvector_to_array(to_tsvector('english', $3))) l
+), near AS (
+    -- the chunks nearest the question, by their own vector or by one of their pieces'
+    SELECT id FROM (SELECT id FROM threadline.rag_chunks
+                     WHERE collection_id = ANY($1::bigint[]) AND $5
+                     ORDER BY embedding <=> $2::real[]::vector LIMIT $4) by_chunk
+    UNION
+    SELECT chunk_id FROM (SELECT chunk_id FROM threadline.rag_pieces
+                           WHERE collection_id = ANY($1::bigint[]) AND $5
+                           ORDER BY embedding <=> $2::real[]::vector LIMIT $4) by_piece
 ), v AS (
-    SELECT id, row_number() OVER (ORDER BY distance, id) AS r FROM (
-        SELECT id, embedding <=> $2::real[]::vector AS distance FROM threadline.rag_chunks
-         WHERE collection_id = ANY($1::bigint[]) AND $5
-         ORDER BY embedding <=> $2::real[]::vector LIMIT $4) nearest
+    SELECT id, row_number() OVER (ORDER BY similarity DESC, id) AS r
+      FROM near JOIN threadline.rag_chunks c USING (id), LATERAL (
+           SELECT (2 - (c.embedding <=> $2::real[]::vector)
+                   - COALESCE(min(p.embedding <=> $2::real[]::vector),
+                              c.embedding <=> $2::real[]::vector)) / 2 AS similarity
+             FROM threadline.rag_pieces p WHERE p.chunk_id = c.id) s
+     ORDER BY r LIMIT $4
 ), m AS MATERIALIZED (
     -- each chunk holding a word of the question, with a copy of its tsvector (all of it:
     -- headings are A, bodies B), so that the stored one is read and decompressed once
@@ -110,12 +126,16 @@ WITH q AS (
      ORDER BY r LIMIT $4
 )
 SELECT c.id, c.content, c.heading, c.page, d.id AS document_id, d.source, d.title,
-       d.content_hash, v.r AS vector_rank, t.r AS text_rank,
-       CASE WHEN $5 THEN 1 - (c.embedding <=> $2::real[]::vector) ELSE 0 END
+       d.content_hash, v.r AS vector_rank, t.r AS text_rank, p.piece AS closest_piece,
+       CASE WHEN $5 THEN (1 - (c.embedding <=> $2::real[]::vector) + COALESCE(p.piece,
+                          1 - (c.embedding <=> $2::real[]::vector))) / 2 ELSE 0 END
        + CASE WHEN $5 THEN $8::float8 ELSE 1 END * COALESCE(t.bm25 + t.has_ids::int, 0) AS score
   FROM v FULL JOIN t USING (id)
   JOIN threadline.rag_chunks c ON c.id = COALESCE(v.id, t.id)
   JOIN threadline.rag_documents d ON d.id = c.document_id
+  LEFT JOIN LATERAL (
+       SELECT max(1 - (p.embedding <=> $2::real[]::vector)) AS piece
+         FROM threadline.rag_pieces p WHERE $5 AND p.chunk_id = c.id) p ON true
  ORDER BY score DESC, v.r NULLS LAST, t.r NULLS LAST, c.id
  LIMIT $9
 """
@@ -191,6 +211,7 @@ def _passage(row: asyncpg.Record) -> Passage:
         row["text_rank"],
         citation,
         row["content_hash"],
+        None if row["closest_piece"] is None else float(row["closest_piece"]),
     )
 
 
