@@ -154,7 +154,7 @@ async def test_text_weight_zero_ranks_by_vector_alone(
 async def test_a_short_question_finds_its_list_item_through_the_items_vector(
     pool: asyncpg.Pool,
 ) -> None:
-    """"How big is it?" is near one line of a list of specifications, not the list as a
+    """ "How big is it?" is near one line of a list of specifications, not the list as a
     whole: a chunk's similarity is the mean of its own cosine and its closest piece's. With
     no pieces (a collection ingested before them) the chunk's cosine alone counts."""
     embedder = Directions(
@@ -204,9 +204,12 @@ async def test_a_document_ingested_without_pieces_is_embedded_again_once(
     assert (await store.ingest(kb, document)).status == "updated"
     assert (await store.ingest(kb, document)).status == "unchanged"
     async with pool.acquire() as conn:
-        assert await conn.fetchval(
-            "SELECT count(*) FROM threadline.rag_pieces p JOIN threadline.rag_chunks c "
-            "ON c.id = p.chunk_id JOIN threadline.rag_documents d ON d.id = c.document_id "
-            "WHERE d.source = 'care.md' AND d.collection_id = $1",
-            kb.id,
-        ) == 2  # "Rinse the filter." and the sentence after it
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM threadline.rag_pieces p JOIN threadline.rag_chunks c "
+                "ON c.id = p.chunk_id JOIN threadline.rag_documents d ON d.id = c.document_id "
+                "WHERE d.source = 'care.md' AND d.collection_id = $1",
+                kb.id,
+            )
+            == 2
+        )  # "Rinse the filter." and the sentence after it

@@ -1,15 +1,21 @@
 """The support demo bot answers from the bundled knowledge base (hybrid retrieval, cited),
 and a first question asked again — in another session — is served from the semantic cache,
-streamed like a live answer and recorded in the ledger as cached."""
+streamed like a live answer and recorded in the ledger as cached. Who shares cached answers:
+one user's sessions by default (an anonymous session is its own user), everyone where the
+knowledge says its answers do not depend on who asks; personal questions never; and clients
+hear of the cache only where the agent says so."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
+from threadline.demo import support
 from threadline.ledger import Ledger
+from threadline.rag import looks_personal
 
-from .conftest import ChatServer, frames_until
+from .conftest import ChatServer, chat_server, frames_until
 
 
 async def ask(chat: ChatServer, session: dict[str, Any], text: str, n: int) -> list[dict[str, Any]]:
@@ -32,8 +38,14 @@ def answer(frames: list[dict[str, Any]]) -> tuple[str, bool]:
 
 
 async def test_answers_from_the_knowledge_base_and_serves_a_repeat_from_the_cache(
-    chat: ChatServer,
+    database_url: str,
 ) -> None:
+    shown = dataclasses.replace(support, show_cached=True)  # the "instant answer" mark
+    async with chat_server(database_url, [shown]) as chat:
+        await _repeat_served_from_the_cache(chat)
+
+
+async def _repeat_served_from_the_cache(chat: ChatServer) -> None:
     first_session, second_session = (
         await chat.new_session("support"),
         await chat.new_session("support"),
@@ -76,3 +88,49 @@ async def test_answers_from_the_knowledge_base_and_serves_a_repeat_from_the_cach
         (second_session["session_id"], "cached"),
         (second_session["session_id"], "ok"),
     }
+
+
+async def test_clients_are_not_told_of_the_cache_by_default(chat: ChatServer) -> None:
+    """The demo bot shares its manual's answers tenant-wide but does not say which came from
+    the cache: the second session's answer carries no `cached`; the ledger has it."""
+    first, second = await chat.new_session("support"), await chat.new_session("support")
+    await ask(chat, first, "What is the warranty on the leak sensor?", 1)
+    frames = await ask(chat, second, "what is the warranty on the leak sensor", 1)
+    assert not [f for f in frames if "cached" in f], [f for f in frames if "cached" in f]
+    assert "cached" not in (await chat.http.get(_messages(second))).json()[-1]["meta"]
+    rows = await Ledger(chat.sessions.engine.pool).calls(session_id=second["session_id"])
+    assert [r["status"] for r in rows] == ["cached"]
+
+
+async def test_answers_are_shared_by_one_user_unless_the_knowledge_says_otherwise(
+    database_url: str,
+) -> None:
+    """The default, `share_answers="user"`: two anonymous sessions asking the same question
+    each get a model call; within one session the repeat is served. Personal questions (an
+    email address) are neither served nor kept."""
+    assert support.knowledge is not None
+    knowledge = dataclasses.replace(support.knowledge, share_answers="user")
+    private = dataclasses.replace(support, knowledge=knowledge, show_cached=True)
+    async with chat_server(database_url, [private]) as chat:
+        first, second = await chat.new_session("support"), await chat.new_session("support")
+        question = "What is the warranty on the leak sensor?"
+        assert not answer(await ask(chat, first, question, 1))[1]
+        assert not answer(await ask(chat, second, question, 1))[1]  # not the other's answer
+        statuses = [r["status"] for r in await Ledger(chat.sessions.engine.pool).calls()]
+        assert statuses == ["ok", "ok"]
+
+        personal = "I am jane.doe@example.com, what is the warranty on the leak sensor?"
+        for session in (await chat.new_session("support"), await chat.new_session("support")):
+            assert not answer(await ask(chat, session, personal, 1))[1]
+        async with chat.sessions.engine.pool.acquire() as conn:
+            prompts = await conn.fetch("SELECT prompt FROM threadline.cache_entries")
+        assert [r["prompt"] for r in prompts] == [question, question]  # one per user, no email
+
+
+def test_what_looks_personal() -> None:
+    assert looks_personal("mail me at jane.doe@example.com")
+    assert looks_personal("call +44 20 7946 0958 please")
+    assert looks_personal("my card is 4111 1111 1111 1111")
+    assert not looks_personal("What does error E7 mean?")
+    assert not looks_personal("Order two TL-4472 filters")
+    assert not looks_personal("Is 1,900 litres a day at 3 bar right?")

@@ -4,6 +4,7 @@ conversation, and Markdown that must stay inert."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -36,7 +37,8 @@ async def browser() -> AsyncIterator[Browser]:
 async def showroom(database_url: str) -> AsyncIterator[ChatServer]:
     from threadline.demo import support
 
-    async with chat_server(database_url, [echo, support, showcase]) as server:
+    shown = dataclasses.replace(support, show_cached=True)  # the widget's "instant answer"
+    async with chat_server(database_url, [echo, shown, showcase]) as server:
         yield server
 
 

@@ -106,7 +106,9 @@ class Agent:
     does when the budget cannot pay for a reply (`Exhausted`: close with `budget_message`, the
     default; hand off to a human; or answer with a cheaper model). `knowledge`: documents
     `turn.reply` retrieves passages from for the prompt, and the semantic cache for turns the
-    handler marks cacheable (docs/rag.md).
+    handler marks cacheable (docs/rag.md). `show_cached`: clients are told which answers the
+    cache gave (`cached` in `message.start`/`message.end`, the widget's "instant answer");
+    off by default, the dashboard and the ledger say it either way.
     """
 
     name: str
@@ -120,6 +122,7 @@ class Agent:
     tools: list[Tool] = field(default_factory=list)
     max_tool_rounds: int = 4
     knowledge: Knowledge | None = None
+    show_cached: bool = False  # tell clients an answer came from the cache ("instant answer")
     budget_message: str = BUDGET_MESSAGE
     on_budget_exhausted: Exhausted | Literal["close", "handoff"] = field(
         default_factory=Exhausted.close

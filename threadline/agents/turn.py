@@ -128,9 +128,10 @@ class Turn:
         tools = [t.definition for t in self.agent.tools]
         knowledge, passages, cache_scope = self._knowledge(), [], None
         if knowledge is not None:
-            if cacheable and knowledge.knowledge.cache:
+            if cacheable and knowledge.cacheable(self.text):
+                user = self.scope.user or f"session:{self.scope.session}"  # anonymous: its own
                 cache_scope = knowledge.cache_scope(
-                    self.agent.name, system, tools, str(self.model), self.scope.tenant
+                    self.agent.name, system, tools, str(self.model), self.scope.tenant, user
                 )
                 cached = CachedLLM(self.llm, knowledge.cache)
                 hit = await cached.lookup(self.text, cache_scope, self.scope)
@@ -409,7 +410,7 @@ class Turn:
         clients, a restart that keeps the answer's first `keep` code points: the rounds an
         earlier run of the turn streamed and its journal replayed)."""
         start: dict[str, Any] = {"turn_id": self.turn_id, "ts": time.time()}
-        if cached:
+        if cached and self.agent.show_cached:
             start["cached"] = True
         if self._shown_length:
             start["keep"] = self._shown_length

@@ -68,7 +68,7 @@ def place_order(code: str, quantity: int = 1) -> dict[str, object]:
 support = Agent(
     name="support",
     tools=[lookup_part, place_order],
-    knowledge=Knowledge(KB_DIR, collection="tidewater-kb"),
+    knowledge=Knowledge(KB_DIR, collection="tidewater-kb", share_answers="tenant"),  # a manual
     budget=Budget(usd=0.10, daily=20.0),  # per session, and for the whole bot per day
     on_budget_exhausted=Exhausted.handoff(),  # a colleague takes over when the money runs out
     title="Support",

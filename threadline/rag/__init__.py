@@ -26,7 +26,7 @@ from .cache import (
 from .chunking import Chunk, chunk_sections
 from .documents import Collection, DocumentInfo, DocumentStore, IngestResult
 from .embedder import Embedder, Encoded, HashEmbedder, MiniLMEmbedder, default_embedder
-from .knowledge import KB_DIR, Knowledge, knowledge_embedder
+from .knowledge import KB_DIR, Knowledge, knowledge_embedder, looks_personal
 from .loaders import LoadedDocument, Section, load_bytes, load_path
 from .retrieval import Citation, Passage, Retriever, format_context
 
@@ -63,4 +63,5 @@ __all__ = [
     "knowledge_embedder",
     "load_bytes",
     "load_path",
+    "looks_personal",
 ]

@@ -17,10 +17,12 @@ import asyncio
 import hashlib
 import logging
 import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
@@ -29,7 +31,7 @@ from .documents import Collection, DocumentStore
 from .embedder import Embedder, HashEmbedder, default_embedder
 from .retrieval import Passage, Retriever
 
-__all__ = ["KB_DIR", "BoundKnowledge", "Knowledge", "knowledge_embedder"]
+__all__ = ["KB_DIR", "BoundKnowledge", "Knowledge", "knowledge_embedder", "looks_personal"]
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +55,29 @@ def knowledge_embedder() -> Embedder:
     return default_embedder()
 
 
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
+_LONG_NUMBER = re.compile(r"(?<![\w-])\+?\d(?:[\d \-./()]{5,}\d)(?![\w-])")
+
+
+def looks_personal(question: str) -> bool:
+    """The question holds an email address or a phone-, account- or card-like number (seven
+    digits or more, separators allowed): its answer is not cached, nor looked up."""
+    if _EMAIL.search(question):
+        return True
+    return any(sum(c.isdigit() for c in m.group()) >= 7 for m in _LONG_NUMBER.finditer(question))
+
+
 @dataclass(frozen=True)
 class Knowledge:
     """What an agent answers from. `k` passages go into the prompt; `cache` lets turns the
     handler marks cacheable be answered from the semantic cache, wrong at most
-    `false_hit_rate` of the times it answers."""
+    `false_hit_rate` of the times it answers.
+
+    Who shares cached answers, `share_answers`: `"user"` (the default) — one user's sessions
+    (an anonymous session is a user of its own), so that no one learns from an instant answer
+    what someone else asked; `"tenant"` — everyone of the tenant, for answers that do not
+    depend on who asks (a public manual). A question `personal` says is personal is neither
+    looked up nor cached (`looks_personal`: an email address, a long number)."""
 
     path: Path
     collection: str
@@ -66,6 +86,8 @@ class Knowledge:
     false_hit_rate: float = 0.05
     ttl: timedelta | None = timedelta(days=7)
     embedder: Embedder | None = None
+    share_answers: Literal["user", "tenant"] = "user"
+    personal: Callable[[str], bool] | None = looks_personal
     _bound: dict[int, BoundKnowledge] = field(default_factory=dict, compare=False, repr=False)
 
     def on(self, pool: asyncpg.Pool) -> BoundKnowledge:
@@ -103,16 +125,23 @@ class BoundKnowledge:
         return await self.retriever.search(question, await self.collection(), k=self.knowledge.k)
 
     def cache_scope(
-        self, agent: str, prompt: str, tools: Any, model: str, tenant: str | None
+        self, agent: str, prompt: str, tools: Any, model: str, tenant: str | None, user: str
     ) -> CacheScope:
-        """Answers are shared only by the same agent, prompt, tools, model policy and tenant."""
+        """Answers are shared only by the same agent, prompt, tools, model policy and tenant,
+        and by the same `user` unless the knowledge shares them tenant-wide."""
         return CacheScope(
             agent=agent,
             prompt_version=_digest(prompt),
             tool_version=_digest(repr(tools)),
             model_policy=model,
             tenant=tenant,
+            user=user if self.knowledge.share_answers == "user" else None,
         )
+
+    def cacheable(self, question: str) -> bool:
+        """Whether the cache may answer or keep this question at all."""
+        personal = self.knowledge.personal
+        return self.knowledge.cache and not (personal is not None and personal(question))
 
 
 def _digest(text: str) -> str:

@@ -344,12 +344,13 @@ class Sessions:
             "model": turn.model_used,
             "usage": turn.usage.to_json(),
             "cost": str(turn.cost) if turn.cost is not None else None,
-            "cached": turn.cached,
             "sources": turn.sources,
             "budget": await self._budget_line(
                 agent, session_id, exhausted=turn.exhausted is not None or status == "closed"
             ),
         }
+        if agent.show_cached:  # else only the ledger and the dashboard say so
+            end["cached"] = turn.cached
         # Idempotent: a replay finds the answer by its turn id and saves the same state.
         result: dict[str, Any] = await ctx.step(
             self._commit,

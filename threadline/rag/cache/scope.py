@@ -20,6 +20,7 @@ class CacheScope:
     model_policy: str = ""
     tenant: str | None = None
     shared: bool = False  # True: every tenant gets the same answers (public FAQ)
+    user: str | None = None  # set: only this user's questions share answers
     extra: str = ""  # anything else the answer depends on (locale, state name)
 
     def to_json(self) -> dict[str, Any]:
