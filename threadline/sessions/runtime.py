@@ -337,7 +337,7 @@ class Sessions:
         else:
             next_state, status = turn.after(await agent.handler(turn.state)(turn))
         text = "\n\n".join(turn.replies)
-        end = {
+        end: dict[str, Any] = {
             "turn_id": turn_id,
             "text": text,
             "state": next_state,
