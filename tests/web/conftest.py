@@ -99,7 +99,14 @@ async def chat_server(
         )
         app = create_app(sessions, hub, auth, limits=limits)
         server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", lifespan="off")
+            uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=0,
+                log_level="error",
+                lifespan="off",
+                timeout_graceful_shutdown=5,  # a connection a test left open ends the wait
+            )
         )
         task = asyncio.create_task(server.serve())
         while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to await

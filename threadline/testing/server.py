@@ -165,7 +165,14 @@ async def serve_agents(
         await hub.start()
         auth = Auth(secret=SECRET, admin_key=ADMIN_KEY, allowed_origins=tuple(origins))
         app = create_app(sessions, hub, auth)
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", lifespan="off")
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=0,
+            log_level="error",
+            lifespan="off",
+            timeout_graceful_shutdown=5,  # a connection a test left open ends the wait
+        )
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve())
         try:

@@ -111,6 +111,9 @@ def app_from_env(
     return app, limits
 
 
+SHUTDOWN_GRACE_S = 10
+
+
 def uvicorn_config(app: FastAPI, host: str, port: int, limits: Limits) -> uvicorn.Config:
     return uvicorn.Config(
         app,
@@ -120,6 +123,9 @@ def uvicorn_config(app: FastAPI, host: str, port: int, limits: Limits) -> uvicor
         lifespan="off",
         http=http_protocol(limits),  # bounds the time and size of a request's headers
         timeout_keep_alive=5,
+        # A stop waits this long for open requests and sockets, then ends them: a client
+        # that never closes its connection cannot keep the process from exiting.
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         h11_max_incomplete_event_size=limits.max_header_bytes,
         limit_concurrency=limits.max_connections,  # 503 beyond, before the fds run out
         ws_max_size=max(limits.max_body_bytes, 64 * 1024),
