@@ -23,6 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import db
+from .db.options import database_url_option as _db_url
 from .engine import Engine, Registry
 from .errors import ThreadlineError
 from .ledger import GROUPINGS, CostRow, Ledger
@@ -33,12 +34,6 @@ T = TypeVar("T")
 console = Console()
 err_console = Console(stderr=True)
 
-_db_url = click.option(
-    "--database-url",
-    envvar="DATABASE_URL",
-    default=None,
-    help="PostgreSQL URL. Default: $DATABASE_URL, else the embedded server.",
-)
 _app = click.option(
     "--app",
     "app_path",
@@ -534,6 +529,10 @@ main.add_command(cache_group)
 from .ledger.cli import budgets_group  # noqa: E402
 
 main.add_command(budgets_group)
+
+from .web.keys_cli import keys_group  # noqa: E402
+
+main.add_command(keys_group)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,7 +1,8 @@
 """Every route, WebSocket and SSE stream, asked as an attacker would: with no credentials,
-another session's token, an expired token, a forged one, and from a page whose name was
-rebound to the server (DNS rebinding). The table names what each must answer; a route
-added without a row fails `test_the_table_has_a_row_for_every_route`."""
+another session's token, an expired token, a forged one, a revoked one, another tenant's
+API key, and from a page whose name was rebound to the server (DNS rebinding). The table
+names what each must answer; a route added without a row fails
+`test_the_table_has_a_row_for_every_route`."""
 
 from __future__ import annotations
 
@@ -14,13 +15,18 @@ import pytest
 import websockets
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
+from threadline.web.keys import ApiKeys
+
+from .conftest import ADMIN as ADMIN_HEADERS
 from .conftest import Server, token_for
 
 PUBLIC = "public"  # anyone: pages, scripts
 LINK = "link"  # the login form, whose ?token= is a login link (a wrong one is refused)
 CREATE = "create"  # anyone may start a session (rates limit it)
 LOGIN = "login"  # the dashboard's login: a wrong key is refused
-SESSION = "session"  # the session's token (or the admin key)
+SESSION = "session"  # the session's token (or the admin key, or its tenant's API key)
+REFRESH = "refresh"  # as SESSION, but a token expired within the refresh window will do
+BACKEND = "backend"  # the admin key or the session's tenant's API key, never a token
 ADMIN = "admin"  # the admin key
 DASHBOARD = "dashboard"  # the dashboard's cookie: else to the login
 SOCKET = "socket"  # a session WebSocket: its token in the handshake
@@ -47,7 +53,11 @@ ROUTES: dict[tuple[str, str], str] = {
     ("PATCH", "/v1/sessions/{session_id}"): SESSION,
     ("DELETE", "/v1/sessions/{session_id}"): SESSION,
     ("POST", "/v1/sessions/{session_id}/feedback"): SESSION,
-    ("POST", "/v1/sessions/{session_id}/token"): SESSION,
+    ("POST", "/v1/sessions/{session_id}/token"): REFRESH,
+    ("POST", "/v1/sessions/{session_id}/revoke"): BACKEND,
+    ("POST", "/v1/keys"): ADMIN,
+    ("GET", "/v1/keys"): ADMIN,
+    ("DELETE", "/v1/keys/{key}"): ADMIN,
     ("GET", "/v1/sessions/{session_id}/messages"): SESSION,
     ("POST", "/v1/sessions/{session_id}/messages"): SESSION,
     ("POST", "/v1/sessions/{session_id}/cancel"): SESSION,
@@ -63,6 +73,7 @@ ROUTES: dict[tuple[str, str], str] = {
 
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/sessions"): {"json": {"agent": "echo"}},
+    ("POST", "/v1/keys"): {"json": {"tenant": "acme"}},
     ("POST", "/dashboard/login"): {"data": {"key": "not-the-key"}},
     ("PATCH", "/v1/sessions/{session_id}"): {"json": {"title": "mine now"}},
     ("POST", "/v1/sessions/{session_id}/feedback"): {"json": {"turn_id": "t", "rating": "up"}},
@@ -74,20 +85,52 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 FORGER = "not-the-secret-but-as-long-as-one!!"  # signs what the server did not
-CREDENTIALS = ["none", "other", "expired", "forged", "rebound"]
+CREDENTIALS = ["none", "other", "expired", "forged", "rebound", "revoked", "foreign_key"]
 
 # What each kind of route answers each credential: an HTTP status, or a WebSocket's close
 # code ("http 403": its handshake refused before it was accepted).
 EXPECTED: dict[str, dict[str, int | str]] = {
-    PUBLIC: {"none": 200, "other": 200, "expired": 200, "forged": 200, "rebound": 400},
-    LINK: {"none": 200, "other": 401, "expired": 401, "forged": 401, "rebound": 400},
-    CREATE: {"none": 201, "other": 201, "expired": 201, "forged": 201, "rebound": 400},
-    LOGIN: {"none": 401, "other": 401, "expired": 401, "forged": 401, "rebound": 400},
-    SESSION: {"none": 401, "other": 403, "expired": 401, "forged": 401, "rebound": 400},
-    ADMIN: {"none": 401, "other": 401, "expired": 401, "forged": 401, "rebound": 400},
-    DASHBOARD: {"none": 303, "other": 303, "expired": 303, "forged": 303, "rebound": 400},
-    SOCKET: {"none": 4401, "other": 4403, "expired": 4401, "forged": 4401, "rebound": "http 403"},
-}
+    PUBLIC: {
+        "none": 200, "other": 200, "expired": 200, "forged": 200, "rebound": 400,
+        "revoked": 200, "foreign_key": 200,
+    },
+    LINK: {
+        "none": 200, "other": 401, "expired": 401, "forged": 401, "rebound": 400,
+        "revoked": 401, "foreign_key": 200,
+    },
+    CREATE: {
+        "none": 201, "other": 201, "expired": 201, "forged": 201, "rebound": 400,
+        "revoked": 201, "foreign_key": 201,
+    },
+    LOGIN: {
+        "none": 401, "other": 401, "expired": 401, "forged": 401, "rebound": 400,
+        "revoked": 401, "foreign_key": 401,
+    },
+    SESSION: {
+        "none": 401, "other": 403, "expired": 401, "forged": 401, "rebound": 400,
+        "revoked": 401, "foreign_key": 403,
+    },
+    REFRESH: {
+        "none": 401, "other": 403, "expired": 200, "forged": 401, "rebound": 400,
+        "revoked": 401, "foreign_key": 403,
+    },
+    BACKEND: {
+        "none": 401, "other": 401, "expired": 401, "forged": 401, "rebound": 400,
+        "revoked": 401, "foreign_key": 403,
+    },
+    ADMIN: {
+        "none": 401, "other": 401, "expired": 401, "forged": 401, "rebound": 400,
+        "revoked": 401, "foreign_key": 401,
+    },
+    DASHBOARD: {
+        "none": 303, "other": 303, "expired": 303, "forged": 303, "rebound": 400,
+        "revoked": 303, "foreign_key": 303,
+    },
+    SOCKET: {
+        "none": 4401, "other": 4403, "expired": 4401, "forged": 4401, "rebound": "http 403",
+        "revoked": 4401, "foreign_key": 4401,
+    },
+}  # fmt: skip
 
 
 def endpoints(routes: Iterable[BaseRoute], prefix: str = "") -> set[tuple[str, str]]:
@@ -106,8 +149,11 @@ def endpoints(routes: Iterable[BaseRoute], prefix: str = "") -> set[tuple[str, s
     return found
 
 
-def credentials(kind: str, victim: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
-    """Query parameters, headers and cookies for a credential kind against `victim`."""
+def credentials(
+    kind: str, victim: dict[str, Any], other: dict[str, Any], held: dict[str, str]
+) -> dict[str, Any]:
+    """Query parameters, headers and cookies for a credential kind against `victim`
+    (`held`: the victim's token from before a revocation, another tenant's API key)."""
     sid = victim["session_id"]
     forged_cookie = jwt.encode(
         {"adm": 1, "exp": 2**31}, "not-the-secret-of-at-least-32-bytes", "HS256"
@@ -122,6 +168,8 @@ def credentials(kind: str, victim: dict[str, Any], other: dict[str, Any]) -> dic
             "cookie": forged_cookie,
         },
         "rebound": {"token": victim["token"], "host": "rebind.evil"},
+        "revoked": {"token": held.get("revoked", "")},
+        "foreign_key": {"authorization": f"Bearer {held.get('foreign_key', '')}"},
     }[kind]
 
 
@@ -131,6 +179,7 @@ def fill(path: str, victim: dict[str, Any]) -> str:
         .replace("{agent}", "echo")
         .replace("{chat_id}", "chat-1")
         .replace("{run_id:path}", f"turn:{victim['session_id']}:1")
+        .replace("{key}", "1")
     )
 
 
@@ -191,9 +240,18 @@ async def test_the_table_has_a_row_for_every_route(server: Server) -> None:
 @pytest.mark.parametrize("kind", CREDENTIALS)
 async def test_every_route_answers_an_intruder_as_the_table_says(server: Server, kind: str) -> None:
     victim, other = await server.new_session(), await server.new_session()
+    held: dict[str, str] = {}
+    if kind == "revoked":  # the victim's backend revoked its tokens; it holds a new one
+        held["revoked"] = victim["token"]
+        r = await server.http.post(
+            f"/v1/sessions/{victim['session_id']}/revoke", headers=ADMIN_HEADERS
+        )
+        victim = {**victim, "token": r.json()["token"]}
+    if kind == "foreign_key":
+        held["foreign_key"] = (await ApiKeys(server.sessions.engine.pool).create("globex"))[1]
     answers: dict[tuple[str, str], int | str] = {}
     for method, path in ROUTES:
-        creds = credentials(kind, victim, other)
+        creds = credentials(kind, victim, other, held)
         if method == "WS":
             answers[method, path] = await ask_socket(server, path, creds, victim)
         else:

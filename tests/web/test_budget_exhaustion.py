@@ -4,6 +4,7 @@ session's state and status after, and the budget line of `message.end`."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -63,14 +64,23 @@ broke = _replying(  # its cheaper model does not fit either; it has no `handoff`
 AGENTS = [support, closer, daily, tiny, frugal, broke]
 
 
+@contextlib.asynccontextmanager
+async def priced_server(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, agents: list[Agent]
+) -> AsyncIterator[ChatServer]:
+    """A chat server of `agents` with the demo models priced as `PRICES` says."""
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps(PRICES))
+    monkeypatch.setenv("THREADLINE_PRICES", str(prices))
+    async with chat_server(database_url, agents) as server:
+        yield server
+
+
 @pytest.fixture
 async def chat(
     database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[ChatServer]:
-    prices = tmp_path / "prices.json"
-    prices.write_text(json.dumps(PRICES))
-    monkeypatch.setenv("THREADLINE_PRICES", str(prices))
-    async with chat_server(database_url, AGENTS) as server:
+    async with priced_server(database_url, tmp_path, monkeypatch, AGENTS) as server:
         yield server
 
 

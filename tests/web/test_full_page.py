@@ -157,3 +157,44 @@ async def test_on_a_phone_the_conversations_hide_behind_a_button(
     await sidebar.wait_for(state="hidden")
     await page.locator(".new-chat").evaluate("b => b.click()")
     assert await page.locator(".msg.user").count() == 0
+
+
+async def test_conversations_whose_tokens_expired_are_renewed_not_lost(
+    browser: Browser, chat: ChatServer
+) -> None:
+    """Back after a weekend: every conversation's token expired; the list renews them (the
+    server exchanges a token for a while after it expires) and each still opens."""
+    page = await browser.new_page(viewport={"width": 1200, "height": 800})
+    await page.goto(f"{chat.url}/chat/echo")
+    for text in ("First visit", "Second visit"):
+        await page.locator(".new-chat").click()
+        await send(page, text)
+        await answered(page)
+    expired = {c["id"]: chat.auth.issue(c["id"], ttl=-3 * 86400) for c in await conversations(page)}
+    await page.evaluate(
+        """(expired) => {
+            const key = Object.keys(localStorage).find(k => k.endsWith(':conversations'));
+            const list = JSON.parse(localStorage.getItem(key));
+            list.forEach(c => { c.token = expired[c.id]; });
+            localStorage.setItem(key, JSON.stringify(list));
+            const chat = Object.keys(localStorage).find(k => k.endsWith(':echo'));
+            const saved = JSON.parse(localStorage.getItem(chat));
+            saved.token = expired[saved.sessionId];
+            localStorage.setItem(chat, JSON.stringify(saved));
+        }""",
+        expired,
+    )
+    await page.reload()
+    await page.locator(".answer .foot").wait_for()
+    for _ in range(50):
+        renewed = await conversations(page)
+        if all(c["token"] != expired[c["id"]] for c in renewed):
+            break
+        await asyncio.sleep(0.1)
+    assert all(c["token"] != expired[c["id"]] for c in renewed)
+    assert await page.locator(".conv.expired").count() == 0
+    await page.locator(".conv", has_text="First visit").locator(".open").click()
+    await page.wait_for_function(
+        "() => [...window.threadlineWidget.echo.root.querySelectorAll('.msg.user')]"
+        ".map(e => e.textContent).join() === 'First visit'"
+    )

@@ -69,7 +69,8 @@ support = Agent(
     name="support",
     tools=[lookup_part, place_order],
     knowledge=Knowledge(KB_DIR, collection="tidewater-kb", share_answers="tenant"),  # a manual
-    budget=Budget(usd=0.10, daily=20.0),  # per session, and for the whole bot per day
+    # per session, for the whole bot per day, and for what one address spends in a day
+    budget=Budget(usd=0.10, daily=20.0, per_client_daily=1.0),
     on_budget_exhausted=Exhausted.handoff(),  # a colleague takes over when the money runs out
     title="Support",
     prompt=SUPPORT_PROMPT,

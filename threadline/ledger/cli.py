@@ -13,6 +13,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from ..db.options import database_url_option as _db_url
 from ..engine import Engine
 from ..errors import ThreadlineError
 from ..loop import run as run_loop
@@ -21,12 +22,6 @@ from .budgets import Budgets, BudgetState
 T = TypeVar("T")
 console = Console()
 
-_db_url = click.option(
-    "--database-url",
-    envvar="DATABASE_URL",
-    default=None,
-    help="PostgreSQL URL. Default: $DATABASE_URL, else the embedded server.",
-)
 _daily = click.option("--daily", is_flag=True, help="A limit per UTC day instead of in total.")
 
 

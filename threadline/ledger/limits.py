@@ -35,7 +35,18 @@ __all__ = [
     "today",
 ]
 
-SCOPE_KINDS = ("global", "tenant", "user", "session", "turn", "run", "step", "agent", "workflow")
+SCOPE_KINDS = (
+    "global",
+    "tenant",
+    "user",
+    "session",
+    "turn",
+    "run",
+    "step",
+    "agent",
+    "workflow",
+    "client",
+)
 PERIODS = ("total", "daily")
 Period = Literal["total", "daily"]
 Mode = Literal["strict", "estimate"]
@@ -107,6 +118,7 @@ def scope_refs(scope: Scope, workflow: str | None = None) -> list[ScopeRef]:
         ("agent", scope.agent),
         ("run", scope.run_id),
         ("workflow", workflow),
+        ("client", scope.client),
     ):
         if value:
             refs.append(ScopeRef(kind, value))
@@ -132,9 +144,11 @@ class Budget:
     `usd` caps the whole of what the budget is declared on: a workflow run (on a workflow),
     one call (passed to a call), a session (on an agent). `daily` caps that per UTC day across
     all of them (all runs of a workflow, all sessions of an agent). `per_tenant` ... `per_step`
-    cap each tenant, user, session, turn, run or step the calls belong to. A limit set at run
-    time for a particular scope (`Budgets.set`, `threadline budgets set`) replaces the one
-    declared here.
+    cap each tenant, user, session, turn, run or step the calls belong to. `per_client_daily`
+    caps, per UTC day, what the sessions started from one client address spend (an anonymous
+    visitor's share of an agent's `daily`: one client cannot spend everyone's). A limit set
+    at run time for a particular scope (`Budgets.set`, `threadline budgets set`) replaces
+    the one declared here.
 
     On a workflow, use it as a decorator (either side of `@workflow`):
 
@@ -151,6 +165,7 @@ class Budget:
     per_turn: Decimal | float | None = None
     per_run: Decimal | float | None = None
     per_step: Decimal | float | None = None
+    per_client_daily: Decimal | float | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -194,6 +209,9 @@ class Budget:
                 )
             found.append(Counter(daily_of.kind, daily_of.key, "daily", day, daily))
         refs = {ref.kind: ref for ref in scope_refs(scope)}
+        per_client = self.limit("per_client_daily")
+        if per_client is not None and "client" in refs:
+            found.append(Counter("client", refs["client"].key, "daily", day, per_client))
         for name, kind in _PER_SCOPE.items():
             limit = self.limit(name)
             if limit is not None and kind in refs:  # a call outside any turn has no turn limit

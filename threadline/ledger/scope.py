@@ -17,6 +17,7 @@ class Scope:
     run_id: str | None = None
     step_no: int | None = None
     agent: str | None = None
+    client: str | None = None  # where an anonymous session came from (an opaque key)
 
     def with_(self, **changes: Any) -> Scope:
         return replace(self, **changes)

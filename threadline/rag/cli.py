@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..db.options import database_url_option as _db_url
 from ..engine import Engine
 from ..errors import ThreadlineError
 from ..loop import run as run_loop
@@ -23,12 +24,6 @@ from .embedder import Embedder, HashEmbedder, default_embedder
 T = TypeVar("T")
 console = Console()
 
-_db_url = click.option(
-    "--database-url",
-    envvar="DATABASE_URL",
-    default=None,
-    help="PostgreSQL URL. Default: $DATABASE_URL, else the embedded server.",
-)
 _embedder = click.option(
     "--embedder",
     type=click.Choice(["minilm", "hash"]),

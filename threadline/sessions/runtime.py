@@ -22,11 +22,12 @@ from ..agents.turn import event_key
 from ..engine import Engine, Queue, WorkflowContext
 from ..engine.dbretry import database_gone, describe
 from ..engine.registry import workflow
-from ..errors import ConfigurationError, PayloadTooLarge
+from ..errors import ConfigurationError, PayloadTooLarge, ThreadlineError
 from ..ledger import LLM, Scope
 from ..llm import LLMError, Message, check_installed, default_model_spec
 from ..router import ModelPolicy, Router
-from . import feedback, store
+from . import access, feedback, store
+from .access import Access
 from .events import EventLog, SessionEvent, read_events
 from .failures import turn_failure
 from .store import SessionInfo, StoredMessage
@@ -87,13 +88,20 @@ class Sessions:
     # -- API ----------------------------------------------------------------------------------
 
     async def create(
-        self, agent: str, *, tenant: str | None = None, user: str | None = None
+        self,
+        agent: str,
+        *,
+        tenant: str | None = None,
+        user: str | None = None,
+        client: str | None = None,
     ) -> SessionInfo:
+        """A new session of `agent`: for a tenant's `user`, or anonymous, from `client` (an
+        opaque key of where it came from, for `Budget(per_client_daily=...)`)."""
         spec = self.agent(agent)
         session_id = "s_" + os.urandom(12).hex()
         async with self.engine.pool.acquire() as conn:
             info = await store.create_session(
-                conn, session_id, agent, spec.initial_state, tenant, user
+                conn, session_id, agent, spec.initial_state, tenant, user, client
             )
         if spec.greeting:
             async with self.engine.pool.acquire() as conn:
@@ -198,7 +206,10 @@ class Sessions:
             )
         if run_id is None:
             return False
-        await self.engine.send(run_id, f"confirm:{call_id}", approve, idempotency_key=call_id)
+        try:
+            await self.engine.send(run_id, f"confirm:{call_id}", approve, idempotency_key=call_id)
+        except ThreadlineError:  # the turn ended since: it waits for nothing any more
+            return False
         return True
 
     async def operator_reply(self, session_id: str, text: str, operator: str = "operator") -> int:
@@ -237,6 +248,16 @@ class Sessions:
         """turn id → "up"/"down" for the session's rated answers."""
         async with self.engine.pool.acquire() as conn:
             return await feedback.ratings(conn, session_id)
+
+    async def access(self, session_id: str) -> Access:
+        """The session's tenant and the generation its tokens must carry."""
+        async with self.engine.pool.acquire() as conn:
+            return await access.access(conn, session_id)
+
+    async def revoke_tokens(self, session_id: str) -> int:
+        """Refuse every token issued for the session so far (a new one can be issued)."""
+        async with self.engine.pool.acquire() as conn:
+            return await access.revoke_tokens(conn, session_id)
 
     async def rename(self, session_id: str, title: str) -> None:
         async with self.engine.pool.acquire() as conn:
@@ -319,6 +340,7 @@ class Sessions:
             scope=Scope(
                 tenant=snap["tenant"],
                 user=snap["user_id"],
+                client=snap.get("client"),  # (journals of older versions have none)
                 session=session_id,
                 turn=turn_id,
                 agent=agent.name,
@@ -446,6 +468,7 @@ class Sessions:
             "agent": info.agent,
             "tenant": info.tenant,
             "user_id": info.user_id,
+            "client": info.client,
             "state": info.state,
             "status": info.status,
             "data": info.data,

@@ -29,6 +29,7 @@ class SessionInfo:
     created_at: datetime
     updated_at: datetime
     title: str | None = None
+    client: str | None = None  # a keyed hash of the address an anonymous session came from
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class StoredMessage:
 
 
 _SESSION_FIELDS = """id, agent, tenant, user_id, state, data::text AS data, status, event_seq,
-    title, created_at, updated_at"""
+    title, created_at, updated_at, client"""
 
 
 async def create_session(
@@ -64,15 +65,17 @@ async def create_session(
     state: str,
     tenant: str | None,
     user_id: str | None,
+    client: str | None = None,
 ) -> SessionInfo:
     row = await conn.fetchrow(
-        f"INSERT INTO threadline.sessions (id, agent, state, tenant, user_id) "
-        f"VALUES ($1, $2, $3, $4, $5) RETURNING {_SESSION_FIELDS}",
+        f"INSERT INTO threadline.sessions (id, agent, state, tenant, user_id, client) "
+        f"VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_SESSION_FIELDS}",
         session_id,
         agent,
         state,
         tenant,
         user_id,
+        client,
     )
     return _session(row)
 

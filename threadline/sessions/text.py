@@ -18,3 +18,8 @@ def check_text(text: str, what: str = "the message") -> str:
         kind = "a NUL character" if found.group() == "\x00" else "an unpaired surrogate"
         raise ConfigurationError(f"{what} contains {kind} (at {found.start()}), which is not text")
     return text
+
+
+def storable(text: str) -> bool:
+    """Whether PostgreSQL can store (and compare) `text`."""
+    return _UNSTORABLE.search(text) is None

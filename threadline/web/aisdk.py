@@ -41,6 +41,49 @@ DECLINED = "the call was not approved"  # a declined call's result (agents/turn.
 
 # -- requests ---------------------------------------------------------------------------------
 
+# The body `useChat` posts, as the OpenAPI schema declares it (the route reads the body itself:
+# `submit` judges it, and a field this does not name is no reason to refuse one). A part is a
+# text part (what the server reads) or any other (one it passes over).
+_PART = {
+    "anyOf": [
+        {
+            "type": "object",
+            "required": ["type"],
+            "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
+        },
+        {
+            "type": "object",
+            "required": ["type"],
+            "properties": {"type": {"type": "string", "not": {"const": "text"}}},
+        },
+    ]
+}
+_MESSAGE = {
+    "type": "object",
+    "required": ["role"],
+    "properties": {
+        "id": {"type": "string"},
+        "role": {"type": "string", "enum": ["user", "assistant", "system"]},
+        "parts": {"type": "array", "items": _PART},
+    },
+}
+REQUEST_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["messages"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "trigger": {"type": "string"},
+                    "messages": {"type": "array", "items": _MESSAGE},
+                },
+            }
+        }
+    },
+}
+
 
 def last_user_message(body: Any) -> tuple[str, str]:
     """(message id, text) of the last user message in a useChat request body."""
@@ -49,12 +92,19 @@ def last_user_message(body: Any) -> tuple[str, str]:
         raise ValueError("the body needs a 'messages' list")
     for message in reversed(messages):
         if isinstance(message, dict) and message.get("role") == "user":
-            parts = message.get("parts") or []
-            text = "".join(
-                p.get("text", "") for p in parts if isinstance(p, dict) and p.get("type") == "text"
-            ) or str(message.get("content") or "")
-            return str(message.get("id") or ""), text
+            texts = [p.get("text", "") for p in _parts(message) if p.get("type") == "text"]
+            if not all(isinstance(text, str) for text in texts):
+                raise ValueError("a text part's 'text' must be a string")
+            return str(message.get("id") or ""), "".join(texts) or str(message.get("content") or "")
     raise ValueError("the body has no user message")
+
+
+def _parts(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """A message's parts that are objects (a body whose `parts` is no list is refused)."""
+    parts = message.get("parts") or []
+    if not isinstance(parts, list):
+        raise ValueError("a message's 'parts' must be a list")
+    return [part for part in parts if isinstance(part, dict)]
 
 
 def client_id(body: Any, message_id: str) -> str:
@@ -104,10 +154,8 @@ def _approvals(body: Any) -> tuple[str, dict[str, bool]] | None:
         return None
     answers = {
         str(part.get("toolCallId")): bool(part["approval"].get("approved"))
-        for part in last.get("parts") or []
-        if isinstance(part, dict)
-        and part.get("state") == "approval-responded"
-        and isinstance(part.get("approval"), dict)
+        for part in _parts(last)
+        if part.get("state") == "approval-responded" and isinstance(part.get("approval"), dict)
     }
     return (str(last.get("id") or ""), answers) if answers else None
 

@@ -92,7 +92,7 @@ class ChatConnection:
         """Act on a client frame; False when it names no request to answer."""
         try:
             frame = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # (nested deeper than the parser goes)
             return False
         request_id = frame.get("requestId") if isinstance(frame, dict) else None
         if not isinstance(request_id, str) or not request_id:

@@ -8,12 +8,14 @@ import asyncio
 import functools
 import gzip
 import hashlib
+import hmac
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, WebSocket
+from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -26,17 +28,20 @@ from fastapi.responses import (
     StreamingResponse,
 )
 from fastapi.templating import Jinja2Templates
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from ..errors import ConfigurationError, PayloadTooLarge
 from ..ledger import Ledger
 from ..sessions import Sessions, UnknownSession
 from ..sessions.events import Committed
+from ..sessions.text import storable
 from . import aisdk, aisdk_ws
+from .answers import event_stream, refusals
 from .auth import Auth, AuthError
 from .dashboard import COOKIE, create_dashboard
 from .handshake import admitted
 from .hub import Hub
+from .keys import KEY_PREFIX, ApiKey, ApiKeys
 from .limits import Limiter, Limits, client_key, retry_after
 from .security import BodyLimit, HostCheck, Hosts, SecurityHeaders, docs_policy
 from .ws import MAX_SEQ, Connection
@@ -45,10 +50,26 @@ HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 
 
+def _storable(text: str) -> str:
+    """Text PostgreSQL can store: a NUL is refused here (422, naming the field), not failed
+    inside a query (500)."""
+    if not storable(text):
+        raise ValueError("contains a NUL character or an unpaired surrogate, which is not text")
+    return text
+
+
+StoredText = Annotated[str, AfterValidator(_storable)]
+
+
+class NewKey(BaseModel):
+    tenant: StoredText = Field(min_length=1, max_length=200)
+    name: StoredText = Field(default="", max_length=200)
+
+
 class NewSession(BaseModel):
     agent: str = Field(min_length=1, max_length=100)
-    user: str | None = Field(default=None, max_length=200)
-    tenant: str | None = Field(default=None, max_length=200)
+    user: StoredText | None = Field(default=None, max_length=200)
+    tenant: StoredText | None = Field(default=None, max_length=200)
 
 
 class OperatorReply(BaseModel):
@@ -58,7 +79,7 @@ class OperatorReply(BaseModel):
 
 
 class Rating(BaseModel):
-    turn_id: str = Field(min_length=1, max_length=200)
+    turn_id: StoredText = Field(min_length=1, max_length=200)
     rating: str | None = Field(default=None, pattern="^(up|down)$")  # None takes it back
     comment: str | None = Field(default=None, max_length=2000)
 
@@ -157,20 +178,67 @@ def create_app(
             open_dashboard or auth.is_admin_cookie(request.cookies.get(COOKIE))
         )
 
-    def session_access(
+    async def api_key(request: Request) -> ApiKey | None:
+        """The tenant API key the request bears, if it bears one; a wrong or revoked one is
+        refused (401) rather than taken for no key."""
+        scheme, _, bearer = (request.headers.get("authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not bearer.startswith(KEY_PREFIX):
+            return None
+        found = await ApiKeys(sessions.engine.pool).verify(bearer)
+        if found is None:
+            raise HTTPException(401, "the API key is not valid or was revoked")
+        return found
+
+    async def generation_of(session_id: str) -> int:
+        """The session's token generation (404 if there is no such session)."""
+        try:
+            return (await sessions.access(_lookup(session_id))).token_generation
+        except UnknownSession as exc:
+            raise HTTPException(404, str(exc)) from None
+
+    async def key_access(request: Request, session_id: str) -> bool:
+        """The request bears an API key of the session's tenant (403: another tenant's)."""
+        key = await api_key(request)
+        if key is None:
+            return False
+        try:
+            found = await sessions.access(_lookup(session_id))
+        except UnknownSession as exc:
+            raise HTTPException(404, str(exc)) from None
+        if found.tenant != key.tenant:
+            raise HTTPException(403, "the API key is another tenant's")
+        return True
+
+    async def check_token(session_id: str, token: str | None, *, refreshing: bool = False) -> None:
+        """A token of this session, of its current generation (expired for less than the
+        refresh window when `refreshing`). The signature is checked before any query."""
+        try:
+            generation = auth.verify(token, session_id, refreshing=refreshing)
+            auth.check_generation(generation, await generation_of(session_id))
+        except AuthError as exc:
+            raise HTTPException(401 if exc.code != "forbidden" else 403, str(exc)) from None
+
+    async def session_access(
         request: Request,
         session_id: str,
         authorization: Annotated[str | None, Header()] = None,
         token: Annotated[str | None, Query()] = None,
     ) -> str:
-        if is_admin(request):
-            return session_id
-        bearer = authorization.partition(" ")[2] if authorization else None
-        try:
-            auth.verify(token or bearer, session_id)
-        except AuthError as exc:
-            raise HTTPException(401 if exc.code != "forbidden" else 403, str(exc)) from None
-        return session_id
+        """The admin, an API key of the session's tenant, or a token of the session."""
+        if not is_admin(request) and not await key_access(request, session_id):
+            bearer = authorization.partition(" ")[2] if authorization else None
+            await check_token(session_id, token or bearer)
+        return _lookup(session_id)
+
+    async def backend_access(
+        request: Request, session_id: str, authorization: Annotated[str | None, Header()] = None
+    ) -> str:
+        """The admin or an API key of the session's tenant: a token never suffices."""
+        if not auth.is_admin(authorization) and not await key_access(request, session_id):
+            raise HTTPException(
+                401, "the admin key or an API key of the session's tenant is required"
+            )
+        return _lookup(session_id)
 
     def admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
         if not is_admin(request):
@@ -178,6 +246,12 @@ def create_app(
 
     def client(request: Request) -> str:
         return client_key(request.client.host if request.client else None)
+
+    def client_digest(request: Request) -> str:
+        """The client's address (an IPv6 client by its /64) as a keyed hash: it counts a
+        client's spending without keeping where anyone connects from."""
+        mac = hmac.new(auth.secret.encode(), client(request).encode(), hashlib.sha256)
+        return mac.hexdigest()[:20]
 
     def too_many(wait: float, what: str) -> HTTPException:
         return HTTPException(429, f"too many {what}", headers={"retry-after": retry_after(wait)})
@@ -244,28 +318,44 @@ def create_app(
         script = (HERE / "static" / "chat-page.js").read_text(encoding="utf-8")
         return Response(script, media_type="text/javascript")
 
-    @app.post("/v1/sessions", status_code=201)
+    @app.post("/v1/sessions", status_code=201, responses=refusals(400, 401, 403, 404, 413, 429))
     async def create_session(body: NewSession, request: Request) -> dict[str, Any]:
         origin, host = request.headers.get("origin"), request.headers.get("host")
         if not auth.origin_allowed(origin, host):
             raise HTTPException(403, f"origin {origin} is not allowed")
         admin = auth.is_admin(request.headers.get("authorization"))
-        wait = 0.0 if admin else limiter.new_session(client(request))
+        key = None if admin else await api_key(request)
+        tenant, user = body.tenant, body.user
+        if key is not None:
+            if tenant not in (None, key.tenant):
+                raise HTTPException(403, f"this API key creates sessions of {key.tenant!r}")
+            tenant = key.tenant
+            wait = limiter.key_sessions.take(f"key:{key.id}")
+        elif not admin:
+            if tenant is not None or user is not None:
+                raise HTTPException(
+                    403, "only a backend with an API key names a session's tenant or user"
+                )
+            wait = limiter.new_session(client(request))
+        else:
+            wait = 0.0
         if wait:
-            raise too_many(wait, "new sessions from this address")
-        tenant = body.tenant if admin else None
+            raise too_many(wait, "new sessions")
+        # Where an anonymous session came from, as an opaque key: for an agent's per-client
+        # share of its daily budget (Budget(per_client_daily=...)).
+        origin_key = None if admin or key is not None else client_digest(request)
         try:
-            info = await sessions.create(body.agent, tenant=tenant, user=body.user)
+            info = await sessions.create(body.agent, tenant=tenant, user=user, client=origin_key)
         except ConfigurationError as exc:
             raise HTTPException(404, str(exc)) from None
         return {
             "session_id": info.id,
-            "token": auth.issue(info.id),
+            "token": auth.issue(info.id),  # a new session's tokens are of generation 0
             "agent": info.agent,
             "state": info.state,
         }
 
-    @app.get("/v1/sessions/{session_id}")
+    @app.get("/v1/sessions/{session_id}", responses=refusals(401, 403, 404))
     async def get_session(session_id: Annotated[str, Depends(session_access)]) -> Any:
         try:
             info = await sessions.get(session_id)
@@ -283,7 +373,7 @@ def create_app(
             "updated_at": info.updated_at.isoformat(),
         }
 
-    @app.patch("/v1/sessions/{session_id}")
+    @app.patch("/v1/sessions/{session_id}", responses=refusals(400, 401, 403, 404, 413, 422))
     async def change_session(
         body: SessionChange, session_id: Annotated[str, Depends(session_access)]
     ) -> Any:
@@ -295,7 +385,7 @@ def create_app(
             raise HTTPException(422, str(exc)) from None
         return {"ok": True}
 
-    @app.delete("/v1/sessions/{session_id}", status_code=204)
+    @app.delete("/v1/sessions/{session_id}", status_code=204, responses=refusals(401, 403, 404))
     async def delete_session(session_id: Annotated[str, Depends(session_access)]) -> Response:
         try:
             await sessions.delete(session_id)
@@ -303,7 +393,10 @@ def create_app(
             raise HTTPException(404, str(exc)) from None
         return Response(status_code=204)
 
-    @app.post("/v1/sessions/{session_id}/feedback")
+    @app.post(
+        "/v1/sessions/{session_id}/feedback",
+        responses=refusals(400, 401, 403, 404, 413, 422),
+    )
     async def rate(body: Rating, session_id: Annotated[str, Depends(session_access)]) -> Any:
         try:
             await sessions.rate(session_id, body.turn_id, body.rating, body.comment)
@@ -313,11 +406,32 @@ def create_app(
             raise HTTPException(422, str(exc)) from None
         return {"ok": True}
 
-    @app.post("/v1/sessions/{session_id}/token")
-    async def refresh_token(session_id: Annotated[str, Depends(session_access)]) -> Any:
-        return {"token": auth.issue(session_id)}
+    @app.post("/v1/sessions/{session_id}/token", responses=refusals(401, 403, 404))
+    async def refresh_token(
+        request: Request,
+        session_id: str,
+        authorization: Annotated[str | None, Header()] = None,
+        token: Annotated[str | None, Query()] = None,
+    ) -> Any:
+        """A fresh token: for the session's token (one expired for less than the refresh
+        window will do: a widget opened again after days), the admin or its tenant's key."""
+        if not auth.is_admin(authorization) and not await key_access(request, session_id):
+            bearer = authorization.partition(" ")[2] if authorization else None
+            await check_token(session_id, token or bearer, refreshing=True)
+        return {"token": auth.issue(session_id, generation=await generation_of(session_id))}
 
-    @app.get("/v1/sessions/{session_id}/messages")
+    @app.post("/v1/sessions/{session_id}/revoke", responses=refusals(401, 403, 404))
+    async def revoke_tokens(session_id: Annotated[str, Depends(backend_access)]) -> Any:
+        """Refuse every token issued for the session so far (its open connections close);
+        the answer holds a token of the new generation for whoever should keep the session."""
+        try:
+            generation = await sessions.revoke_tokens(session_id)
+        except UnknownSession as exc:
+            raise HTTPException(404, str(exc)) from None
+        await sessions.events.append(session_id, "session.revoked", {"generation": generation})
+        return {"token": auth.issue(session_id, generation=generation)}
+
+    @app.get("/v1/sessions/{session_id}/messages", responses=refusals(401, 403, 404))
     async def history(session_id: Annotated[str, Depends(session_access)]) -> Any:
         try:
             messages = await sessions.history(session_id)
@@ -329,7 +443,11 @@ def create_app(
             for m in messages
         ]
 
-    @app.post("/v1/sessions/{session_id}/messages", status_code=202)
+    @app.post(
+        "/v1/sessions/{session_id}/messages",
+        status_code=202,
+        responses=refusals(400, 401, 403, 404, 413, 422, 429),
+    )
     async def post_message(
         request: Request, body: NewMessage, session_id: Annotated[str, Depends(session_access)]
     ) -> Any:
@@ -344,11 +462,18 @@ def create_app(
             raise HTTPException(422, str(exc)) from None
         return {"seq": seq, "created": created}
 
-    @app.post("/v1/sessions/{session_id}/cancel")
+    @app.post("/v1/sessions/{session_id}/cancel", responses=refusals(401, 403, 404))
     async def cancel(session_id: Annotated[str, Depends(session_access)]) -> Any:
         return {"cancelled": await sessions.cancel(session_id)}
 
-    @app.get("/v1/sessions/{session_id}/events")
+    @app.get(
+        "/v1/sessions/{session_id}/events",
+        response_class=StreamingResponse,
+        responses={
+            **event_stream("The session's events, then each as it is logged"),
+            **refusals(401, 403, 404),
+        },
+    )
     async def sse(
         session_id: Annotated[str, Depends(session_access)],
         after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
@@ -361,7 +486,10 @@ def create_app(
             _sse_stream(sessions, hub, session_id, start), media_type="text/event-stream"
         )
 
-    @app.get("/v1/sessions/{session_id}/export")
+    @app.get(
+        "/v1/sessions/{session_id}/export",
+        responses={200: {"content": {"text/markdown": {}}}, **refusals(401, 403, 404)},
+    )
     async def export(
         session_id: Annotated[str, Depends(session_access)], format: str = "json"
     ) -> Any:
@@ -373,8 +501,13 @@ def create_app(
         except UnknownSession as exc:
             raise HTTPException(404, str(exc)) from None
 
-    @app.post("/v1/sessions/{session_id}/operator", dependencies=[Depends(admin)])
+    @app.post(
+        "/v1/sessions/{session_id}/operator",
+        dependencies=[Depends(admin)],
+        responses=refusals(400, 401, 404, 413, 422),
+    )
     async def operator(session_id: str, body: OperatorReply) -> Any:
+        _lookup(session_id)
         try:
             if body.text:
                 await sessions.operator_reply(session_id, body.text, body.operator)
@@ -386,9 +519,35 @@ def create_app(
             raise HTTPException(422, str(exc)) from None
         return {"ok": True}
 
-    @app.get("/v1/sessions", dependencies=[Depends(admin)])
+    @app.post(
+        "/v1/keys",
+        status_code=201,
+        dependencies=[Depends(admin)],
+        responses=refusals(400, 401, 413, 422),
+    )
+    async def create_key(body: NewKey) -> Any:
+        """A tenant's API key, shown this once (the server keeps its hash)."""
+        try:
+            record, key = await ApiKeys(sessions.engine.pool).create(body.tenant, body.name)
+        except ConfigurationError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {**record.to_json(), "key": key}
+
+    @app.get("/v1/keys", dependencies=[Depends(admin)], responses=refusals(401))
+    async def list_keys(tenant: Annotated[StoredText | None, Query(max_length=200)] = None) -> Any:
+        return [k.to_json() for k in await ApiKeys(sessions.engine.pool).list(tenant)]
+
+    @app.delete("/v1/keys/{key}", dependencies=[Depends(admin)], responses=refusals(401, 404))
+    async def revoke_key(key: Annotated[StoredText, PathParam(max_length=100)]) -> Any:
+        """Revoke a key by its id or prefix: it is refused from now on."""
+        revoked = await ApiKeys(sessions.engine.pool).revoke(key)
+        if revoked is None:
+            raise HTTPException(404, f"no live key {key!r}")
+        return revoked.to_json()
+
+    @app.get("/v1/sessions", dependencies=[Depends(admin)], responses=refusals(401))
     async def list_sessions(
-        status: Annotated[str | None, Query(max_length=50)] = None,
+        status: Annotated[StoredText | None, Query(max_length=50)] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> Any:
         return [
@@ -403,7 +562,15 @@ def create_app(
             for s in await sessions.list_sessions(status=status, limit=limit)
         ]
 
-    @app.post("/v1/sessions/{session_id}/ai-sdk")
+    @app.post(
+        "/v1/sessions/{session_id}/ai-sdk",
+        response_class=StreamingResponse,
+        responses={
+            **event_stream("The turn as the AI SDK's UI message stream"),
+            **refusals(401, 403, 404, 413, 422, 429),
+        },
+        openapi_extra={"requestBody": aisdk.REQUEST_BODY},
+    )
     async def ai_sdk_chat(
         request: Request, session_id: Annotated[str, Depends(session_access)]
     ) -> StreamingResponse:
@@ -412,7 +579,8 @@ def create_app(
         message_allowed(request, session_id)
         try:
             stream = await aisdk.submit(sessions, session_id, await request.json())
-        except ValueError as exc:  # not JSON, no user message
+        # Not JSON (or nested deeper than the parser goes), no user message:
+        except (ValueError, RecursionError) as exc:
             raise HTTPException(422, str(exc)) from None
         except UnknownSession as exc:
             raise HTTPException(404, str(exc)) from None
@@ -426,7 +594,15 @@ def create_app(
         )
 
     # `DefaultChatTransport.reconnectToStream` asks `${api}/${chatId}/stream`.
-    @app.get("/v1/sessions/{session_id}/ai-sdk/stream")
+    @app.get(
+        "/v1/sessions/{session_id}/ai-sdk/stream",
+        response_class=StreamingResponse,
+        responses={
+            **event_stream("The active turn's UI message stream from its start"),
+            204: {"description": "No turn is active"},
+            **refusals(401, 403, 404),
+        },
+    )
     @app.get("/v1/sessions/{session_id}/ai-sdk/{chat_id}/stream", include_in_schema=False)
     async def ai_sdk_resume(session_id: Annotated[str, Depends(session_access)]) -> Response:
         """The active turn's UI message stream from its start (204: no turn is active)."""
@@ -446,8 +622,8 @@ def create_app(
         """`WebSocketChatTransport`'s protocol (see aisdk_ws.py)."""
         await aisdk_ws.serve(ws, sessions, hub, auth, limiter, session_id, token)
 
-    @app.get("/v1/costs", dependencies=[Depends(admin)])
-    async def costs(by: str = "model", tenant: str | None = None) -> Any:
+    @app.get("/v1/costs", dependencies=[Depends(admin)], responses=refusals(401, 422))
+    async def costs(by: str = "model", tenant: StoredText | None = None) -> Any:
         try:
             rows = await Ledger(sessions.engine.pool).report(by, tenant=tenant)
         except ConfigurationError as exc:
@@ -460,7 +636,7 @@ def create_app(
     async def websocket(ws: WebSocket, session_id: str, token: str | None = None) -> None:
         async with admitted(ws, auth, sessions, limiter, session_id, token) as admit:
             if admit:
-                await Connection(ws, sessions, hub, session_id, limiter).run()
+                await Connection(ws, sessions, hub, session_id, limiter, admit.generation).run()
 
     return app
 
@@ -468,12 +644,25 @@ def create_app(
 SSE_KEEP_ALIVE_S = 15.0
 
 
+def _lookup(session_id: str) -> str:
+    """A session id to look up: one PostgreSQL cannot compare (a NUL) names no session."""
+    if not storable(session_id):
+        raise HTTPException(404, f"no session with id {session_id!r}")
+    return session_id
+
+
 def _last_event_id(value: str) -> int:
     """The seq a reconnecting EventSource sends back: one this server gave, so a whole
     number in a bigint's range; anything else is refused (422), never read as one."""
     value = value.strip()
     if not (value.isascii() and value.isdigit() and len(value) <= 19 and int(value) <= MAX_SEQ):
-        detail = [{"loc": ["header", "last-event-id"], "msg": f"a whole number 0..{MAX_SEQ}"}]
+        detail = [
+            {
+                "loc": ["header", "last-event-id"],
+                "msg": f"a whole number 0..{MAX_SEQ}",
+                "type": "value_error",
+            }
+        ]
         raise HTTPException(422, detail)
     return int(value)
 

@@ -27,28 +27,50 @@ class AuthError(ThreadlineError):
 
 @dataclass(frozen=True)
 class Auth:
+    """Session tokens: an hour of use each (`token_ttl`); a token expired for less than
+    `refresh_window` can still be exchanged for a fresh one (`POST .../token`: a widget
+    opened again after days keeps its conversation). Each names the session's token
+    generation it was issued in: revoking a session's tokens moves the generation on."""
+
     secret: str
     admin_key: str | None = None
     allowed_origins: tuple[str, ...] = ()
     token_ttl: int = 3600
+    refresh_window: int = 30 * 86400
 
-    def issue(self, session_id: str, ttl: int | None = None) -> str:
+    def issue(self, session_id: str, ttl: int | None = None, *, generation: int = 0) -> str:
         now = int(time.time())
-        claims = {"sid": session_id, "iat": now, "exp": now + (ttl or self.token_ttl)}
+        claims = {
+            "sid": session_id,
+            "gen": generation,
+            "iat": now,
+            "exp": now + (ttl or self.token_ttl),
+        }
         return jwt.encode(claims, self.secret, algorithm="HS256")
 
-    def verify(self, token: str | None, session_id: str) -> None:
-        """Raise AuthError unless `token` is valid for `session_id`."""
+    def verify(self, token: str | None, session_id: str, *, refreshing: bool = False) -> int:
+        """The token's generation; AuthError unless `token` is a valid, unexpired token of
+        `session_id` (`refreshing`: expired for less than `refresh_window` will do). Whether
+        the generation is still the session's is the caller's to check (`check_generation`):
+        it needs the database, and a forged or foreign token is refused before any query."""
         if not token:
             raise AuthError("unauthorized", "a session token is required")
+        leeway = self.refresh_window if refreshing else 0
         try:
-            claims = jwt.decode(token, self.secret, algorithms=["HS256"])
+            claims = jwt.decode(token, self.secret, algorithms=["HS256"], leeway=leeway)
         except jwt.ExpiredSignatureError:
             raise AuthError("token_expired", "the session token has expired") from None
         except jwt.InvalidTokenError:
             raise AuthError("unauthorized", "the session token is not valid") from None
         if claims.get("sid") != session_id:
             raise AuthError("forbidden", "the token is for another session")
+        generation = claims.get("gen", 0)
+        return generation if isinstance(generation, int) else -1
+
+    @staticmethod
+    def check_generation(token_generation: int, session_generation: int) -> None:
+        if token_generation != session_generation:
+            raise AuthError("token_revoked", "the session's tokens were revoked")
 
     def is_admin(self, authorization: str | None) -> bool:
         if not authorization:

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from starlette.websockets import WebSocket
 
 from ..sessions import Sessions, UnknownSession
 from .auth import Auth, AuthError
 from .limits import Limiter
+
+
+@dataclass(frozen=True)
+class Admitted:
+    generation: int  # the token generation the connection was opened with
 
 
 @contextlib.asynccontextmanager
@@ -20,20 +26,21 @@ async def admitted(
     limiter: Limiter,
     session_id: str,
     token: str | None,
-) -> AsyncIterator[bool]:
+) -> AsyncIterator[Admitted | None]:
     """Accept the connection if its origin is allowed, its token is the session's and the
     session has fewer WebSockets than it may; else accept it and close it at once with a code
-    a browser can read (4401 bad or expired token, 4403 wrong session or origin, 4404 no such
-    session, 4429 too many connections to the session): a refused handshake would only show
-    the page a generic failure. Yields whether it was admitted; it counts for the session
-    until the block ends."""
+    a browser can read (4401 bad, expired or revoked token, 4403 wrong session or origin, 4404
+    no such session, 4429 too many connections to the session): a refused handshake would only
+    show the page a generic failure. Yields the admission (None: refused); it counts for the
+    session until the block ends."""
     refusal: tuple[int, str] | None = None
+    generation = 0
     if not auth.origin_allowed(ws.headers.get("origin"), ws.headers.get("host")):
         refusal = (4403, "origin not allowed")
     else:
         try:
-            auth.verify(token, session_id)
-            await sessions.get(session_id)
+            generation = auth.verify(token, session_id)
+            auth.check_generation(generation, (await sessions.access(session_id)).token_generation)
         except AuthError as exc:
             refusal = (4401 if exc.code != "forbidden" else 4403, str(exc))
         except UnknownSession:
@@ -44,7 +51,7 @@ async def admitted(
         await ws.accept()
         if refusal is not None:
             await ws.close(code=refusal[0], reason=refusal[1])
-        yield refusal is None
+        yield Admitted(generation) if refusal is None else None
     finally:
         if refusal is None:
             limiter.close_socket(session_id)

@@ -48,6 +48,7 @@ class Limits:
 
     max_body_bytes: int = 1024 * 1024
     new_sessions: Rate | None = Rate(20, 60)  # per client address
+    key_sessions: Rate | None = Rate(600, 60)  # per API key (a site's backend, for its users)
     messages: Rate | None = Rate(120, 60)  # per client address: REST, WebSocket, AI SDK
     session_messages: Rate | None = Rate(8, 10)  # per session, whatever the connection
     websockets_per_session: int = 8
@@ -79,6 +80,7 @@ class Limits:
 
 _RATES = {
     "THREADLINE_RATE_NEW_SESSIONS": "new_sessions",
+    "THREADLINE_RATE_KEY_SESSIONS": "key_sessions",
     "THREADLINE_RATE_MESSAGES": "messages",
     "THREADLINE_RATE_SESSION_MESSAGES": "session_messages",
 }
@@ -182,6 +184,7 @@ class Limiter:
     def __init__(self, limits: Limits, clock: Clock = time.monotonic) -> None:
         self.limits = limits
         self.new_sessions = TokenBuckets(limits.new_sessions, clock)
+        self.key_sessions = TokenBuckets(limits.key_sessions, clock)
         self.messages = TokenBuckets(limits.messages, clock)
         self.session_messages = TokenBuckets(limits.session_messages, clock)
         self.logins = Backoff(

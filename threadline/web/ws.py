@@ -25,6 +25,7 @@ from ..errors import PayloadTooLarge, ThreadlineError
 from ..loop import start_eagerly
 from ..sessions import Sessions
 from ..sessions.events import ANSWER_TYPES, Committed, Live, Piece, piece_of
+from ..sessions.text import storable
 from .hub import Hub
 from .limits import Limiter, Limits
 
@@ -42,8 +43,10 @@ class Connection:
         hub: Hub,
         session_id: str,
         limiter: Limiter | None = None,
+        generation: int = 0,
     ) -> None:
         self.ws = ws
+        self.generation = generation  # of the token the connection was opened with
         self.sessions = sessions
         self.hub = hub
         self.session_id = session_id
@@ -157,8 +160,11 @@ class Connection:
         forwarder = asyncio.create_task(self._forward())
         try:
             while True:
-                raw = await self.ws.receive_text()
-                await self._handle(raw)
+                raw = await self._receive_text()
+                if raw is None:
+                    await self.error("bad_frame", "frames are JSON text, not binary")
+                else:
+                    await self._handle(raw)
         except WebSocketDisconnect:
             pass
         finally:
@@ -170,13 +176,22 @@ class Connection:
             if self._flight is not None:
                 self._flight.cancel()
 
+    async def _receive_text(self) -> str | None:
+        """The next frame's text; None for a binary frame, whose ASGI message has no text
+        (uvicorn leaves the key out: Starlette's `receive_text` fails on it)."""
+        try:
+            text: str | None = await self.ws.receive_text()
+        except KeyError:
+            return None
+        return text
+
     async def _handle(self, raw: str) -> None:
         if len(raw.encode()) > MAX_FRAME_BYTES:
             await self.error("too_large", f"frames are limited to {MAX_FRAME_BYTES} bytes")
             return
         try:
             frame = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # (nested deeper than the parser goes)
             await self.error("bad_frame", "frames must be JSON objects")
             return
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
@@ -213,7 +228,10 @@ class Connection:
             call_id, approve = frame.get("call_id"), frame.get("approve")
             if not isinstance(call_id, str) or not isinstance(approve, bool):
                 await self.error("bad_frame", "tool.confirm needs call_id and approve (boolean)")
-            elif not await self.sessions.confirm(self.session_id, call_id, approve):
+            # (an id with a NUL names no call, and would fail in the database)
+            elif not storable(call_id) or not await self.sessions.confirm(
+                self.session_id, call_id, approve
+            ):
                 await self.error("not_waiting", f"no tool call {call_id!r} awaits approval")
         elif kind == "ping":
             await self.send({"type": "pong"})
@@ -294,6 +312,8 @@ class Connection:
             await self.send_text(text)
         else:
             await self.send(frame)
+        if event.type == REVOKED:
+            await self._close_if_revoked(json.loads(text))
 
     def _had_it(self, seq: int) -> None:
         self._had = (seq, seq) if self._had is None else (self._had[0], seq)
@@ -354,9 +374,19 @@ class Connection:
                     await self._tell_had()
                     await self.send(event.frame() if frame is _WHOLE else frame)
                 self.cursor = event.seq
+                if event.type == REVOKED:
+                    await self._close_if_revoked(event.data)
+
+    async def _close_if_revoked(self, data: dict[str, Any]) -> None:
+        """The session's tokens were revoked after this connection's was issued: it ends
+        (4401, as a refused token; the client's token no longer opens the session)."""
+        if isinstance(data.get("generation"), int) and data["generation"] > self.generation:
+            await self.ws.close(code=4401, reason="the session's tokens were revoked")
+            raise asyncio.CancelledError  # the forwarder stops; the receive loop sees the close
 
 
 _WHOLE: dict[str, Any] = {}  # `Connection._fit`: send the event as it is
+REVOKED = "session.revoked"  # {generation}: tokens of older generations are refused
 
 
 def _whole(value: object) -> bool:

@@ -43,11 +43,29 @@
     return server + "/v1/sessions/" + encodeURIComponent(c.id) + (path || "") + "?token=" + encodeURIComponent(c.token);
   }
 
-  function request(method, c, body) {
+  function failed(r) {
+    var e = new Error("the server answered " + r.status);
+    e.status = r.status;
+    return e;
+  }
+
+  /* A conversation's token that expired while the page was away: exchanged for a fresh one
+   * (the server takes it for a while after it expires), once per request. */
+  function request(method, c, body, renewed) {
     var options = { method: method };
     if (body) { options.headers = { "content-type": "application/json" }; options.body = JSON.stringify(body); }
     return fetch(url(c), options).then(function (r) {
-      if (!r.ok) { var e = new Error("the server answered " + r.status); e.status = r.status; throw e; }
+      if (r.status === 401 && !renewed) {
+        return fetch(url(c, "/token"), { method: "POST" }).then(function (t) {
+          if (!t.ok) throw failed(r);
+          return t.json();
+        }).then(function (fresh) {
+          c.token = fresh.token;
+          save();
+          return request(method, c, body, true);
+        });
+      }
+      if (!r.ok) throw failed(r);
       return r.status === 204 ? null : r.json();
     });
   }

@@ -5,7 +5,8 @@
  * creates <threadline-chat agent="support" title="Help"> (every data-* attribute below becomes
  * the element's attribute); a page can also place the element itself after loading the script.
  * Attributes: agent, server (default: the script's origin), title, greeting, placeholder,
- * position (bottom-right, bottom-left, inline), theme (light, dark, auto), show-cost.
+ * position (bottom-right, bottom-left, inline), theme (light, dark, auto), show-cost; session
+ * and token: a session the site's backend created for its signed-in user (docs/deploy.md).
  *
  * The chat lives in a Shadow DOM (the host page's styles neither leak in nor out; --tl-*
  * custom properties theme it, see widget.css), streams answers over a WebSocket, keeps its
@@ -26,7 +27,7 @@
   "use strict";
   var script = document.currentScript;
   var scriptOrigin = script && script.src ? new URL(script.src, location.href).origin : location.origin;
-  var ATTRIBUTES = ["agent", "server", "title", "greeting", "placeholder", "position", "theme", "show-cost"];
+  var ATTRIBUTES = ["agent", "server", "title", "greeting", "placeholder", "position", "theme", "show-cost", "session", "token"];
   var TOKEN_REFRESH_MS = 20 * 60 * 1000; // tokens last an hour: an open chat renews them
   var ICONS = {
     chat: '<path d="M21 11.5a8.4 8.4 0 0 1-.9 3.8 8.5 8.5 0 0 1-7.6 4.7 8.4 8.4 0 0 1-3.8-.9L3 21l1.9-5.7a8.4 8.4 0 0 1-.9-3.8 8.5 8.5 0 0 1 4.7-7.6 8.4 8.4 0 0 1 3.8-.9h.5a8.5 8.5 0 0 1 8 8v.5z"/>',
@@ -88,8 +89,17 @@
     function configure() {
       agent = attr("agent") || "support";
       server = (attr("server") || scriptOrigin).replace(/\/+$/, "");
-      storeKey = "threadline:" + server + ":" + agent;
+      // A session the site's backend created for its signed-in user (`session` + `token`):
+      // kept apart from this browser's own conversations, and the only one shown.
+      var given = attr("session"), givenToken = attr("token");
+      storeKey = "threadline:" + server + ":" + agent + (given ? ":" + given : "");
       try { saved = JSON.parse(localStorage.getItem(storeKey) || "{}") || {}; } catch (e) { saved = {}; }
+      if (given && givenToken) {
+        if (saved.sessionId !== given) saved = { open: saved.open };
+        saved.sessionId = given;
+        saved.token = givenToken; // the backend's is the newest
+      }
+      $(".new").style.display = given ? "none" : "";
       lastSeq = saved.lastSeq || 0;
     }
 
@@ -595,29 +605,34 @@
       });
     }
 
-    function refreshToken() {
+    function renewToken() {
       var my = epoch;
       return api("POST", "/token").then(function (r) {
         if (my !== epoch || !r || !r.token) return;
         saved.token = r.token;
         save();
         emit("session", { sessionId: saved.sessionId, token: saved.token });
-      }, function () {});
+      });
     }
+
+    function refreshToken() { return renewToken().then(null, function () {}); }
 
     function start() {
       var my = epoch;
       if (saved.sessionId) {
         // A conversation opened afresh (switched to) has seen none of its events: the
         // history shows what the log has up to its last one, the connection the rest.
-        var known = lastSeq ? Promise.resolve() : api("GET", "").then(function (s) {
-          if (my === epoch) lastSeq = s.last_seq || 0;
+        // Its token first: one that expired while the page was away (within the server's
+        // refresh window) is exchanged for a fresh one; a revoked one ends the session here.
+        var known = renewToken().then(function () {
+          return lastSeq ? null : api("GET", "").then(function (s) {
+            if (my === epoch) lastSeq = s.last_seq || 0;
+          });
         });
         return known.then(loadHistory).then(function () {
           if (my !== epoch) return;
           loaded = true;
           connect();
-          refreshToken();
         }, function () { if (my === epoch) ended(); });
       }
       return fetch(server + "/v1/sessions", {
@@ -765,6 +780,7 @@
     darkScheme.addEventListener("change", look);
 
     function newConversation() {
+      if (attr("session")) return; // the backend's session is the conversation
       clear();
       saved = { open: saved.open };
       save();
@@ -830,10 +846,14 @@
         if (ws) { var old = ws; ws = null; old.onclose = null; old.close(); }
       },
       attribute: function (name) {
-        if (name === "agent" || name === "server") {
+        if (name === "agent" || name === "server" || name === "session") {
           clear();
           configure();
           if (attached) { window.threadlineWidget[agent] = handle; resume(); }
+        }
+        if (name === "token" && attr("session") === saved.sessionId && attr("token")) {
+          saved.token = attr("token"); // the backend handed the page a fresh one
+          save();
         }
         look();
         intro();
