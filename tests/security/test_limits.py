@@ -44,6 +44,7 @@ async def test_a_body_over_the_limit_is_refused_before_it_is_read(serve: Serve) 
         big = {"agent": "echo", "user": "x" * 2000}
         r = await server.http.post("/v1/sessions", json=big)
         assert r.status_code == 413
+        assert r.headers["connection"] == "close"  # the announced body is never read
         session = await server.new_session()
 
         async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: counted as it comes

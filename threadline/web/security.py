@@ -114,7 +114,10 @@ class BodyLimit:
             return
         length = Headers(scope=scope).get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.limit):
-            await _plain(send, 413 if length.isdigit() else 400, "request body too large")
+            # The connection closes with the answer: the body it announced is never read.
+            await _plain(
+                send, 413 if length.isdigit() else 400, "request body too large", close=True
+            )
             return
         received = 0
 
@@ -197,16 +200,13 @@ def _is_admin_page(path: str) -> bool:
     return path == "/dashboard" or path.startswith(("/dashboard/", "/docs", "/openapi.json"))
 
 
-async def _plain(send: Send, status: int, text: str) -> None:
+async def _plain(send: Send, status: int, text: str, *, close: bool = False) -> None:
     body = json.dumps({"detail": text}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
