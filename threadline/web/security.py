@@ -100,6 +100,9 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"request bodies are limited to {limit} bytes")
 
 
+CLOSE_BEYOND = 8  # times the body limit: announced bodies larger are never read
+
+
 class BodyLimit:
     """413 for a body over `limit` bytes: at once when its Content-Length says so, else as
     soon as what arrived passes it (a chunked body). Reading stops there."""
@@ -114,10 +117,12 @@ class BodyLimit:
             return
         length = Headers(scope=scope).get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.limit):
-            # The connection closes with the answer: the body it announced is never read.
-            await _plain(
-                send, 413 if length.isdigit() else 400, "request body too large", close=True
-            )
+            # A body far over the limit is never read: the connection closes with the answer
+            # (a client still sending may see a reset instead). A nearer one is read past and
+            # discarded, so that a client that sent it all reads its 413.
+            huge = not length.isdigit() or int(length) > CLOSE_BEYOND * self.limit
+            status = 413 if length.isdigit() else 400
+            await _plain(send, status, "request body too large", close=huge)
             return
         received = 0
 
