@@ -209,14 +209,16 @@ def create_app(
             raise HTTPException(403, "the API key is another tenant's")
         return True
 
-    async def check_token(session_id: str, token: str | None, *, refreshing: bool = False) -> None:
+    async def check_token(session_id: str, token: str | None, *, refreshing: bool = False) -> int:
         """A token of this session, of its current generation (expired for less than the
-        refresh window when `refreshing`). The signature is checked before any query."""
+        refresh window when `refreshing`); that generation. The signature is checked before
+        any query."""
         try:
             generation = auth.verify(token, session_id, refreshing=refreshing)
             auth.check_generation(generation, await generation_of(session_id))
         except AuthError as exc:
             raise HTTPException(401 if exc.code != "forbidden" else 403, str(exc)) from None
+        return generation
 
     async def session_access(
         request: Request,
@@ -415,10 +417,12 @@ def create_app(
     ) -> Any:
         """A fresh token: for the session's token (one expired for less than the refresh
         window will do: a widget opened again after days), the admin or its tenant's key."""
-        if not auth.is_admin(authorization) and not await key_access(request, session_id):
+        if auth.is_admin(authorization) or await key_access(request, session_id):
+            generation = await generation_of(session_id)
+        else:
             bearer = authorization.partition(" ")[2] if authorization else None
-            await check_token(session_id, token or bearer, refreshing=True)
-        return {"token": auth.issue(session_id, generation=await generation_of(session_id))}
+            generation = await check_token(session_id, token or bearer, refreshing=True)
+        return {"token": auth.issue(session_id, generation=generation)}
 
     @app.post("/v1/sessions/{session_id}/revoke", responses=refusals(401, 403, 404))
     async def revoke_tokens(session_id: Annotated[str, Depends(backend_access)]) -> Any:
