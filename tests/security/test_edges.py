@@ -110,3 +110,20 @@ async def test_credentials_beyond_ascii_are_refused_not_failed(server: Server) -
         cookie = "threadline_admin=\u00e9t\u00e9".encode()
         r = await client.get("/dashboard", headers=[(b"cookie", cookie)])
         assert r.status_code == 303
+
+
+async def test_the_admin_asking_for_a_session_that_does_not_exist_gets_404(
+    server: Server,
+) -> None:
+    """Not a stream that waits forever, a cancel that does nothing, or a token for nothing."""
+    sid = "s_does_not_exist"
+    asks = [
+        ("GET", f"/v1/sessions/{sid}/events"),
+        ("POST", f"/v1/sessions/{sid}/cancel"),
+        ("POST", f"/v1/sessions/{sid}/token"),
+        ("GET", f"/v1/sessions/{sid}/messages"),
+    ]
+    for method, path in asks:
+        async with asyncio.timeout(10):
+            r = await server.http.request(method, path, headers=ADMIN)
+        assert r.status_code == 404, (method, path, r.status_code)
