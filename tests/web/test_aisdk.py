@@ -15,7 +15,7 @@ import pytest
 import websockets
 
 from threadline.rag.loaders import load_path
-from threadline.web.aisdk import DECLINED, TurnStream, UIMessageStream
+from threadline.web.aisdk import DECLINED, TurnStream, UIMessageStream, metadata
 
 from .apps import AISDK_AGENTS, counter
 from .conftest import ChatServer, chat_server, echo
@@ -591,3 +591,10 @@ async def test_the_websocket_transport_refuses_what_it_cannot_answer(chat: ChatS
         with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
             await ws.recv()
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4400
+
+
+def test_the_metadata_tells_of_the_cache_only_where_the_answer_did() -> None:
+    """An agent that hides cache hits (the default) has no `cached` in its `message.end`,
+    and none in the AI SDK's metadata either: not even `false`."""
+    assert metadata(END)["cached"] is False
+    assert "cached" not in metadata({k: v for k, v in END.items() if k != "cached"})

@@ -406,7 +406,6 @@ def metadata(end: dict[str, Any]) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "turnId": end.get("turn_id"),
         "model": end.get("model"),
-        "cached": bool(end.get("cached")),
         "cost": end.get("cost"),
         "usage": {
             "inputTokens": given,
@@ -420,6 +419,8 @@ def metadata(end: dict[str, Any]) -> dict[str, Any]:
             "totalTokens": given + made,
         },
     }
+    if "cached" in end:  # agents with show_cached=True only (as message.end)
+        meta["cached"] = bool(end["cached"])
     if end.get("budget"):
         meta["budget"] = end["budget"]
     return meta
