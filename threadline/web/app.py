@@ -33,6 +33,7 @@ from pydantic import AfterValidator, BaseModel, Field
 from ..errors import ConfigurationError, PayloadTooLarge
 from ..ledger import Ledger
 from ..sessions import Sessions, UnknownSession
+from ..sessions.access import Access
 from ..sessions.events import Committed
 from ..sessions.text import storable
 from . import aisdk, aisdk_ws
@@ -189,23 +190,22 @@ def create_app(
             raise HTTPException(401, "the API key is not valid or was revoked")
         return found
 
-    async def generation_of(session_id: str) -> int:
-        """The session's token generation (404 if there is no such session)."""
+    async def access_of(session_id: str) -> Access:
+        """The session's tenant and token generation (404 if there is no such session)."""
         try:
-            return (await sessions.access(_lookup(session_id))).token_generation
+            return await sessions.access(_lookup(session_id))
         except UnknownSession as exc:
             raise HTTPException(404, str(exc)) from None
+
+    async def generation_of(session_id: str) -> int:
+        return (await access_of(session_id)).token_generation
 
     async def key_access(request: Request, session_id: str) -> bool:
         """The request bears an API key of the session's tenant (403: another tenant's)."""
         key = await api_key(request)
         if key is None:
             return False
-        try:
-            found = await sessions.access(_lookup(session_id))
-        except UnknownSession as exc:
-            raise HTTPException(404, str(exc)) from None
-        if found.tenant != key.tenant:
+        if (await access_of(session_id)).tenant != key.tenant:
             raise HTTPException(403, "the API key is another tenant's")
         return True
 
