@@ -134,7 +134,7 @@ async def test_messages_are_limited_per_address_across_sessions(serve: Serve) ->
 
 
 async def test_a_session_takes_so_many_websockets(serve: Serve) -> None:
-    async with serve(limits=Limits(websockets_per_session=2)) as server:
+    async with serve(limits=Limits(streams_per_session=2)) as server:
         session = await server.new_session()
         async with server.connect(session) as one, server.connect(session) as two:
             for ws in (one, two):
@@ -244,10 +244,10 @@ def test_limits_from_the_environment() -> None:
             "THREADLINE_RATE_NEW_SESSIONS": "5/1m",
             "THREADLINE_RATE_MESSAGES": "off",
             "THREADLINE_RATE_SESSION_MESSAGES": "3/10",
-            "THREADLINE_WEBSOCKETS_PER_SESSION": "2",
+            "THREADLINE_STREAMS_PER_SESSION": "2",
         }
     )
-    assert limits.max_body_bytes == 2048 and limits.websockets_per_session == 2
+    assert limits.max_body_bytes == 2048 and limits.streams_per_session == 2
     assert limits.new_sessions == Rate(5, 60) and limits.messages is None
     assert limits.session_messages == Rate(3, 10)
     assert Limits.from_env({}) == Limits()

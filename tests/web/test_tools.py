@@ -71,6 +71,14 @@ async def test_a_tool_that_needs_approval_waits_for_it(chat: ChatServer) -> None
         assert not any(f["type"] == "tool.result" for f in frames)  # nothing ordered yet
         await ws.send(json.dumps({"type": "tool.confirm", "call_id": call_id, "approve": "y"}))
         assert (await frames_until(ws, "error"))[-1]["code"] == "bad_frame"
+        for n in range(3):  # ids the turn never asked about reach no mailbox
+            await ws.send(json.dumps({"type": "tool.confirm", "call_id": f"x{n}", "approve": True}))
+            assert (await frames_until(ws, "error"))[-1]["code"] == "not_waiting"
+        async with chat.sessions.engine.pool.acquire() as conn:
+            topics = await conn.fetch(
+                "SELECT topic FROM threadline.messages WHERE run_id = $1", frames[-1]["turn_id"]
+            )
+        assert [r["topic"] for r in topics] == []
         await ws.send(json.dumps({"type": "tool.confirm", "call_id": call_id, "approve": True}))
         frames += await frames_until(ws, "message.end")
     result = next(f for f in frames if f["type"] == "tool.result")["result"]["result"]

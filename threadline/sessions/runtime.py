@@ -195,15 +195,11 @@ class Sessions:
         return cancelled
 
     async def confirm(self, session_id: str, call_id: str, approve: bool) -> bool:
-        """Approve or decline a tool call; False if the session has no turn in progress.
-        The answer goes to the turn's mailbox, so it may arrive before the turn waits."""
+        """Approve or decline a tool call the turn in progress asked about (its
+        `tool.confirm` event is logged); False if it asked about no such call. Only such a
+        call reaches the turn's mailbox: a client cannot fill it with ids of its own."""
         async with self.engine.pool.acquire() as conn:
-            run_id = await conn.fetchval(
-                "SELECT id FROM threadline.runs WHERE queue = $1 AND queue_key = $2 "
-                "AND status IN ('running', 'waiting') ORDER BY created_at LIMIT 1",
-                TURN_QUEUE,
-                session_id,
-            )
+            run_id = await conn.fetchval(_ASKED_RUN, TURN_QUEUE, session_id, call_id)
         if run_id is None:
             return False
         try:
@@ -549,3 +545,13 @@ def _as_message(m: StoredMessage) -> Message:
 
 
 __all__ = ["MAX_MESSAGE_CHARS", "TURN_QUEUE", "Sessions"]
+
+
+# The session's turn in progress, if it asked for approval of the call (`event_key`).
+_ASKED_RUN = """
+SELECT r.id FROM threadline.runs r
+ WHERE r.queue = $1 AND r.queue_key = $2 AND r.status IN ('running', 'waiting')
+   AND EXISTS (SELECT 1 FROM threadline.session_events e
+                WHERE e.session_id = $2 AND e.key = r.id || ':confirm:' || $3)
+ ORDER BY r.created_at LIMIT 1
+"""

@@ -10,7 +10,9 @@ stream; the turn goes on, as it does when an HTTP stream is dropped). Server fra
 per request), `end`, `error {errorText}` (the request could not be acted on) and `no-active`
 (a resume with no turn in progress), each with its request's `requestId`. A frame that names
 no request cannot be answered: the connection closes with 4400. A `send` over the rate of
-messages (per client address, per session) is refused with `error {code: "rate_limited"}`."""
+messages (per client address, per session) is refused with `error {code: "rate_limited"}`.
+Once the session's tokens are revoked, the connection closes with 4401, as the session's own
+WebSocket does."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from ..errors import ConfigurationError, PayloadTooLarge
 from ..sessions import Sessions, UnknownSession
 from . import aisdk
 from .auth import Auth
-from .handshake import admitted
+from .handshake import REVOKED, admitted, revokes
 from .hub import Hub
 from .limits import Limiter, Limits
 
@@ -50,7 +52,8 @@ async def serve(
     serve it until it closes."""
     async with admitted(ws, auth, sessions, limiter, session_id, token) as admit:
         if admit:
-            await ChatConnection(ws, sessions, hub, session_id, limiter).run()
+            connection = ChatConnection(ws, sessions, hub, session_id, limiter)
+            await connection.run(admit.generation)
 
 
 class ChatConnection:
@@ -71,8 +74,13 @@ class ChatConnection:
         self.limiter = limiter or Limiter(Limits())
         self.requests: dict[str, asyncio.Task[None]] = {}
         self._send_lock = asyncio.Lock()
+        self.generation = 0  # the token generation the connection was opened with
 
-    async def run(self) -> None:
+    async def run(self, generation: int = 0) -> None:
+        """Serve the client's frames until it goes, or until the session's tokens are
+        revoked past `generation` (the one its token has)."""
+        self.generation = generation
+        watcher = asyncio.create_task(self._close_when_revoked(generation))
         try:
             while True:
                 message = await self.ws.receive()
@@ -83,10 +91,24 @@ class ChatConnection:
                     await self.ws.close(code=4400, reason="a frame that names no requestId")
                     return
         finally:
-            tasks = list(self.requests.values())
+            tasks = [watcher, *self.requests.values()]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _close_when_revoked(self, generation: int) -> None:
+        sub = self.hub.subscribe(self.session_id)
+        try:
+            while True:
+                await sub.wake.wait()
+                sub.wake.clear()
+                events, sub.inbox = sub.inbox, []
+                for event in events:
+                    if event.type == REVOKED and event.text and revokes(event.text, generation):
+                        await self.ws.close(code=4401, reason="the session's tokens were revoked")
+                        return
+        finally:
+            self.hub.unsubscribe(self.session_id, sub)
 
     async def handle(self, text: str) -> bool:
         """Act on a client frame; False when it names no request to answer."""
@@ -139,6 +161,10 @@ class ChatConnection:
         """Stream the request's turn; `error` when there is none to stream."""
         ids = {"requestId": request_id}
         try:
+            if (await self.sessions.access(self.session_id)).token_generation > self.generation:
+                # Revoked, and the notice missed (a listener reconnecting): refused all the same.
+                await self.ws.close(code=4401, reason="the session's tokens were revoked")
+                return
             if frame["type"] == "send":
                 stream: aisdk.TurnStream | None = await aisdk.submit(
                     self.sessions, self.session_id, frame

@@ -5,6 +5,7 @@ limits.py."""
 # No `from __future__ import annotations`: FastAPI reads these annotations at run time.
 
 import asyncio
+import contextlib
 import functools
 import gzip
 import hashlib
@@ -261,6 +262,14 @@ def create_app(
     def too_many(wait: float, what: str) -> HTTPException:
         return HTTPException(429, f"too many {what}", headers={"retry-after": retry_after(wait)})
 
+    def stream_allowed(session_id: str) -> None:
+        """Room for another stream of the session (its WebSockets count too)."""
+        if not limiter.stream_room(session_id):
+            raise too_many(5, "streams open on this session")
+
+    def counted(session_id: str, stream: AsyncIterator[str]) -> AsyncIterator[str]:
+        return _counted(limiter, session_id, stream)
+
     def message_allowed(request: Request, session_id: str) -> None:
         """A message to the session: within the rates of its client and of the session."""
         if auth.is_admin(request.headers.get("authorization")):
@@ -478,7 +487,7 @@ def create_app(
         response_class=StreamingResponse,
         responses={
             **event_stream("The session's events, then each as it is logged"),
-            **refusals(401, 403, 404),
+            **refusals(401, 403, 404, 429),
         },
     )
     async def sse(
@@ -489,8 +498,10 @@ def create_app(
         start = after
         if last_event_id and last_event_id.strip():
             start = _last_event_id(last_event_id)
+        stream_allowed(session_id)
         return StreamingResponse(
-            _sse_stream(sessions, hub, session_id, start), media_type="text/event-stream"
+            counted(session_id, _sse_stream(sessions, hub, session_id, start)),
+            media_type="text/event-stream",
         )
 
     @app.get(
@@ -584,6 +595,7 @@ def create_app(
         """A turn for the Vercel AI SDK's `useChat`: its request body in, the UI message
         stream protocol out (see aisdk.py)."""
         message_allowed(request, session_id)
+        stream_allowed(session_id)
         try:
             stream = await aisdk.submit(sessions, session_id, await request.json())
         # Not JSON (or nested deeper than the parser goes), no user message:
@@ -597,7 +609,9 @@ def create_app(
             raise HTTPException(422, str(exc)) from None
         chunks = aisdk.turn_chunks(sessions, hub, session_id, stream)
         return StreamingResponse(
-            aisdk.sse(chunks), media_type="text/event-stream", headers=aisdk.HEADERS
+            counted(session_id, aisdk.sse(chunks)),
+            media_type="text/event-stream",
+            headers=aisdk.HEADERS,
         )
 
     # `DefaultChatTransport.reconnectToStream` asks `${api}/${chatId}/stream`.
@@ -607,12 +621,13 @@ def create_app(
         responses={
             **event_stream("The active turn's UI message stream from its start"),
             204: {"description": "No turn is active"},
-            **refusals(401, 403, 404),
+            **refusals(401, 403, 404, 429),
         },
     )
     @app.get("/v1/sessions/{session_id}/ai-sdk/{chat_id}/stream", include_in_schema=False)
     async def ai_sdk_resume(session_id: Annotated[str, Depends(session_access)]) -> Response:
         """The active turn's UI message stream from its start (204: no turn is active)."""
+        stream_allowed(session_id)
         try:
             stream = await aisdk.active_turn(sessions, session_id)
         except UnknownSession as exc:
@@ -621,7 +636,9 @@ def create_app(
             return Response(status_code=204)
         chunks = aisdk.turn_chunks(sessions, hub, session_id, stream)
         return StreamingResponse(
-            aisdk.sse(chunks), media_type="text/event-stream", headers=aisdk.HEADERS
+            counted(session_id, aisdk.sse(chunks)),
+            media_type="text/event-stream",
+            headers=aisdk.HEADERS,
         )
 
     @app.websocket("/v1/sessions/{session_id}/ai-sdk/ws")
@@ -672,6 +689,21 @@ def _last_event_id(value: str) -> int:
         ]
         raise HTTPException(422, detail)
     return int(value)
+
+
+async def _counted(
+    limiter: Limiter, session_id: str, stream: AsyncIterator[str]
+) -> AsyncIterator[str]:
+    """`stream`, counted as one of the session's while it is sent (it ends at once if the
+    session filled its streams since the route looked)."""
+    async with contextlib.aclosing(stream):  # type: ignore[type-var]
+        if not limiter.open_stream(session_id):
+            return
+        try:
+            async for piece in stream:
+                yield piece
+        finally:
+            limiter.close_stream(session_id)
 
 
 async def _sse_stream(

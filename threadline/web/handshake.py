@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -11,6 +12,14 @@ from starlette.websockets import WebSocket
 from ..sessions import Sessions, UnknownSession
 from .auth import Auth, AuthError
 from .limits import Limiter
+
+REVOKED = "session.revoked"  # {generation}: tokens of older generations are refused
+
+
+def revokes(frame_text: str, generation: int) -> bool:
+    """Whether a `session.revoked` frame refuses tokens of `generation`."""
+    moved_to = json.loads(frame_text).get("generation")
+    return isinstance(moved_to, int) and moved_to > generation
 
 
 @dataclass(frozen=True)
@@ -45,7 +54,7 @@ async def admitted(
             refusal = (4401 if exc.code != "forbidden" else 4403, str(exc))
         except UnknownSession:
             refusal = (4404, "no such session")
-    if refusal is None and not limiter.open_socket(session_id):
+    if refusal is None and not limiter.open_stream(session_id):
         refusal = (4429, "too many connections to this session")
     try:
         await ws.accept()
@@ -54,4 +63,4 @@ async def admitted(
         yield Admitted(generation) if refusal is None else None
     finally:
         if refusal is None:
-            limiter.close_socket(session_id)
+            limiter.close_stream(session_id)

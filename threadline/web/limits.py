@@ -1,5 +1,5 @@
 """What one client may ask of the server: request sizes, rates (token buckets per client
-address and per session, in this process's memory), WebSockets per session, and the
+address and per session, in this process's memory), streams open per session, and the
 dashboard login's backoff after failures. `Limits` is the settings (`from_env` reads
 `THREADLINE_*`), `Limiter` the state one app keeps."""
 
@@ -51,7 +51,8 @@ class Limits:
     key_sessions: Rate | None = Rate(600, 60)  # per API key (a site's backend, for its users)
     messages: Rate | None = Rate(120, 60)  # per client address: REST, WebSocket, AI SDK
     session_messages: Rate | None = Rate(8, 10)  # per session, whatever the connection
-    websockets_per_session: int = 8
+    streams_per_session: int = 8  # WebSockets and event streams (SSE, AI SDK) open at once
+    connections_per_client: int | None = 256  # per address, HTTP and WebSocket; not a proxy's
     login_failures: int = 5  # failed dashboard logins per address before the backoff
     login_backoff: float = 1.0  # seconds after the first failure past those; doubles
     login_backoff_max: float = 900.0
@@ -86,7 +87,8 @@ _RATES = {
 }
 _NUMBERS = {
     "THREADLINE_MAX_BODY_BYTES": "max_body_bytes",
-    "THREADLINE_WEBSOCKETS_PER_SESSION": "websockets_per_session",
+    "THREADLINE_STREAMS_PER_SESSION": "streams_per_session",
+    "THREADLINE_CONNECTIONS_PER_CLIENT": "connections_per_client",
     "THREADLINE_MAX_CONNECTIONS": "max_connections",
 }
 
@@ -199,15 +201,20 @@ class Limiter:
     def new_session(self, client: str | None) -> float:
         return self.new_sessions.take(client_key(client))
 
-    def open_socket(self, session_id: str) -> bool:
-        """Count a WebSocket of the session in, unless it has as many as it may."""
+    def open_stream(self, session_id: str) -> bool:
+        """Count a WebSocket or event stream of the session in, unless it has as many as it
+        may."""
         count = self._sockets.get(session_id, 0)
-        if count >= self.limits.websockets_per_session:
+        if count >= self.limits.streams_per_session:
             return False
         self._sockets[session_id] = count + 1
         return True
 
-    def close_socket(self, session_id: str) -> None:
+    def stream_room(self, session_id: str) -> bool:
+        """Whether the session may open another stream now."""
+        return self._sockets.get(session_id, 0) < self.limits.streams_per_session
+
+    def close_stream(self, session_id: str) -> None:
         count = self._sockets.pop(session_id, 0) - 1
         if count > 0:
             self._sockets[session_id] = count

@@ -1,23 +1,109 @@
-"""uvicorn's HTTP protocol (httptools) with two limits it lacks: a request's headers must
-arrive within `header_timeout` seconds of its first byte (of the connection, for the first
-request), and they may not pass `max_header_bytes`. Without them, sockets that send half a
-request and wait hold their file descriptors for ever."""
+"""uvicorn's protocols (httptools for HTTP, websockets' sans-I/O one for WebSockets) with the
+limits they lack:
+
+- a request's headers must arrive within `header_timeout` seconds of its first byte (of the
+  connection, for the first request), and may not pass `max_header_bytes`: without them,
+  sockets that send half a request and wait hold their file descriptors for ever;
+- one client address holds at most `connections_per_client` connections at once (HTTP and
+  WebSocket alike), refused at `connection_made`, before a byte is parsed: one client cannot
+  take the connections every other client needs. A trusted proxy's address
+  (`FORWARDED_ALLOW_IPS`) is not counted: it speaks for many clients, and limits them itself;
+- a WebSocket text frame that is not UTF-8 closes its connection (1007) with one line at
+  debug level, not a traceback in the log that anyone can write."""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import logging
+from collections.abc import Iterable
 from typing import Any
 
-from .limits import Limits
+from .limits import Limits, client_key
+
+log = logging.getLogger(__name__)
 
 
-def http_protocol(limits: Limits) -> type[asyncio.Protocol] | str:
-    """The protocol class for `uvicorn.Config(http=...)`; uvicorn's own h11 one (which
-    bounds header size but not time) where httptools is not installed."""
+class TrustedProxies:
+    """The addresses `FORWARDED_ALLOW_IPS` names (uvicorn's setting: addresses, networks,
+    `*` for all), as uvicorn reads them."""
+
+    def __init__(self, allowed: str | Iterable[str] | None) -> None:
+        items = allowed.split(",") if isinstance(allowed, str) else list(allowed or [])
+        names = [item.strip() for item in items if item.strip()]
+        self.everyone = "*" in names
+        self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        self.literals: set[str] = set()
+        for name in names:
+            try:
+                self.networks.append(ipaddress.ip_network(name, strict=False))
+            except ValueError:
+                self.literals.add(name)
+
+    def __contains__(self, host: str) -> bool:
+        if self.everyone or host in self.literals:
+            return True
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+
+class ClientConnections:
+    """The connections open per client address (an IPv6 one by its /64)."""
+
+    def __init__(self, most: int | None, trusted: TrustedProxies) -> None:
+        self.most = most
+        self.trusted = trusted
+        self._open: dict[str, set[int]] = {}
+        self._client: dict[int, str] = {}  # id(transport) -> its client's key
+
+    def admit(self, transport: asyncio.BaseTransport) -> bool:
+        """Count the connection in, unless its client holds as many as it may (then False).
+        A transport already counted (an HTTP connection upgraded to a WebSocket) is in."""
+        key = id(transport)
+        if self.most is None or key in self._client:
+            return True
+        peer = transport.get_extra_info("peername")
+        host = peer[0] if isinstance(peer, tuple) and peer else None
+        if not isinstance(host, str) or host in self.trusted:
+            return True
+        client = client_key(host)
+        held = self._open.setdefault(client, set())
+        if len(held) >= self.most:
+            return False
+        held.add(key)
+        self._client[key] = client
+        return True
+
+    def release(self, transport: asyncio.BaseTransport) -> None:
+        client = self._client.pop(id(transport), None)
+        if client is None:
+            return
+        held = self._open.get(client)
+        if held is not None:
+            held.discard(id(transport))
+            if not held:
+                del self._open[client]
+
+
+def protocols(
+    limits: Limits, forwarded_allow_ips: str | Iterable[str] | None
+) -> tuple[type[asyncio.Protocol] | str, type[asyncio.Protocol] | str]:
+    """The classes for `uvicorn.Config(http=..., ws=...)`; uvicorn's own h11 and automatic
+    ones (h11 bounds header size, not time; neither counts connections) where httptools or
+    websockets is not installed."""
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+        from uvicorn.protocols.websockets.websockets_sansio_impl import (
+            WebSocketsSansIOProtocol,
+        )
     except ImportError:
-        return "h11"
+        return "h11", "auto"
+    per_client = ClientConnections(
+        limits.connections_per_client, TrustedProxies(forwarded_allow_ips)
+    )
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
         _header_timer: asyncio.TimerHandle | None = None
@@ -25,10 +111,14 @@ def http_protocol(limits: Limits) -> type[asyncio.Protocol] | str:
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
+            if not per_client.admit(transport):
+                transport.abort()  # nothing read, nothing answered: the cheapest refusal
+                return
             self._arm()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
+            per_client.release(self.transport)
             super().connection_lost(exc)
 
         def on_message_begin(self) -> None:
@@ -68,4 +158,23 @@ def http_protocol(limits: Limits) -> type[asyncio.Protocol] | str:
             if not self.transport.is_closing():
                 self.transport.close()
 
-    return GuardedHttpToolsProtocol
+    class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
+        """Takes over an upgraded connection (counted already) and releases it at its end."""
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            per_client.release(self.transport)
+            super().connection_lost(exc)
+
+        def send_receive_event_to_app(self) -> None:
+            if self.curr_msg_data_type == "text" and not self.close_sent:
+                try:
+                    b"".join(self.frames).decode()
+                except UnicodeDecodeError:
+                    log.debug("closed a WebSocket that sent a text frame not in UTF-8")
+                    self.frames = []
+                    self.conn.send_close(1007)
+                    self.handle_parser_exception()
+                    return
+            super().send_receive_event_to_app()
+
+    return GuardedHttpToolsProtocol, GuardedWebSocketProtocol

@@ -138,9 +138,13 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+HSTS = "max-age=31536000"  # a year; no includeSubDomains: the other hosts are not ours to say
+
+
 class SecurityHeaders:
-    """`nosniff`, no referrer to other sites (`same-origin`: under `no-referrer` a browser
-    posts a form with `Origin: null`, which the login's check refuses), and a
+    """`nosniff`, Strict-Transport-Security over https, no referrer to other sites
+    (`same-origin`: under `no-referrer` a browser posts a form with `Origin: null`, which the
+    login's check refuses), and a
     Content-Security-Policy on every response: the dashboard and the API docs may not be
     framed; the chat pages (`/`, `/chat/{agent}`) may be, by the origins allowed to embed the
     widget. A page's inline script carries the nonce in `request.state.csp_nonce`."""
@@ -158,6 +162,8 @@ class SecurityHeaders:
         scope.setdefault("state", {})["csp_nonce"] = nonce
         path: str = scope["path"]
         host = Headers(scope=scope).get("host", "")
+        # https as the client sees it: uvicorn takes X-Forwarded-Proto from a trusted proxy.
+        https = scope.get("scheme") == "https"
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -165,6 +171,8 @@ class SecurityHeaders:
                 headers.setdefault("x-content-type-options", "nosniff")
                 headers.setdefault("referrer-policy", "same-origin")
                 headers.setdefault("content-security-policy", self.policy(path, nonce, host))
+                if https:  # browsers keep to https for this host from now on
+                    headers.setdefault("strict-transport-security", HSTS)
                 if _is_admin_page(path):
                     headers.setdefault("x-frame-options", "DENY")
                     headers.setdefault("cross-origin-opener-policy", "same-origin")

@@ -24,7 +24,7 @@ from .app import create_app
 from .auth import Auth
 from .hub import Hub
 from .limits import Limits
-from .protocol import http_protocol
+from .protocol import protocols
 from .security import LOCAL_NAMES, WILDCARDS, Hosts
 
 log = logging.getLogger(__name__)
@@ -115,13 +115,12 @@ SHUTDOWN_GRACE_S = 10
 
 
 def uvicorn_config(app: FastAPI, host: str, port: int, limits: Limits) -> uvicorn.Config:
-    return uvicorn.Config(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level="warning",
         lifespan="off",
-        http=http_protocol(limits),  # bounds the time and size of a request's headers
         timeout_keep_alive=5,
         # A stop waits this long for open requests and sockets, then ends them: a client
         # that never closes its connection cannot keep the process from exiting.
@@ -132,6 +131,10 @@ def uvicorn_config(app: FastAPI, host: str, port: int, limits: Limits) -> uvicor
         # Frames are small JSON deltas: compressing each costs more than it saves.
         ws_per_message_deflate=False,
     )
+    # Bound the time and size of a request's headers and the connections per client (a
+    # proxy uvicorn trusts for X-Forwarded-For is not counted: it speaks for many).
+    config.http, config.ws = protocols(limits, config.forwarded_allow_ips)
+    return config
 
 
 def _login_link(host: str, port: int, token: str) -> str:

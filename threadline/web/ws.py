@@ -26,6 +26,7 @@ from ..loop import start_eagerly
 from ..sessions import Sessions
 from ..sessions.events import ANSWER_TYPES, Committed, Live, Piece, piece_of
 from ..sessions.text import storable
+from .handshake import REVOKED
 from .hub import Hub
 from .limits import Limiter, Limits
 
@@ -386,7 +387,6 @@ class Connection:
 
 
 _WHOLE: dict[str, Any] = {}  # `Connection._fit`: send the event as it is
-REVOKED = "session.revoked"  # {generation}: tokens of older generations are refused
 
 
 def _whole(value: object) -> bool:
