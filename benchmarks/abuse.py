@@ -7,7 +7,8 @@ an address of its own (`X-Forwarded-For`, which uvicorn trusts from 127.0.0.1 by
 hold a session and a WebSocket each and chat: a message, its answer, a pause of 0.5-1.5 s,
 again. Time to first token (TTFT) is from sending a message to its first `message.delta`.
 After `--warmup` seconds (not counted), first `--seconds` unloaded, then `--seconds` under
-these floods, all from one other address, in a process of its own:
+these floods, all from one other address (127.0.0.2, its own connections: not a proxy the
+server trusts), in a process of its own:
 
 - bodies: `--bodies` requests at once to `POST /v1/sessions`, each announcing 100 MB and
   sending it in 1 MB pieces, again as soon as one is answered;
@@ -56,7 +57,9 @@ from threadline.agents import Agent, Turn  # noqa: E402
 from threadline.loop import run as run_loop  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "abuse.json"
-ATTACKER = "10.66.0.1"
+# The attacker's own address: loopback answers all of 127/8, and uvicorn trusts
+# X-Forwarded-For only from 127.0.0.1, so the server sees this address as it would a remote one.
+ATTACKER = "127.0.0.2"
 
 chat = Agent(name="chat", model="demo:threadline-demo", prompt="You are a test bot.")
 
@@ -122,12 +125,12 @@ async def flood_bodies(
     """A request announcing 100 MB, sent in 1 MB pieces, until the server answers."""
     piece = b"x" * (1 << 20)
     while not stop.is_set():
+        answer: asyncio.Task[bytes] | None = None
         try:
-            reader, writer = await asyncio.open_connection(host, port)
+            reader, writer = await asyncio.open_connection(host, port, local_addr=(ATTACKER, 0))
             writer.write(
                 b"POST /v1/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                b"Content-Type: application/json\r\nContent-Length: 104857600\r\n"
-                + f"X-Forwarded-For: {ATTACKER}\r\n\r\n".encode()
+                b"Content-Type: application/json\r\nContent-Length: 104857600\r\n\r\n"
             )
             answer = asyncio.create_task(reader.readline())
             for _ in range(100):
@@ -140,6 +143,8 @@ async def flood_bodies(
             writer.close()
         except (OSError, TimeoutError, IndexError):
             seen["body connection dropped"] += 1
+            if answer is not None:
+                answer.cancel()
             await asyncio.sleep(0.05)
 
 
@@ -150,11 +155,11 @@ async def flood_sockets(
 
     async def one() -> None:
         try:
-            reader, writer = await asyncio.open_connection(host, port)
+            reader, writer = await asyncio.open_connection(host, port, local_addr=(ATTACKER, 0))
         except OSError:
             seen["socket refused"] += 1
             return
-        writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Forwarded-For: " + ATTACKER.encode())
+        writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
         try:
             ended = asyncio.create_task(reader.read())
             stopped = asyncio.create_task(stop.wait())
@@ -170,24 +175,27 @@ async def flood_sockets(
 
 async def flood_requests(url: str, stop: asyncio.Event, seen: collections.Counter[str]) -> None:
     """New sessions, and messages to the attacker's sessions, as fast as they go."""
-    headers = {"x-forwarded-for": ATTACKER}
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as http:
+    transport = httpx.AsyncHTTPTransport(local_address=ATTACKER)
+    async with httpx.AsyncClient(base_url=url, transport=transport, timeout=30) as http:
         mine: list[dict[str, Any]] = []
         n = 0
         while not stop.is_set():
             n += 1
-            r = await http.post("/v1/sessions", json={"agent": "chat"})
-            seen[f"session {r.status_code}"] += 1
-            if r.status_code == 201:
-                mine.append(r.json())
-            if mine:
-                s = random.choice(mine)
-                r = await http.post(
-                    f"/v1/sessions/{s['session_id']}/messages",
-                    params={"token": s["token"]},
-                    json={"client_id": f"f{n}", "text": "spend it all"},
-                )
-                seen[f"message {r.status_code}"] += 1
+            try:
+                r = await http.post("/v1/sessions", json={"agent": "chat"})
+                seen[f"session {r.status_code}"] += 1
+                if r.status_code == 201:
+                    mine.append(r.json())
+                if mine:
+                    s = random.choice(mine)
+                    r = await http.post(
+                        f"/v1/sessions/{s['session_id']}/messages",
+                        params={"token": s["token"]},
+                        json={"client_id": f"f{n}", "text": "spend it all"},
+                    )
+                    seen[f"message {r.status_code}"] += 1
+            except httpx.TransportError:  # the connection refused or reset: again at once
+                seen["request connection dropped"] += 1
 
 
 async def attack(url: str, args: argparse.Namespace) -> dict[str, int]:

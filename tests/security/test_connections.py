@@ -1,8 +1,8 @@
-"""What one client may hold open: connections per address (counted before a byte is parsed,
-a trusted proxy's not counted), streams per session (WebSockets and event streams together);
-a text frame that is not UTF-8 closes its socket with one quiet line, not a traceback; a
-revocation closes the AI SDK's WebSocket as it does the session's own; https answers carry
-Strict-Transport-Security."""
+"""What one client may hold open: connections per address, held and opened per minute
+(counted before a byte is parsed, a trusted proxy's not counted), streams per session
+(WebSockets and event streams together); a text frame that is not UTF-8 closes its socket
+with one quiet line, not a traceback; a revocation closes the AI SDK's WebSocket as it does
+the session's own; https answers carry Strict-Transport-Security."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import httpx
 import pytest
 import websockets
 
-from threadline.web.limits import Limits
+from threadline.web.limits import Limits, Rate
 
 from ..web.conftest import frames_until
 from .conftest import ADMIN, Serve, Server
@@ -54,6 +54,19 @@ async def test_one_address_holds_so_many_connections(serve: Serve) -> None:
         assert await answered(*await connect_from(server, ATTACKER))  # room again
         for _, writer in held[1:]:
             writer.close()
+
+
+async def test_one_address_opens_connections_at_so_many_a_minute(serve: Serve) -> None:
+    limits = Limits(new_connections=Rate(3, 60), connections_per_client=None)
+    async with serve(limits=limits) as server:
+        for _ in range(3):
+            reader, writer = await connect_from(server, ATTACKER)
+            assert await answered(reader, writer)
+            writer.close()
+        assert not await answered(*await connect_from(server, ATTACKER))  # a fourth: reset
+        assert await answered(*await connect_from(server, OTHER))
+        for _ in range(5):  # the trusted proxy's address (127.0.0.1): not counted
+            assert (await server.http.get("/chat-page.js")).status_code == 200
 
 
 async def test_a_websocket_counts_until_it_closes(serve: Serve) -> None:
@@ -148,6 +161,11 @@ async def test_https_answers_ask_browsers_to_keep_to_https(
 
 def test_limits_for_connections_from_the_environment() -> None:
     limits = Limits.from_env(
-        {"THREADLINE_CONNECTIONS_PER_CLIENT": "4", "THREADLINE_STREAMS_PER_SESSION": "2"}
+        {
+            "THREADLINE_CONNECTIONS_PER_CLIENT": "4",
+            "THREADLINE_STREAMS_PER_SESSION": "2",
+            "THREADLINE_RATE_CONNECTIONS": "30/1m",
+        }
     )
     assert (limits.connections_per_client, limits.streams_per_session) == (4, 2)
+    assert limits.new_connections == Rate(30, 60)

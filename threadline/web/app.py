@@ -260,7 +260,11 @@ def create_app(
         return mac.hexdigest()[:20]
 
     def too_many(wait: float, what: str) -> HTTPException:
-        return HTTPException(429, f"too many {what}", headers={"retry-after": retry_after(wait)})
+        """429, closing the connection: a client that will not wait must connect again, at
+        the rate its address may open connections (a flood on one kept-alive connection
+        would cost the server a request parsed and routed each time)."""
+        headers = {"retry-after": retry_after(wait), "connection": "close"}
+        return HTTPException(429, f"too many {what}", headers=headers)
 
     def stream_allowed(session_id: str) -> None:
         """Room for another stream of the session (its WebSockets count too)."""

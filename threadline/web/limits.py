@@ -53,6 +53,7 @@ class Limits:
     session_messages: Rate | None = Rate(8, 10)  # per session, whatever the connection
     streams_per_session: int = 8  # WebSockets and event streams (SSE, AI SDK) open at once
     connections_per_client: int | None = 256  # per address, HTTP and WebSocket; not a proxy's
+    new_connections: Rate | None = Rate(120, 10)  # connections opened per address; not a proxy's
     login_failures: int = 5  # failed dashboard logins per address before the backoff
     login_backoff: float = 1.0  # seconds after the first failure past those; doubles
     login_backoff_max: float = 900.0
@@ -84,6 +85,7 @@ _RATES = {
     "THREADLINE_RATE_KEY_SESSIONS": "key_sessions",
     "THREADLINE_RATE_MESSAGES": "messages",
     "THREADLINE_RATE_SESSION_MESSAGES": "session_messages",
+    "THREADLINE_RATE_CONNECTIONS": "new_connections",
 }
 _NUMBERS = {
     "THREADLINE_MAX_BODY_BYTES": "max_body_bytes",

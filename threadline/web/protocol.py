@@ -5,8 +5,9 @@ limits they lack:
   connection, for the first request), and may not pass `max_header_bytes`: without them,
   sockets that send half a request and wait hold their file descriptors for ever;
 - one client address holds at most `connections_per_client` connections at once (HTTP and
-  WebSocket alike), refused at `connection_made`, before a byte is parsed: one client cannot
-  take the connections every other client needs. A trusted proxy's address
+  WebSocket alike) and opens them at most at the `new_connections` rate; beyond, a connection
+  is reset at `connection_made`, before a parser is made for it or a byte read: one client
+  cannot take the connections, or the time, every other client needs. A trusted proxy's address
   (`FORWARDED_ALLOW_IPS`) is not counted: it speaks for many clients, and limits them itself;
 - a WebSocket text frame that is not UTF-8 closes its connection (1007) with one line at
   debug level, not a traceback in the log that anyone can write."""
@@ -17,9 +18,9 @@ import asyncio
 import ipaddress
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
-from .limits import Limits, client_key
+from .limits import Limits, Rate, TokenBuckets, client_key
 
 log = logging.getLogger(__name__)
 
@@ -51,28 +52,32 @@ class TrustedProxies:
 
 
 class ClientConnections:
-    """The connections open per client address (an IPv6 one by its /64)."""
+    """The connections open per client address (an IPv6 one by its /64), and the rate at
+    which it opens them."""
 
-    def __init__(self, most: int | None, trusted: TrustedProxies) -> None:
+    def __init__(self, most: int | None, trusted: TrustedProxies, rate: Rate | None = None) -> None:
         self.most = most
         self.trusted = trusted
+        self.opened = TokenBuckets(rate)
         self._open: dict[str, set[int]] = {}
         self._client: dict[int, str] = {}  # id(transport) -> its client's key
 
     def admit(self, transport: asyncio.BaseTransport) -> bool:
-        """Count the connection in, unless its client holds as many as it may (then False).
-        A transport already counted (an HTTP connection upgraded to a WebSocket) is in."""
+        """Count the connection in, unless its client holds as many as it may or opens them
+        faster than it may (then False). A transport already counted (an HTTP connection
+        upgraded to a WebSocket) is in."""
         key = id(transport)
-        if self.most is None or key in self._client:
+        if key in self._client:
             return True
         peer = transport.get_extra_info("peername")
         host = peer[0] if isinstance(peer, tuple) and peer else None
         if not isinstance(host, str) or host in self.trusted:
             return True
         client = client_key(host)
-        held = self._open.setdefault(client, set())
-        if len(held) >= self.most:
+        held = self._open.get(client, set())
+        if (self.most is not None and len(held) >= self.most) or self.opened.take(client):
             return False
+        self._open[client] = held
         held.add(key)
         self._client[key] = client
         return True
@@ -102,7 +107,9 @@ def protocols(
     except ImportError:
         return "h11", "auto"
     per_client = ClientConnections(
-        limits.connections_per_client, TrustedProxies(forwarded_allow_ips)
+        limits.connections_per_client,
+        TrustedProxies(forwarded_allow_ips),
+        limits.new_connections,
     )
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -111,9 +118,6 @@ def protocols(
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
-            if not per_client.admit(transport):
-                transport.abort()  # nothing read, nothing answered: the cheapest refusal
-                return
             self._arm()
 
         def connection_lost(self, exc: Exception | None) -> None:
@@ -177,4 +181,20 @@ def protocols(
                     return
             super().send_receive_event_to_app()
 
-    return GuardedHttpToolsProtocol, GuardedWebSocketProtocol
+    class Gate(asyncio.Protocol):
+        """What a new connection meets first: a client over its count is reset here, before
+        an HTTP protocol (its parser, its state) is made for it; any other is handed to one."""
+
+        def __init__(self, **options: Any) -> None:
+            self.options = options
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            if not per_client.admit(transport):
+                # Nothing read, nothing answered: the cheapest refusal.
+                cast(asyncio.Transport, transport).abort()
+                return
+            protocol = GuardedHttpToolsProtocol(**self.options)
+            transport.set_protocol(protocol)
+            protocol.connection_made(transport)
+
+    return Gate, GuardedWebSocketProtocol
