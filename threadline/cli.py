@@ -530,9 +530,10 @@ from .ledger.cli import budgets_group  # noqa: E402
 
 main.add_command(budgets_group)
 
-from .web.keys_cli import keys_group  # noqa: E402
+from .web.keys_cli import audit_command, keys_group  # noqa: E402
 
 main.add_command(keys_group)
+main.add_command(audit_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

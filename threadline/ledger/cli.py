@@ -13,6 +13,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from ..db import audit
 from ..db.options import database_url_option as _db_url
 from ..engine import Engine
 from ..errors import ThreadlineError
@@ -94,6 +95,8 @@ def budgets_set(scope: str, usd: str, daily: bool, database_url: str | None) -> 
 
     async def go(budgets: Budgets) -> None:
         await budgets.set(scope, usd=usd, period=period)
+        detail = {"usd": usd, "period": period}
+        await audit.record(budgets.pool, audit.cli_actor(), "budget.set", f"budget:{scope}", detail)
 
     _with_budgets(database_url, go)
     console.print(f"{scope}: ${usd} {'per day' if daily else 'in total'}")
@@ -107,7 +110,12 @@ def budgets_remove(scope: str, daily: bool, database_url: str | None) -> None:
     """Remove the limit of SCOPE (what it spent stays on record)."""
 
     async def go(budgets: Budgets) -> bool:
-        return await budgets.remove(scope, period="daily" if daily else "total")
+        period = "daily" if daily else "total"
+        removed = await budgets.remove(scope, period=period)
+        if removed:
+            target, detail = f"budget:{scope}", {"period": period}
+            await audit.record(budgets.pool, audit.cli_actor(), "budget.removed", target, detail)
+        return removed
 
     removed = _with_budgets(database_url, go)
     console.print(f"removed the limit of {scope}" if removed else f"{scope} had no such limit")

@@ -31,6 +31,7 @@ from fastapi.responses import (
 from fastapi.templating import Jinja2Templates
 from pydantic import AfterValidator, BaseModel, Field
 
+from ..db import audit
 from ..errors import ConfigurationError, PayloadTooLarge
 from ..ledger import Ledger
 from ..sessions import Sessions, UnknownSession
@@ -190,6 +191,24 @@ def create_app(
         if found is None:
             raise HTTPException(401, "the API key is not valid or was revoked")
         return found
+
+    async def actor(request: Request) -> str | None:
+        """Who a request acts as, for the audit log: the admin (its key, or the dashboard's
+        cookie), a tenant's API key (by its prefix), or None (a session's own token)."""
+        if auth.is_admin(request.headers.get("authorization")):
+            return "admin"
+        if is_admin(request):
+            return "dashboard"
+        key = await api_key(request)
+        return f"key:{key.prefix}" if key is not None else None
+
+    async def audited(request: Request, action: str, target: str = "", **detail: Any) -> None:
+        """Record the action if the admin or a tenant's backend did it (a session's own
+        user acting on it is not audited)."""
+        who = await actor(request)
+        if who is not None:
+            address = request.client.host if request.client else None
+            await audit.record(sessions.engine.pool, who, action, target, detail, address)
 
     async def access_of(session_id: str) -> Access:
         """The session's tenant and token generation (404 if there is no such session)."""
@@ -404,11 +423,14 @@ def create_app(
         return {"ok": True}
 
     @app.delete("/v1/sessions/{session_id}", status_code=204, responses=refusals(401, 403, 404))
-    async def delete_session(session_id: Annotated[str, Depends(session_access)]) -> Response:
+    async def delete_session(
+        request: Request, session_id: Annotated[str, Depends(session_access)]
+    ) -> Response:
         try:
             await sessions.delete(session_id)
         except UnknownSession as exc:
             raise HTTPException(404, str(exc)) from None
+        await audited(request, "session.deleted", f"session:{session_id}")
         return Response(status_code=204)
 
     @app.post(
@@ -435,13 +457,16 @@ def create_app(
         window will do: a widget opened again after days), the admin or its tenant's key."""
         if auth.is_admin(authorization) or await key_access(request, session_id):
             generation = await generation_of(session_id)
+            await audited(request, "session.token_issued", f"session:{session_id}")
         else:
             bearer = authorization.partition(" ")[2] if authorization else None
             generation = await check_token(session_id, token or bearer, refreshing=True)
         return {"token": auth.issue(session_id, generation=generation)}
 
     @app.post("/v1/sessions/{session_id}/revoke", responses=refusals(401, 403, 404))
-    async def revoke_tokens(session_id: Annotated[str, Depends(backend_access)]) -> Any:
+    async def revoke_tokens(
+        request: Request, session_id: Annotated[str, Depends(backend_access)]
+    ) -> Any:
         """Refuse every token issued for the session so far (its open connections close);
         the answer holds a token of the new generation for whoever should keep the session."""
         try:
@@ -449,15 +474,19 @@ def create_app(
         except UnknownSession as exc:
             raise HTTPException(404, str(exc)) from None
         await sessions.events.append(session_id, "session.revoked", {"generation": generation})
+        await audited(
+            request, "session.tokens_revoked", f"session:{session_id}", generation=generation
+        )
         return {"token": auth.issue(session_id, generation=generation)}
 
     @app.get("/v1/sessions/{session_id}/messages", responses=refusals(401, 403, 404))
-    async def history(session_id: Annotated[str, Depends(session_access)]) -> Any:
+    async def history(request: Request, session_id: Annotated[str, Depends(session_access)]) -> Any:
         try:
             messages = await sessions.history(session_id)
             rated = await sessions.ratings(session_id)
         except UnknownSession as exc:
             raise HTTPException(404, str(exc)) from None
+        await audited(request, "session.read", f"session:{session_id}", what="messages")
         return [
             {**m.to_json(), "rating": rated[m.turn_id]} if m.turn_id in rated else m.to_json()
             for m in messages
@@ -513,8 +542,11 @@ def create_app(
         responses={200: {"content": {"text/markdown": {}}}, **refusals(401, 403, 404)},
     )
     async def export(
-        session_id: Annotated[str, Depends(session_access)], format: str = "json"
+        request: Request,
+        session_id: Annotated[str, Depends(session_access)],
+        format: str = "json",
     ) -> Any:
+        await audited(request, "session.read", f"session:{session_id}", what=f"export {format}")
         try:
             if format == "md":
                 text = await sessions.export_markdown(session_id)
@@ -528,13 +560,22 @@ def create_app(
         dependencies=[Depends(admin)],
         responses=refusals(400, 401, 404, 413, 422),
     )
-    async def operator(session_id: str, body: OperatorReply) -> Any:
+    async def operator(request: Request, session_id: str, body: OperatorReply) -> Any:
         _lookup(session_id)
+        target = f"session:{session_id}"
         try:
             if body.text:
                 await sessions.operator_reply(session_id, body.text, body.operator)
+                await audited(
+                    request,
+                    "operator.replied",
+                    target,
+                    operator=body.operator,
+                    chars=len(body.text),
+                )
             if body.state:
                 await sessions.set_state(session_id, body.state)
+                await audited(request, "session.state_set", target, state=body.state)
         except UnknownSession as exc:
             raise HTTPException(404, str(exc)) from None
         except ConfigurationError as exc:
@@ -547,12 +588,13 @@ def create_app(
         dependencies=[Depends(admin)],
         responses=refusals(400, 401, 413, 422),
     )
-    async def create_key(body: NewKey) -> Any:
+    async def create_key(request: Request, body: NewKey) -> Any:
         """A tenant's API key, shown this once (the server keeps its hash)."""
         try:
             record, key = await ApiKeys(sessions.engine.pool).create(body.tenant, body.name)
         except ConfigurationError as exc:
             raise HTTPException(422, str(exc)) from None
+        await audited(request, "key.created", f"key:{record.prefix}", tenant=record.tenant)
         return {**record.to_json(), "key": key}
 
     @app.get("/v1/keys", dependencies=[Depends(admin)], responses=refusals(401))
@@ -560,11 +602,14 @@ def create_app(
         return [k.to_json() for k in await ApiKeys(sessions.engine.pool).list(tenant)]
 
     @app.delete("/v1/keys/{key}", dependencies=[Depends(admin)], responses=refusals(401, 404))
-    async def revoke_key(key: Annotated[StoredText, PathParam(max_length=100)]) -> Any:
+    async def revoke_key(
+        request: Request, key: Annotated[StoredText, PathParam(max_length=100)]
+    ) -> Any:
         """Revoke a key by its id or prefix: it is refused from now on."""
         revoked = await ApiKeys(sessions.engine.pool).revoke(key)
         if revoked is None:
             raise HTTPException(404, f"no live key {key!r}")
+        await audited(request, "key.revoked", f"key:{revoked.prefix}", tenant=revoked.tenant)
         return revoked.to_json()
 
     @app.get("/v1/sessions", dependencies=[Depends(admin)], responses=refusals(401))
@@ -583,6 +628,19 @@ def create_app(
             }
             for s in await sessions.list_sessions(status=status, limit=limit)
         ]
+
+    @app.get("/v1/audit", dependencies=[Depends(admin)], responses=refusals(401))
+    async def audit_log(
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        action: Annotated[StoredText | None, Query(max_length=100)] = None,
+        target: Annotated[StoredText | None, Query(max_length=300)] = None,
+        actor: Annotated[StoredText | None, Query(max_length=200)] = None,
+    ) -> Any:
+        """What the admin, operators and tenants' backends did, latest first."""
+        found = await audit.recent(
+            sessions.engine.pool, limit=limit, action=action, target=target, actor=actor
+        )
+        return [entry.to_json() for entry in found]
 
     @app.post(
         "/v1/sessions/{session_id}/ai-sdk",

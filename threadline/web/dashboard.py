@@ -1,5 +1,6 @@
 """The dashboard (Jinja2, no build step): costs by day, model, agent and tenant; sessions
-with their transcripts and per-turn costs; workflow runs with their step timelines.
+with their transcripts and per-turn costs; feedback; workflow runs with their step
+timelines; the audit log (logins, transcripts read, keys, revocations, operator actions).
 
 Every page but the login asks for the admin key's cookie before it reads anything (open
 only when the server was started with `--open-dashboard`). The login takes the admin key,
@@ -18,6 +19,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from ..db import audit
 from ..errors import UnknownRun
 from ..ledger import Ledger
 from ..sessions import Sessions, UnknownSession, feedback
@@ -64,12 +66,18 @@ def create_dashboard(
                 headers={"retry-after": retry_after(wait)},
             )
 
-    def refused(request: Request, error: str) -> Response:
+    async def log(request: Request, action: str, target: str = "", **detail: Any) -> None:
+        address = request.client.host if request.client else None
+        await audit.record(pool(), "dashboard", action, target, detail, address)
+
+    async def refused(request: Request, error: str, way: str) -> Response:
         limiter.logins.failed(client(request))
+        await log(request, "dashboard.login_failed", way=way)
         return templates.TemplateResponse(request, "login.html", {"error": error}, status_code=401)
 
-    def logged_in(request: Request) -> Response:
+    async def logged_in(request: Request, way: str) -> Response:
         limiter.logins.succeeded(client(request))
+        await log(request, "dashboard.login", way=way)
         response = RedirectResponse("/dashboard", status_code=303)
         response.set_cookie(
             COOKIE,
@@ -90,9 +98,11 @@ def create_dashboard(
         given = token.encode("utf-8", "surrogatepass")
         link = next((t for t in unused_links if hmac.compare_digest(t.encode(), given)), None)
         if link is None:
-            return refused(request, "That login link was used already, or is not one.")
+            return await refused(
+                request, "That login link was used already, or is not one.", "link"
+            )
         unused_links.discard(link)
-        return logged_in(request)
+        return await logged_in(request, "link")
 
     @router.post("/dashboard/login")
     async def login(request: Request, key: Annotated[str, Form(max_length=4096)]) -> Response:
@@ -100,8 +110,8 @@ def create_dashboard(
             raise HTTPException(403, "the login form is posted from this server's own pages")
         throttle(request)
         if not auth.is_admin_key(key):
-            return refused(request, "That is not the admin key.")
-        return logged_in(request)
+            return await refused(request, "That is not the admin key.", "key")
+        return await logged_in(request, "key")
 
     @pages.get("", response_class=HTMLResponse)
     async def overview(request: Request) -> Response:
@@ -133,6 +143,7 @@ def create_dashboard(
             info = await sessions.get(session_id)
         except UnknownSession:
             raise HTTPException(404, "no such session") from None
+        await log(request, "session.read", f"session:{session_id}", what="dashboard")
         calls = await Ledger(pool()).calls(session_id=session_id)
         ratings = await sessions.ratings(session_id)
         by_turn: dict[str, list[dict[str, Any]]] = {}
@@ -154,6 +165,14 @@ def create_dashboard(
             by_agent = await conn.fetch(_FEEDBACK_BY_AGENT)
         context = {"feedback": found, "by_agent": by_agent}
         return templates.TemplateResponse(request, "feedback.html", context)
+
+    @pages.get("/audit", response_class=HTMLResponse)
+    async def audit_page(
+        request: Request, action: str | None = None, target: str | None = None
+    ) -> Response:
+        found = await audit.recent(pool(), limit=500, action=action or None, target=target or None)
+        context = {"entries": found, "action": action or "", "target": target or ""}
+        return templates.TemplateResponse(request, "audit.html", context)
 
     @pages.get("/runs", response_class=HTMLResponse)
     async def runs(request: Request, status: str | None = None) -> Response:
