@@ -56,15 +56,16 @@ async def test_the_log_has_a_login_link_that_works_once(
                 port=8000,
                 open_dashboard=False,
             )
-    (link,) = re.findall(r"http://127\.0\.0\.1:8000(/dashboard/login\?token=\S+)", caplog.text)
-    assert str(tmp_path / "admin-key") in caplog.text
-    assert (tmp_path / "admin-key").read_text() not in caplog.text  # the key itself is not
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as web:
-        r = await web.get(link)
-        assert r.status_code == 303 and "threadline_admin" in r.cookies
-        r = await web.get(link)
-        assert r.status_code == 401
+        found = r"http://127\.0\.0\.1:8000(/dashboard/login\?token=\S+)"
+        (link,) = re.findall(found, caplog.text)
+        assert str(tmp_path / "admin-key") in caplog.text
+        assert (tmp_path / "admin-key").read_text() not in caplog.text  # the key itself is not
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as web:
+            r = await web.get(link)
+            assert r.status_code == 303 and "threadline_admin" in r.cookies
+            r = await web.get(link)
+            assert r.status_code == 401
 
 
 async def test_an_open_dashboard_is_asked_for_and_warned_about(

@@ -13,7 +13,7 @@ import hmac
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, WebSocket
 from fastapi import Path as PathParam
@@ -544,7 +544,7 @@ def create_app(
     async def export(
         request: Request,
         session_id: Annotated[str, Depends(session_access)],
-        format: str = "json",
+        format: Literal["json", "md"] = "json",
     ) -> Any:
         await audited(request, "session.read", f"session:{session_id}", what=f"export {format}")
         try:
