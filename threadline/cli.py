@@ -123,7 +123,8 @@ def db_upgrade(database_url: str | None) -> None:
     """Apply pending migrations (safe to run from many processes at once)."""
 
     async def go() -> None:
-        url = db.resolve_database_url(database_url)
+        # Under a session's advisory lock: PostgreSQL itself, not a pooler in transaction mode.
+        url = db.direct_database_url() or db.resolve_database_url(database_url)
         conn = await db.connect(url)
         try:
             done = await db.upgrade(conn)
@@ -430,6 +431,14 @@ def costs(
     help="Serve the dashboard without a login: anyone who reaches the server reads every"
     " conversation and its costs.",
 )
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Server processes on the port (SO_REUSEPORT), each with its own loop, pool and worker.",
+)
+@click.option("--child", is_flag=True, hidden=True)  # one of --processes N: shares the port
 def serve(
     database_url: str | None,
     host: str,
@@ -438,8 +447,28 @@ def serve(
     concurrency: int | None,
     agents_path: str | None,
     open_dashboard: bool,
+    processes: int,
+    child: bool,
 ) -> None:
     """Serve the chat API, the widget and the demo page, with a worker in the same process."""
+    if processes > 1 and not child:
+        from .web.processes import serve_processes
+
+        args = ["--host", host, "--port", str(port)]
+        args += ["--no-worker"] if no_worker else []
+        args += ["--concurrency", str(concurrency)] if concurrency else []
+        args += ["--agents", agents_path] if agents_path else []
+        args += ["--open-dashboard"] if open_dashboard else []
+        console.print(f"threadline on [bold]http://{host}:{port}[/bold], {processes} processes")
+        code = serve_processes(
+            processes,
+            args,
+            database_url=database_url,
+            host=host,
+            port=port,
+            open_dashboard=open_dashboard,
+        )
+        sys.exit(code)
     _exit_on_sigterm()
     from .web import serve as run_server
 
@@ -448,7 +477,8 @@ def serve(
         from .demo import AGENTS
 
         agents = AGENTS
-    console.print(f"threadline on [bold]http://{host}:{port}[/bold] (Ctrl-C to stop)")
+    if not child:
+        console.print(f"threadline on [bold]http://{host}:{port}[/bold] (Ctrl-C to stop)")
     with contextlib.suppress(KeyboardInterrupt):
         _run(
             run_server(
@@ -459,6 +489,8 @@ def serve(
                 worker=not no_worker,
                 concurrency=concurrency,
                 open_dashboard=open_dashboard,
+                reuse_port=child,
+                login_link=not child,
             )
         )
 

@@ -1,6 +1,13 @@
 """Database access: where PostgreSQL is, connection pools, the embedded server, migrations."""
 
-from .connect import connect, create_pool, redact, resolve_database_url
+from .connect import (
+    Connection,
+    connect,
+    create_pool,
+    direct_database_url,
+    redact,
+    resolve_database_url,
+)
 from .embedded import (
     default_data_dir,
     restart_embedded,
@@ -11,9 +18,11 @@ from .embedded import (
 from .migrations import pending, status, upgrade
 
 __all__ = [
+    "Connection",
     "connect",
     "create_pool",
     "default_data_dir",
+    "direct_database_url",
     "pending",
     "redact",
     "resolve_database_url",

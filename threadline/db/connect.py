@@ -44,22 +44,33 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
         await conn.execute("ROLLBACK")
 
 
+def direct_database_url() -> str | None:
+    """`THREADLINE_DIRECT_DATABASE_URL`: PostgreSQL itself, when `DATABASE_URL` is a pooler in
+    transaction mode (PgBouncer). What needs a session of its own — LISTEN, the workers'
+    session advisory locks, migrations under their lock — connects there; queries go
+    through the pooler, without prepared statements kept by name (a pooler in transaction
+    mode hands each transaction another server connection)."""
+    return os.environ.get("THREADLINE_DIRECT_DATABASE_URL") or None
+
+
 async def create_pool(
     url: str,
     *,
     min_size: int = 2,
     max_size: int = 10,
     connect_timeout: float = 10.0,
+    pooler: bool = False,
 ) -> Pool:
     """An asyncpg pool, or `DatabaseUnavailable` naming the (redacted) server that did not
-    answer. json/jsonb travel as text: threadline serialises values itself."""
+    answer. json/jsonb travel as text: threadline serialises values itself. `pooler`: the
+    URL is a pooler in transaction mode (no statement cache: only unnamed statements)."""
     try:
         pool: Pool = await asyncpg.create_pool(
             url,
             min_size=min_size,
             max_size=max_size,
             timeout=connect_timeout,
-            statement_cache_size=256,
+            statement_cache_size=0 if pooler else 256,
             server_settings={"application_name": "threadline"},
             reset=_keep_session,
         )

@@ -96,6 +96,19 @@ class RunHandle:
         return f"RunHandle({self.run_id!r})"
 
 
+DEFAULT_POOL_SIZE = 10
+
+
+def pool_size_from_env() -> int:
+    """`THREADLINE_POOL_SIZE`: connections a process's pool holds at most (default 10)."""
+    value = os.environ.get("THREADLINE_POOL_SIZE", "")
+    if not value:
+        return DEFAULT_POOL_SIZE
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigurationError("THREADLINE_POOL_SIZE must be a whole number of at least 1")
+    return int(value)
+
+
 class Engine:
     """Durable workflows on PostgreSQL.
 
@@ -114,7 +127,8 @@ class Engine:
         queues: Iterable[Queue] = (),
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         data_dir: Path | None = None,
-        pool_size: int = 10,
+        pool_size: int | None = None,
+        direct_database_url: str | None = None,
         lease: float = 10.0,
         poll_interval: float = 0.5,
         recover_interval: float = 0.5,
@@ -127,7 +141,7 @@ class Engine:
         self.max_payload = max_payload
         self._database_url = database_url
         self._data_dir = data_dir
-        self._pool_size = pool_size
+        self._pool_size = pool_size or pool_size_from_env()
         self._worker_options = {
             "concurrency": concurrency,
             "poll_interval": poll_interval,
@@ -141,7 +155,9 @@ class Engine:
         self._journal: Journal | None = None
         self.worker: Worker | None = None
         self.worker_id = 0
-        self.url = ""
+        self.url = ""  # where queries go (a pooler, possibly)
+        self.listen_url = ""  # PostgreSQL itself: LISTEN, session locks, migrations
+        self._direct_url = direct_database_url
         self._result_waiters: dict[str, list[asyncio.Future[Outcome | None]]] = defaultdict(list)
         # Outcomes of runs this process finished lately, durable: `result` needs no query for
         # them (the run's NOTIFY can wake a waiter before the local worker hands it over).
@@ -180,16 +196,18 @@ class Engine:
         self.url = await asyncio.to_thread(
             db.resolve_database_url, self._database_url, self._data_dir
         )
-        self._pool = await db.create_pool(self.url, max_size=self._pool_size)
+        self.listen_url = self._direct_url or db.direct_database_url() or self.url
+        pooler = self.listen_url != self.url
+        self._pool = await db.create_pool(self.url, max_size=self._pool_size, pooler=pooler)
+        if pooler:  # migrations hold a session's advisory lock: PostgreSQL itself
+            direct = await db.connect(self.listen_url)
+            try:
+                await self._migrate(direct)
+            finally:
+                await direct.close()
         async with self._pool.acquire() as conn:
-            if self._auto_migrate:
-                await db.upgrade(conn)
-            else:
-                waiting = await db.pending(conn)
-                if waiting:
-                    raise ThreadlineError(
-                        f"{len(waiting)} migrations are pending: run `threadline db upgrade`"
-                    )
+            if not pooler:
+                await self._migrate(conn)
             if self._want_worker:
                 self.worker_id = await conn.fetchval(
                     store.REGISTER_WORKER, socket.gethostname(), os.getpid(), self.version
@@ -201,6 +219,16 @@ class Engine:
             self.worker = Worker(self, self.worker_id, **self._worker_options)  # type: ignore[arg-type]
             self.worker.start()
         return self
+
+    async def _migrate(self, conn: db.Connection) -> None:
+        if self._auto_migrate:
+            await db.upgrade(conn)
+            return
+        waiting = await db.pending(conn)
+        if waiting:
+            raise ThreadlineError(
+                f"{len(waiting)} migrations are pending: run `threadline db upgrade`"
+            )
 
     async def close(self, drain_timeout: float = 30.0) -> None:
         self._closing = True
@@ -244,7 +272,7 @@ class Engine:
         await self.close()
 
     async def _listen(self) -> None:
-        conn = await db.connect(self.url)
+        conn = await db.connect(self.listen_url)
         if self.worker_id:
             # Session-level: held as long as this connection lives, released by its death.
             await conn.execute(store.TAKE_WORKER_LOCK, self.worker_id)

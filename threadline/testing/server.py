@@ -161,7 +161,7 @@ async def serve_agents(
     llm = TestLLM(engine, cassette=cassette, model_options=options)
     sessions = Sessions(engine, with_model(agents, model), llm=llm)
     async with engine:
-        hub = Hub(engine.url)
+        hub = Hub(engine.listen_url)
         await hub.start()
         auth = Auth(secret=SECRET, admin_key=ADMIN_KEY, allowed_origins=tuple(origins))
         app = create_app(sessions, hub, auth)

@@ -8,7 +8,6 @@ or once the link `threadline serve` logs; failures from one address back off."""
 
 from __future__ import annotations
 
-import hmac
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -23,6 +22,7 @@ from ..db import audit
 from ..errors import UnknownRun
 from ..ledger import Ledger
 from ..sessions import Sessions, UnknownSession, feedback
+from . import login_links
 from .auth import ADMIN_COOKIE_TTL, Auth
 from .limits import Limiter, client_key, retry_after
 from .security import Hosts
@@ -40,9 +40,10 @@ def create_dashboard(
     open_access: bool,
     login_token: str | None = None,
 ) -> APIRouter:
-    """`login_token`: a secret that logs a browser in once (`GET /dashboard/login?token=`)."""
+    """`login_token`: a secret that logs a browser in once (`GET /dashboard/login?token=`);
+    the links `login_links.make` stored work too."""
     router = APIRouter(include_in_schema=False)
-    unused_links = {login_token} if login_token else set()
+    unregistered = [login_token] if login_token else []
 
     def pool() -> asyncpg.Pool:  # the pool exists once the engine has opened
         return sessions.engine.pool
@@ -95,13 +96,12 @@ def create_dashboard(
         if token is None:
             return templates.TemplateResponse(request, "login.html", {"error": None})
         throttle(request)
-        given = token.encode("utf-8", "surrogatepass")
-        link = next((t for t in unused_links if hmac.compare_digest(t.encode(), given)), None)
-        if link is None:
+        while unregistered:  # a token given to the app: stored at first use of the page
+            await login_links.make(pool(), unregistered.pop())
+        if not await login_links.redeem(pool(), token):
             return await refused(
                 request, "That login link was used already, or is not one.", "link"
             )
-        unused_links.discard(link)
         return await logged_in(request, "link")
 
     @router.post("/dashboard/login")

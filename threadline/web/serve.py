@@ -9,6 +9,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -78,15 +79,35 @@ def auth_from_env(data_dir: Path | None = None) -> Auth:
     )
 
 
+def wants_login_link(open_dashboard: bool) -> bool:
+    """A key made by the server itself (not set by its operator): a link that logs in once
+    spares reading it from its file."""
+    return not open_dashboard and not os.environ.get("THREADLINE_ADMIN_KEY")
+
+
+def log_login_link(host: str, port: int, token: str) -> None:
+    log.warning(
+        "dashboard login (works once): %s  (the admin key is in %s)",
+        _login_link(host, port, token),
+        admin_key_file(),
+    )
+
+
 def app_from_env(
-    sessions: Sessions, hub: Hub, *, host: str, port: int, open_dashboard: bool
+    sessions: Sessions,
+    hub: Hub,
+    *,
+    host: str,
+    port: int,
+    open_dashboard: bool,
+    login_link: bool = True,
 ) -> tuple[FastAPI, Limits]:
     """The app `threadline serve` serves, as the environment configures it; logs how to
-    reach the dashboard."""
+    reach the dashboard (`login_link`: with a link that logs in once, where the server made
+    the admin key)."""
     limits = Limits.from_env()
-    # A key made here: a link that logs in once spares reading it from its file.
-    made_key = not os.environ.get("THREADLINE_ADMIN_KEY")
-    login_token = secrets.token_urlsafe(32) if made_key and not open_dashboard else None
+    wanted = login_link and wants_login_link(open_dashboard)
+    login_token = secrets.token_urlsafe(32) if wanted else None
     app = create_app(
         sessions,
         hub,
@@ -103,11 +124,7 @@ def app_from_env(
             " every conversation and its costs"
         )
     elif login_token is not None:
-        log.warning(
-            "dashboard login (works once): %s  (the admin key is in %s)",
-            _login_link(host, port, login_token),
-            admin_key_file(),
-        )
+        log_login_link(host, port, login_token)
     return app, limits
 
 
@@ -135,6 +152,26 @@ def uvicorn_config(app: FastAPI, host: str, port: int, limits: Limits) -> uvicor
     # proxy uvicorn trusts for X-Forwarded-For is not counted: it speaks for many).
     config.http, config.ws = protocols(limits, config.forwarded_allow_ips)
     return config
+
+
+def connections_used(engine: Engine) -> str:
+    """What this process holds of the database, for the log: its pool at most, the engine's
+    listener (LISTEN, and the worker's session lock) and the hub's (LISTEN)."""
+    size = engine.pool.get_max_size()
+    return f"pool up to {size} + 2 listening = {size + 2} at most"
+
+
+def shared_socket(host: str, port: int) -> socket.socket:
+    """A listening socket bound with SO_REUSEPORT: several processes bind the same port and
+    the kernel spreads new connections among them."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
 
 
 def _login_link(host: str, port: int, token: str) -> str:
@@ -174,26 +211,42 @@ async def serve(
     concurrency: int | None = None,
     engine: Engine | None = None,
     open_dashboard: bool = False,
+    reuse_port: bool = False,
+    login_link: bool = True,
 ) -> None:
     """`concurrency`: turns and runs the worker executes at once (default 1000).
     `open_dashboard`: the dashboard without a login (anyone who reaches the server reads
-    every conversation and cost)."""
+    every conversation and cost). `reuse_port`: bind with SO_REUSEPORT, beside the other
+    processes of `threadline serve --processes N` (the kernel spreads connections among
+    them). `login_link`: log a dashboard login link when the server made the admin key."""
     engine = engine or Engine(
         database_url, worker=worker, concurrency=concurrency or SERVE_CONCURRENCY
     )
     sessions = Sessions(engine, agents)
     async with engine:
-        hub = Hub(engine.url)
+        hub = Hub(engine.listen_url)
         await hub.start()
         try:
             app, limits = app_from_env(
-                sessions, hub, host=host, port=port, open_dashboard=open_dashboard
+                sessions,
+                hub,
+                host=host,
+                port=port,
+                open_dashboard=open_dashboard,
+                login_link=login_link,
             )
             server = uvicorn.Server(uvicorn_config(app, host, port, limits))
+            sockets = [shared_socket(host, port)] if reuse_port else None
             settle_heap()
-            log.warning("threadline serving on http://%s:%d", host, port)
+            log.warning(
+                "threadline serving on http://%s:%d (pid %d; database connections: %s)",
+                host,
+                port,
+                os.getpid(),
+                connections_used(engine),
+            )
             with _survive_sigterm():
-                await server.serve()
+                await server.serve(sockets=sockets)
         finally:
             await hub.stop()
             await sessions.llm.aclose()
