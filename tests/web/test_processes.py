@@ -4,6 +4,7 @@ a web process whose turns run on a worker in another process."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 import websockets
 
@@ -277,3 +279,61 @@ async def test_the_widget_finishes_an_answer_whose_worker_was_killed(
     assert run.status == "succeeded" and run.recoveries == 1
     assert len(texts) == 1  # once
     assert texts[0].split() == stored.replace("\n", " ").split()  # whole
+
+
+def listening_children(parent: subprocess.Popen[bytes], port: int) -> set[int]:
+    """The pids of `parent`'s children that listen on `port`."""
+    found = set()
+    for child in psutil.Process(parent.pid).children():
+        with contextlib.suppress(psutil.Error):
+            if any(
+                c.status == psutil.CONN_LISTEN and c.laddr.port == port
+                for c in child.net_connections("tcp")
+            ):
+                found.add(child.pid)
+    return found
+
+
+async def test_serve_processes_share_a_port_and_a_dead_one_is_replaced(
+    database_url: str, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    port = free_port()
+    parent = serve(database_url, port, "--processes", "2")
+    procs.append(parent)
+    url = f"http://127.0.0.1:{port}"
+    await until_up(url, parent)
+    await until(lambda: len(listening_children(parent, port)) == 2, timeout=30)
+    first = listening_children(parent, port)
+
+    # Connections are spread over both processes, and each answers the conversation.
+    sessions = [await new_session(url) for _ in range(12)]
+    sockets = [await websockets.connect(ws_url(url, s)) for s in sessions]
+    try:
+        served = {
+            child.pid: sum(c.status == psutil.CONN_ESTABLISHED for c in child.net_connections())
+            for child in psutil.Process(parent.pid).children()
+        }
+        assert sum(1 for n in served.values() if n) == 2, served
+        frames: list[dict[str, Any]] = []
+        ws = sockets[0]
+        await ws.send(json.dumps({"type": "message.send", "client_id": "m1", "text": "Hi"}))
+        await read_until_end(ws, frames)
+        assert frames[-1]["text"]
+    finally:
+        for ws in sockets:
+            await ws.close()
+
+    # A child killed: the port goes on answering, and the supervisor starts another.
+    victim = min(first)
+    os.kill(victim, signal.SIGKILL)
+    async with httpx.AsyncClient() as http:
+        for _ in range(10):
+            assert (await http.get(url + "/widget.js")).status_code == 200
+    await until(lambda: len(listening_children(parent, port) - {victim}) == 2, timeout=30)
+    assert listening_children(parent, port) & first == first - {victim}
+
+    # SIGTERM: the children drain and exit, then the supervisor, with 0.
+    children = [p.pid for p in psutil.Process(parent.pid).children()]
+    parent.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(parent.wait, 60) == 0
+    assert not [pid for pid in children if psutil.pid_exists(pid)]
