@@ -18,6 +18,7 @@ from types import FrameType
 
 from .. import db
 from ..engine import Engine
+from ..engine.engine import pool_size_from_env
 from ..loop import run as run_loop
 from . import login_links
 from .serve import SHUTDOWN_GRACE_S, log_login_link, wants_login_link
@@ -64,7 +65,16 @@ def serve_processes(
     quick_deaths = [0] * count
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)
-    log.warning("threadline: %d server processes on port %d", count, port)
+    pool = pool_size_from_env()
+    log.warning(
+        "threadline: %d server processes on port %d; database connections at most %d"
+        " (%d × (pool %d + 2 listening))",
+        count,
+        port,
+        count * (pool + 2),
+        count,
+        pool,
+    )
     while not stopping:
         time.sleep(0.2)
         for n, child in enumerate(children):
