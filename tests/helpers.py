@@ -8,8 +8,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
+
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,3 +56,19 @@ async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "timed out"
         await asyncio.sleep(0.01)
+
+
+def endpoints(routes: Iterable[BaseRoute], prefix: str = "") -> set[tuple[str, str]]:
+    """(method, path) of every route, "WS" for a WebSocket, through included routers."""
+    found: set[tuple[str, str]] = set()
+    for route in routes:
+        inner = getattr(route, "original_router", None)  # FastAPI's included router
+        if inner is not None:
+            found |= endpoints(inner.routes, prefix + route.include_context.prefix)  # type: ignore[attr-defined]
+        elif isinstance(route, WebSocketRoute) or type(route).__name__ == "APIWebSocketRoute":
+            found.add(("WS", prefix + route.path))  # type: ignore[attr-defined]
+        elif isinstance(route, Route):
+            found |= {(m, prefix + route.path) for m in route.methods or () if m != "HEAD"}
+        else:
+            raise AssertionError(f"the table cannot read {route!r}")
+    return found

@@ -18,7 +18,7 @@ import pytest
 import threadline
 from threadline.cli import main as cli
 
-from .helpers import ROOT
+from .helpers import ROOT, endpoints
 
 DOCS = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
 BLOCK = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)
@@ -169,8 +169,6 @@ def _shape(path: str) -> str:
 
 def _routes() -> set[tuple[str, str]]:
     """(method, path) of every HTTP route the app serves, built on a throwaway app."""
-    from starlette.routing import Route, WebSocketRoute
-
     from threadline.web.app import create_app
     from threadline.web.auth import Auth
     from threadline.web.hub import Hub
@@ -187,14 +185,8 @@ def _routes() -> set[tuple[str, str]]:
             pass
 
     app = create_app(_Sessions(), _Hub(), Auth(secret="x" * 32))  # type: ignore[arg-type]
-    found: set[tuple[str, str]] = set()
-    for route in app.routes:
-        if isinstance(route, Route):
-            for method in route.methods or ():
-                found.add((method, route.path))
-        elif isinstance(route, WebSocketRoute):  # the handshake is a GET
-            found.add(("GET", route.path))
-    return found
+    # A WebSocket's handshake is a GET.
+    return {("GET" if m == "WS" else m, path) for m, path in endpoints(app.routes)}
 
 
 def test_exports_are_importable() -> None:

@@ -6,17 +6,16 @@ names what each must answer; a route added without a row fails
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import httpx
 import jwt
 import pytest
 import websockets
-from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from threadline.web.keys import ApiKeys
 
+from ..helpers import endpoints
 from .conftest import ADMIN as ADMIN_HEADERS
 from .conftest import Server, token_for
 
@@ -36,6 +35,9 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/widget.js"): PUBLIC,
     ("GET", "/chat/{agent}"): PUBLIC,
     ("GET", "/chat-page.js"): PUBLIC,
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/readyz"): PUBLIC,  # ready: the test server's checks pass
+    ("GET", "/metrics"): ADMIN,
     ("GET", "/docs"): ADMIN,
     ("GET", "/openapi.json"): ADMIN,
     ("GET", "/dashboard/login"): LINK,
@@ -133,22 +135,6 @@ EXPECTED: dict[str, dict[str, int | str]] = {
         "revoked": 4401, "foreign_key": 4401,
     },
 }  # fmt: skip
-
-
-def endpoints(routes: Iterable[BaseRoute], prefix: str = "") -> set[tuple[str, str]]:
-    """(method, path) of every route, "WS" for a WebSocket, through included routers."""
-    found: set[tuple[str, str]] = set()
-    for route in routes:
-        inner = getattr(route, "original_router", None)  # FastAPI's included router
-        if inner is not None:
-            found |= endpoints(inner.routes, prefix + route.include_context.prefix)  # type: ignore[attr-defined]
-        elif isinstance(route, WebSocketRoute) or type(route).__name__ == "APIWebSocketRoute":
-            found.add(("WS", prefix + route.path))  # type: ignore[attr-defined]
-        elif isinstance(route, Route):
-            found |= {(m, prefix + route.path) for m in route.methods or () if m != "HEAD"}
-        else:
-            raise AssertionError(f"the table cannot read {route!r}")
-    return found
 
 
 def credentials(

@@ -337,3 +337,33 @@ async def test_serve_processes_share_a_port_and_a_dead_one_is_replaced(
     parent.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(parent.wait, 60) == 0
     assert not [pid for pid in children if psutil.pid_exists(pid)]
+
+
+async def test_a_stopping_server_turns_unready_then_sends_its_sockets_elsewhere(
+    database_url: str, procs: list[subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM: `/readyz` answers 503 while the server serves on for the drain delay (a
+    balancer's checks move new work elsewhere), then its WebSockets close with 1012 (the
+    widget reconnects) and it exits."""
+    monkeypatch.setenv("THREADLINE_DRAIN_DELAY", "2")
+    server, url = await serving(database_url, procs)
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(url + "/readyz")).status_code == 200
+        session = await new_session(url)
+        async with websockets.connect(ws_url(url, session)) as ws:
+            await ws.recv()
+            server.send_signal(signal.SIGTERM)
+            r = await http.get(url + "/readyz")
+            for _ in range(50):
+                if r.status_code == 503:
+                    break
+                await asyncio.sleep(0.05)
+                r = await http.get(url + "/readyz")
+            assert r.status_code == 503 and r.json()["checks"]["draining"] != "ok"
+            assert (await http.get(url + "/healthz")).status_code == 200  # still serving
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                async with asyncio.timeout(20):
+                    while True:
+                        await ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
+    assert await asyncio.to_thread(server.wait, 40) == 0

@@ -74,6 +74,7 @@ class Worker:
         self._starved = False  # capacity ran out: pending work may be waiting for a slot
         self._tasks: list[asyncio.Task[None]] = []
         self.unreleased: set[str] = set()  # runs left that could not be handed back yet
+        self.last_pass = time.monotonic()  # the claim loop's last pass began (readiness)
 
     # -- capacity -----------------------------------------------------------------------------
 
@@ -146,6 +147,7 @@ class Worker:
     async def _claim_loop(self) -> None:
         last_recover = 0.0
         while not self._stopping:
+            self.last_pass = time.monotonic()
             self.wakeup.clear()
             try:
                 now = time.monotonic()

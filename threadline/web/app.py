@@ -43,6 +43,7 @@ from .answers import event_stream, refusals
 from .auth import Auth, AuthError
 from .dashboard import COOKIE, create_dashboard
 from .handshake import admitted
+from .health import NodeState, health_router
 from .hub import Hub
 from .keys import KEY_PREFIX, ApiKey, ApiKeys
 from .limits import Limiter, Limits, client_key, retry_after
@@ -133,6 +134,7 @@ def create_app(
     hosts: Hosts | None = None,
     public_docs: bool = False,
     login_token: str | None = None,
+    node: NodeState | None = None,
 ) -> FastAPI:
     """`open_dashboard`: serve the dashboard (and let any reader of it read sessions and
     costs) without a login. `limits`: sizes and rates (default `Limits()`). `hosts`: the Host
@@ -148,6 +150,7 @@ def create_app(
         title="threadline", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=None
     )
     app.state.limiter = limiter
+    app.state.node = node = node or NodeState()
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
@@ -160,6 +163,7 @@ def create_app(
         sessions, auth, limiter, hosts, open_access=open_dashboard, login_token=login_token
     )
     app.include_router(dashboard)
+    app.include_router(health_router(sessions, hub, auth, node, limiter))
     # The last added runs first: headers on every answer, then the Host, then the size.
     app.add_middleware(
         CORSMiddleware,

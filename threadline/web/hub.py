@@ -92,6 +92,11 @@ class Hub:
         if self._conn is not None and not self._conn.is_closed():
             await self._conn.close()
 
+    @property
+    def listening(self) -> bool:
+        """Whether other processes' events reach this one now (its LISTEN connection)."""
+        return self._conn is not None and not self._conn.is_closed()
+
     def subscribe(self, session_id: str, *, live: bool = False) -> Subscription:
         """A reader of `session_id`'s events; `live`: its answer pieces before they are
         logged, too (see `Subscription.live`)."""

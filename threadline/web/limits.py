@@ -216,6 +216,10 @@ class Limiter:
         """Whether the session may open another stream now."""
         return self._sockets.get(session_id, 0) < self.limits.streams_per_session
 
+    def open_streams(self) -> int:
+        """WebSockets and event streams open now, all sessions."""
+        return sum(self._sockets.values())
+
     def close_stream(self, session_id: str) -> None:
         count = self._sockets.pop(session_id, 0) - 1
         if count > 0:

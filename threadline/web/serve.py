@@ -19,10 +19,12 @@ from fastapi import FastAPI
 from ..agents import Agent
 from ..db.embedded import default_data_dir
 from ..engine import Engine
+from ..errors import ConfigurationError
 from ..loop import settle_heap
 from ..sessions import Sessions
 from .app import create_app
 from .auth import Auth
+from .health import NodeState
 from .hub import Hub
 from .limits import Limits
 from .protocol import protocols
@@ -154,6 +156,39 @@ def uvicorn_config(app: FastAPI, host: str, port: int, limits: Limits) -> uvicor
     return config
 
 
+def drain_delay() -> float:
+    """`THREADLINE_DRAIN_DELAY`: seconds a stopping server goes on serving, not ready, before
+    it closes its port (default 0): time for a load balancer's checks to send new work
+    elsewhere."""
+    value = os.environ.get("THREADLINE_DRAIN_DELAY", "") or "0"
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 300:
+        raise ConfigurationError("THREADLINE_DRAIN_DELAY must be a number of seconds, 0 to 300")
+    return seconds
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, which on a stop first turns the node not ready (`/readyz` 503) and
+    serves on for `drain_delay()` seconds; then uvicorn's own shutdown: the port closes,
+    WebSockets close with 1012 (the widget reconnects, through the balancer, to another
+    node), open requests get `SHUTDOWN_GRACE_S` to finish."""
+
+    def __init__(self, config: uvicorn.Config, node: NodeState) -> None:
+        super().__init__(config)
+        self.node = node
+        self.delay = drain_delay()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.node.draining = True
+        if self.delay:
+            log.warning("draining: not ready; closing in %.0f s", self.delay)
+            await asyncio.sleep(self.delay)
+        await super().shutdown(sockets)
+
+
 def connections_used(engine: Engine) -> str:
     """What this process holds of the database, for the log: its pool at most, the engine's
     listener (LISTEN, and the worker's session lock) and the hub's (LISTEN)."""
@@ -235,7 +270,7 @@ async def serve(
                 open_dashboard=open_dashboard,
                 login_link=login_link,
             )
-            server = uvicorn.Server(uvicorn_config(app, host, port, limits))
+            server = DrainingServer(uvicorn_config(app, host, port, limits), app.state.node)
             sockets = [shared_socket(host, port)] if reuse_port else None
             settle_heap()
             log.warning(
