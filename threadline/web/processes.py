@@ -21,7 +21,7 @@ from ..engine import Engine
 from ..engine.engine import pool_size_from_env
 from ..loop import run as run_loop
 from . import login_links
-from .serve import SHUTDOWN_GRACE_S, log_login_link, wants_login_link
+from .serve import SHUTDOWN_GRACE_S, drain_delay, log_login_link, wants_login_link
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def serve_processes(
             time.sleep(RESTART_DELAY_S)
             children[n] = subprocess.Popen(command, env=env)
             started[n] = time.monotonic()
-    deadline = time.monotonic() + DRAIN_S
+    deadline = time.monotonic() + drain_delay() + DRAIN_S  # the children's delay first
     for child in children:
         try:
             child.wait(max(0.1, deadline - time.monotonic()))
