@@ -145,7 +145,7 @@ class Hub:
 
     def _on_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
         origin, _, body = payload.partition(":")
-        if origin in self._local:
+        if origin in self._local or not self._waiters:  # ours, or no reader here to hand it
             return
         self.deliver(
             [
