@@ -59,15 +59,14 @@ class ClientConnections:
         self.most = most
         self.trusted = trusted
         self.opened = TokenBuckets(rate)
-        self._open: dict[str, set[int]] = {}
-        self._client: dict[int, str] = {}  # id(transport) -> its client's key
+        self._open: dict[str, set[asyncio.BaseTransport]] = {}
+        self._client: dict[asyncio.BaseTransport, str] = {}  # transport -> its client's key
 
     def admit(self, transport: asyncio.BaseTransport) -> bool:
         """Count the connection in, unless its client holds as many as it may or opens them
         faster than it may (then False). A transport already counted (an HTTP connection
         upgraded to a WebSocket) is in."""
-        key = id(transport)
-        if key in self._client:
+        if transport in self._client:
             return True
         peer = transport.get_extra_info("peername")
         host = peer[0] if isinstance(peer, tuple) and peer else None
@@ -78,17 +77,17 @@ class ClientConnections:
         if (self.most is not None and len(held) >= self.most) or self.opened.take(client):
             return False
         self._open[client] = held
-        held.add(key)
-        self._client[key] = client
+        held.add(transport)
+        self._client[transport] = client
         return True
 
     def release(self, transport: asyncio.BaseTransport) -> None:
-        client = self._client.pop(id(transport), None)
+        client = self._client.pop(transport, None)
         if client is None:
             return
         held = self._open.get(client)
         if held is not None:
-            held.discard(id(transport))
+            held.discard(transport)
             if not held:
                 del self._open[client]
 
