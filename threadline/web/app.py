@@ -187,13 +187,17 @@ def create_app(
 
     async def api_key(request: Request) -> ApiKey | None:
         """The tenant API key the request bears, if it bears one; a wrong or revoked one is
-        refused (401) rather than taken for no key."""
+        refused (401) rather than taken for no key. Verified once a request (the access
+        check and the audit log both ask)."""
         scheme, _, bearer = (request.headers.get("authorization") or "").partition(" ")
         if scheme.lower() != "bearer" or not bearer.startswith(KEY_PREFIX):
             return None
-        found = await ApiKeys(sessions.engine.pool).verify(bearer)
+        found: ApiKey | None = getattr(request.state, "api_key", None)
         if found is None:
-            raise HTTPException(401, "the API key is not valid or was revoked")
+            found = await ApiKeys(sessions.engine.pool).verify(bearer)
+            if found is None:
+                raise HTTPException(401, "the API key is not valid or was revoked")
+            request.state.api_key = found
         return found
 
     async def actor(request: Request) -> str | None:
