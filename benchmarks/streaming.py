@@ -16,9 +16,23 @@ offset is past the text the client has (a gap), duplicated when it repeats text 
 has, and a logged frame is duplicated when its sequence number arrives twice; each answer's
 deltas must also add up to its `message.end` text.
 
+`*_cpu_cores` is the CPU (user + system) each process group used in the window: the server
+process with all its threads (not its children), the embedded PostgreSQL (found by its data
+directory: `pg_ctl` daemonizes it, so it is no child of the server) with its backends, the
+`--workers`, and this client. `server_cpu_us_per_token` and `db_cpu_us_per_token` divide it
+by the tokens counted in the window (`workers_cpu_us_per_token` with `--workers`).
+
+`--pin` (Linux, two cores or more) keeps the server off the load generator's core: the server
+(and any `--workers`) starts under `taskset -c 0`, this process and the embedded PostgreSQL
+run on core 1. PostgreSQL is started by the server, so it starts on core 0; once the server
+is up every thread of every postgres process is moved, and again when the window opens.
+Backends forked later inherit the postmaster's core, so moving the postmaster is what matters.
+The affinities go to stderr, and `pinned` into the result.
+
     python benchmarks/streaming.py --clients 100
     python benchmarks/streaming.py --json --clients 500
     python benchmarks/streaming.py --clients 500 --record benchmarks/results/streaming.jsonl
+    python benchmarks/streaming.py --clients 300 --pin
     python benchmarks/streaming.py --plot benchmarks/results/streaming.png   # from the record
 """
 
@@ -283,25 +297,81 @@ def _postgres(data_dir: Path) -> list[psutil.Process]:
     return []
 
 
-async def cpu_shares(
-    server_pid: int, worker_pids: list[int], data_dir: Path, window: tuple[float, float]
-) -> dict[str, float]:
-    """CPU used in the window, in cores: the server process, the embedded PostgreSQL, the
-    worker processes, and this client. On a small machine they compete, and latency shows
-    it."""
-    await asyncio.sleep(max(0.0, window[0] - time.time()))
-    server = psutil.Process(server_pid)
-    groups = {"server": [server], "db": _postgres(data_dir)}
+# `--pin`: the core of each process group; the server's side on one, the rest on the other.
+PINS = {"server": {0}, "workers": {0}, "db": {1}, "client": {1}}
+
+
+def _threads(pid: int) -> list[int]:
+    with contextlib.suppress(OSError):
+        return [int(task.name) for task in Path(f"/proc/{pid}/task").iterdir()]
+    return []  # gone
+
+
+def pin(groups: dict[str, list[psutil.Process]]) -> int:
+    """Every thread of each group's processes onto its core in PINS (`sched_setaffinity` of a
+    pid moves only that thread, as `taskset -p` without `-a`); the number that were
+    elsewhere."""
+    moved = 0
+    for name, processes in groups.items():
+        for p in processes:
+            for tid in _threads(p.pid):
+                # A thread or backend that just ended; not a refusal (postgres runs as another
+                # user: moving it takes root or CAP_SYS_NICE).
+                with contextlib.suppress(ProcessLookupError):
+                    if os.sched_getaffinity(tid) != PINS[name]:
+                        os.sched_setaffinity(tid, PINS[name])
+                        moved += 1
+    return moved
+
+
+def affinities(groups: dict[str, list[psutil.Process]]) -> str:
+    """Each group's cores, over all threads of its processes: `server on 0 (1 proc, 9
+    threads)`."""
+    said = []
+    for name, processes in groups.items():
+        cores: set[int] = set()
+        tids = [tid for p in processes for tid in _threads(p.pid)]
+        for tid in tids:
+            with contextlib.suppress(OSError):
+                cores |= os.sched_getaffinity(tid)
+        cpus = ",".join(map(str, sorted(cores))) or "-"
+        said.append(f"{name} on {cpus} ({len(processes)} proc, {len(tids)} threads)")
+    return "; ".join(said)
+
+
+def process_groups(
+    server_pid: int, worker_pids: list[int], data_dir: Path
+) -> dict[str, list[psutil.Process]]:
+    groups = {"server": [psutil.Process(server_pid)], "db": _postgres(data_dir)}
     if worker_pids:
         groups["workers"] = [psutil.Process(pid) for pid in worker_pids]
     groups["client"] = [psutil.Process()]
+    return groups
+
+
+async def cpu_shares(
+    server_pid: int,
+    worker_pids: list[int],
+    data_dir: Path,
+    window: tuple[float, float],
+    pinned: bool,
+) -> dict[str, tuple[float, int]]:
+    """CPU used in the window, in cores, and how many processes, by group: the server
+    process, the embedded PostgreSQL, the worker processes, and this client. On a small
+    machine they compete, and latency shows it. Pinned, the groups are checked (and moved
+    back) as the window opens: backends forked since carry the postmaster's core."""
+    await asyncio.sleep(max(0.0, window[0] - time.time()))
+    groups = process_groups(server_pid, worker_pids, data_dir)
+    if pinned:
+        moved = pin(groups)
+        print(f"pinned as the window opens ({moved} threads moved):", file=sys.stderr)
+        print(f"  {affinities(groups)}", file=sys.stderr)
     before = {name: _cpu_seconds(ps) for name, ps in groups.items()}
+    began = time.time()  # the loop may wake late; the cores are over the time sampled
     await asyncio.sleep(max(0.0, window[1] - time.time()))
-    seconds = window[1] - window[0]
-    return {
-        f"{name}_cpu_cores": round((_cpu_seconds(ps) - before[name]) / seconds, 2)
-        for name, ps in groups.items()
-    }
+    after = {name: _cpu_seconds(ps) for name, ps in groups.items()}
+    seconds = time.time() - began
+    return {name: ((after[name] - before[name]) / seconds, len(ps)) for name, ps in groups.items()}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -318,6 +388,7 @@ async def measure(
     server_pid: int,
     worker_pids: list[int],
     data_dir: Path,
+    pinned: bool,
 ) -> dict[str, Any]:
     # Idle connections are dropped before the server's keep-alive (5 s) closes them: a request
     # sent on one the server is closing at that moment fails (httpx.ReadError at setup).
@@ -345,7 +416,7 @@ async def measure(
                 await asyncio.sleep(0.5)
 
         sampler = asyncio.create_task(sample())
-        cpu = asyncio.create_task(cpu_shares(server_pid, worker_pids, data_dir, window))
+        cpu = asyncio.create_task(cpu_shares(server_pid, worker_pids, data_dir, window, pinned))
         # The load generator must not stall what it measures: a full collection of its heap
         # (every delta's latency is kept) took 68 ms, and every frame that arrived meanwhile
         # looked late by as much. It frees by reference counting for the run's 30 s.
@@ -364,9 +435,19 @@ async def measure(
     latencies = [x for r in results for x in r.latencies]
     lost = sum(r.lost for r in results)
     duplicated = sum(r.duplicated + len(r.seqs) - len(set(r.seqs)) for r in results)
+    tokens = sum(r.tokens for r in results)
+    # The CPU each token cost: the group's cores over the window's length, per token counted
+    # in it. Not the client's (it does not serve), nor a database not found (--database-url).
+    per_token = {
+        f"{name}_cpu_us_per_token": (
+            round(cores * seconds / tokens * 1e6, 1) if tokens and processes else None
+        )
+        for name, (cores, processes) in shares.items()
+        if name != "client"
+    }
     return {
         "clients": clients,
-        "tokens_per_s": round(sum(r.tokens for r in results) / seconds, 1),
+        "tokens_per_s": round(tokens / seconds, 1),
         "frames_per_s": round(sum(r.frames for r in results) / seconds, 1),
         "p50_ms": round(statistics.median(latencies), 2) if latencies else None,
         "p99_ms": round(percentile(latencies, 99), 2),
@@ -376,7 +457,9 @@ async def measure(
         "answers": sum(r.answers for r in results),
         "rss_mib": round(peak, 1),
         "setup_s": round(setup, 1),
-        **shares,
+        **{f"{name}_cpu_cores": round(cores, 2) for name, (cores, _) in shares.items()},
+        **per_token,
+        "pinned": pinned,
     }
 
 
@@ -459,6 +542,11 @@ def main() -> None:
         help="run turns on this many `threadline worker` processes, the server only serving",
     )
     parser.add_argument("--database-url", default=None)
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="the server on core 0, PostgreSQL and this load generator on core 1 (taskset)",
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--record", type=Path, help="append the result to this JSON-lines file")
     parser.add_argument("--label", default="", help="names the recorded run's series in --plot")
@@ -469,6 +557,10 @@ def main() -> None:
     if args.plot:
         plot(args.record or ROOT / "benchmarks/results/streaming.jsonl", args.plot)
         return
+    if args.pin:
+        if not {0, 1} <= os.sched_getaffinity(0) or not shutil.which("taskset"):
+            parser.error("--pin needs cores 0 and 1 and `taskset`")
+        pin({"client": [psutil.Process()]})  # before any thread starts; children use taskset
     port = free_port()
     data_dir = Path(tempfile.mkdtemp(prefix="tl-stream-"))
     env = dict(
@@ -485,6 +577,8 @@ def main() -> None:
     if args.database_url:
         env["DATABASE_URL"] = args.database_url
     cli = [sys.executable, "-m", "threadline.cli"]
+    if args.pin:  # every thread the server starts, and PostgreSQL until it is moved, inherit it
+        cli = ["taskset", "-c", ",".join(map(str, PINS["server"])), *cli]
     serve = [*cli, "serve", "--port", str(port), "--agents", "benchmarks.streaming:AGENTS"]
     server = subprocess.Popen(
         serve + (["--no-worker"] if args.workers else []),
@@ -497,6 +591,11 @@ def main() -> None:
     workers: list[subprocess.Popen[bytes]] = []
     try:
         run_loop(wait_up(url, server))
+        if args.pin:  # PostgreSQL started on the server's core: its postmaster and all so far
+            groups = process_groups(server.pid, [], data_dir)
+            moved = pin(groups)
+            print(f"pinned once up ({moved} threads moved):", file=sys.stderr)
+            print(f"  {affinities(groups)}", file=sys.stderr)
         worker = [*cli, "worker", "--app", "benchmarks.streaming:engine", "--concurrency", "1000"]
         for _ in range(args.workers):
             workers.append(
@@ -512,6 +611,7 @@ def main() -> None:
                 server.pid,
                 [p.pid for p in workers],
                 data_dir,
+                args.pin,
             )
         )
     finally:
@@ -545,8 +645,9 @@ def main() -> None:
     if args.json:
         print(json.dumps(result))
     else:
+        width = max(map(len, result))
         for key, value in result.items():
-            print(f"{key:>20}: {value}")
+            print(f"{key:>{width}}: {value}")
 
 
 if __name__ == "__main__":
