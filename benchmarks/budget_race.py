@@ -36,10 +36,10 @@ sys.path.insert(0, str(ROOT))
 from tests.llm.servers import anthropic as anthropic_server  # noqa: E402
 from tests.llm.servers.base import Script, start_server  # noqa: E402
 from threadline import Engine, db  # noqa: E402
-from threadline.ledger import LLM, BudgetExceeded, Ledger, Scope  # noqa: E402
+from threadline.ledger import BudgetExceeded, Ledger, Scope  # noqa: E402
 from threadline.llm import Message  # noqa: E402
 from threadline.loop import run as run_loop  # noqa: E402
-from threadline.router import Router  # noqa: E402
+from threadline.router import ModelPolicy, Models  # noqa: E402
 
 MODEL = "anthropic:claude-sonnet-4-5"
 PROMPT = [Message.user("Please classify this transaction and explain why. " * 64)]
@@ -51,12 +51,14 @@ def script_replies(script: Script, calls: int) -> None:
         script.reply(input_tokens=800, output_tokens=200 + n % 100, delay=0.02)
 
 
-async def strict(router: Router, calls: int, limit: Decimal) -> int:
-    await router.llm.ledger.budgets.set("tenant:strict", usd=limit)
+async def strict(router: Models, calls: int, limit: Decimal) -> int:
+    await router.ledger.budgets.set("tenant:strict", usd=limit)
 
     async def call() -> bool:
         try:
-            await router.request(MODEL, PROMPT, scope=Scope(tenant="strict"), max_tokens=512)
+            await router.request(
+                ModelPolicy(MODEL), PROMPT, scope=Scope(tenant="strict"), max_tokens=512
+            )
         except BudgetExceeded:
             return False
         return True
@@ -64,7 +66,7 @@ async def strict(router: Router, calls: int, limit: Decimal) -> int:
     return sum(await asyncio.gather(*(call() for _ in range(calls))))
 
 
-async def naive(llm: LLM, calls: int, limit: Decimal) -> int:
+async def naive(llm: Models, calls: int, limit: Decimal) -> int:
     async def call() -> bool:
         async with llm.ledger.pool.acquire() as conn:
             spent: Decimal = await conn.fetchval(SPENT, "naive")
@@ -93,14 +95,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     try:
         async with Engine(url, worker=False) as engine:
             ledger = Ledger(engine.pool)
-            llm = LLM(ledger, model_options=options, budget_wait=60.0)
+            llm = Models(ledger, model_options=options, budget_wait=60.0)
             script.reply()
             await llm.request(MODEL, PROMPT, scope=Scope(tenant="warm-up"))  # loads the SDK
             for name in ("strict", "naive"):
                 script_replies(script, args.calls)
                 started = time.perf_counter()
                 if name == "strict":
-                    answered = await strict(Router(llm), args.calls, limit)
+                    answered = await strict(llm, args.calls, limit)
                 else:
                     answered = await naive(llm, args.calls, limit)
                 result[f"{name}_seconds"] = round(time.perf_counter() - started, 2)

@@ -2,10 +2,11 @@
 benchmarks.chaos_app:engine` (from the repository root; `benchmarks` is a namespace package).
 
 - `chaos.order`, a workflow of five steps: three plain bodies (`gather`, `check`, `finish`)
-  and two model calls to the offline demo model, one routed (`Router.request`) and one plain
-  (`LLM.request`), both streamed so that they take time and a kill can land inside them. The
-  calls are under the tenant's budget (`threadline budgets set tenant:chaos ...`) and the
-  workflow's own `Budget(usd=...)`, so each reserves its worst case first.
+  and two model calls to the offline demo model, one routed (a `ModelPolicy` through
+  `Models.request`) and one plain (a model name), both streamed so that they take time and a
+  kill can land inside them. The calls are under the tenant's budget (`threadline budgets
+  set tenant:chaos ...`) and the workflow's own `Budget(usd=...)`, so each reserves its worst
+  case first.
 - Every execution of a body is written to `chaos.step_executions` (run, step number, pid,
   the time) before it works: the benchmark compares those rows with `threadline.steps` to
   find bodies that ran again after their record had committed.
@@ -23,7 +24,16 @@ import asyncio
 import os
 from typing import Any
 
-from threadline import LLM, Budget, Engine, Registry, Router, Scope, WorkflowContext, workflow
+from threadline import (
+    Budget,
+    Engine,
+    ModelPolicy,
+    Models,
+    Registry,
+    Scope,
+    WorkflowContext,
+    workflow,
+)
 from threadline.demo import AGENTS
 from threadline.llm import Message
 from threadline.sessions import Sessions
@@ -50,8 +60,7 @@ CREATE INDEX IF NOT EXISTS step_executions_run ON chaos.step_executions (run_id,
 registry = Registry()
 engine = Engine(registry=registry)
 Sessions(engine, AGENTS)  # the turns of `threadline serve`'s demo bots run here too
-llm = LLM()  # inside a workflow it finds the engine's database
-router = Router(llm)
+llm = Models()  # inside a workflow it finds the engine's database
 
 CONTEXT = (
     "You are the order desk of a small workshop. Context:\n## Orders\n"
@@ -91,8 +100,8 @@ async def order(ctx: WorkflowContext, n: int) -> dict[str, Any]:
     scope = Scope(tenant=TENANT, user=f"buyer-{n % 7}")
     prompt = [Message.system(CONTEXT.format(n=n, k=n % 9 + 1))]
     gathered = await _body(ctx, "gather", n)
-    first = await router.request(
-        MODEL,
+    first = await llm.request(
+        ModelPolicy(MODEL),
         [*prompt, Message.user(f"Where does order {n} go?")],
         scope=scope,
         max_tokens=300,

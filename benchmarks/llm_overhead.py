@@ -30,9 +30,10 @@ from tests.llm.servers import ollama as ollama_server  # noqa: E402
 from tests.llm.servers import openai as openai_server  # noqa: E402
 from tests.llm.servers.base import ProviderServer, Script, start_server  # noqa: E402
 from threadline import Engine, db  # noqa: E402
-from threadline.ledger import LLM, Ledger, Scope  # noqa: E402
+from threadline.ledger import Ledger, Scope  # noqa: E402
 from threadline.llm import Message, get_model  # noqa: E402
 from threadline.loop import run as run_loop  # noqa: E402
+from threadline.router import Models  # noqa: E402
 
 QUESTION = "What is the capital of Portugal?"
 MODELS = {
@@ -91,7 +92,7 @@ def bare_call(provider: str, url: str) -> Call:
     )
 
 
-def ours_call(provider: str, url: str, llm: LLM) -> Call:
+def ours_call(provider: str, url: str, llm: Models) -> Call:
     options: dict[str, Any] = {"base_url": url + ("/v1" if provider == "openai" else "")}
     if provider != "ollama":
         options["api_key"] = "k"
@@ -131,7 +132,7 @@ async def main(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     results: dict[str, dict[str, float]] = {}
     try:
         async with Engine(url, worker=False) as engine:
-            llm = LLM(Ledger(engine.pool))
+            llm = Models(Ledger(engine.pool))
             for provider in args.providers:
                 script = Script()
                 server = start_server(SERVERS[provider](script), script)

@@ -132,7 +132,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             if n >= args.warmup:
                 totals.append((finished - started) * 1000)
                 firsts.append((watcher.first[session_id] - started) * 1000)
-        await sessions.llm.aclose()
+        await sessions.models.aclose()
     model = await model_alone(200)
     model_p50 = statistics.median(model)
     return {

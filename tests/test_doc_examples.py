@@ -56,7 +56,7 @@ async def _routed(ns: Namespace) -> None:
 
 async def _charged(ns: Namespace) -> None:
     assert ns["answer"].text
-    calls = await ns["llm"].ledger.calls(tenant="acme")  # the block's own ledger
+    calls = await ns["models"].ledger.calls(tenant="acme")  # the block's own ledger
     assert [(c["model"], c["user_id"], c["session_id"]) for c in calls] == [
         ("threadline-demo", "u1", "s1")
     ], calls

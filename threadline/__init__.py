@@ -26,17 +26,19 @@ from .errors import (
     WorkflowCancelled,
     WorkflowFailed,
 )
-from .ledger import LLM, Budget, BudgetExceeded, BudgetNotice, Budgets, Ledger, Scope
-from .llm import LLMError, Message, Model, get_model
+from .ledger import Budget, BudgetExceeded, BudgetNotice, Budgets, Ledger, MeteredModel, Scope
+from .llm import CallOptions, LLMError, Message, Model, get_model
 from .loop import run
 from .router import (
     CooldownPolicy,
     Fallback,
+    FallbackModel,
     ModelPolicy,
+    Models,
     NoModelAvailable,
     Restart,
     RoutedResponse,
-    Router,
+    call_model,
 )
 from .sessions import Sessions
 from .tools import Tool, tool
@@ -44,12 +46,12 @@ from .tools import Tool, tool
 __version__ = "0.1.0"
 
 __all__ = [
-    "LLM",
     "Agent",
     "Budget",
     "BudgetExceeded",
     "BudgetNotice",
     "Budgets",
+    "CallOptions",
     "ConfigurationError",
     "CooldownPolicy",
     "DatabaseUnavailable",
@@ -57,11 +59,14 @@ __all__ = [
     "Event",
     "Exhausted",
     "Fallback",
+    "FallbackModel",
     "LLMError",
     "Ledger",
     "Message",
+    "MeteredModel",
     "Model",
     "ModelPolicy",
+    "Models",
     "NoModelAvailable",
     "NonDeterminismError",
     "NotSerializable",
@@ -71,7 +76,6 @@ __all__ = [
     "Restart",
     "RetryPolicy",
     "RoutedResponse",
-    "Router",
     "RunHandle",
     "SchemaError",
     "Scope",
@@ -85,6 +89,7 @@ __all__ = [
     "WorkflowCancelled",
     "WorkflowContext",
     "WorkflowFailed",
+    "call_model",
     "get_model",
     "run",
     "step",

@@ -8,11 +8,12 @@ import os
 from pathlib import Path
 
 from threadline import Engine, Registry, WorkflowContext, step, workflow
-from threadline.ledger import LLM, Scope
+from threadline.ledger import Scope
 from threadline.llm import Message
+from threadline.router import Models
 
 registry = Registry()
-llm = LLM(
+llm = Models(
     model_options={
         "openai": {"api_key": "test-key", "base_url": os.environ.get("THREADLINE_TEST_OPENAI_URL")}
     }

@@ -13,7 +13,7 @@ from decimal import Decimal
 import pytest
 
 from threadline import Engine
-from threadline.ledger import LLM, BudgetExceeded, BudgetNotice, Ledger, Scope
+from threadline.ledger import BudgetExceeded, BudgetNotice, Ledger, Scope
 from threadline.llm import (
     Message,
     ToolCall,
@@ -25,6 +25,7 @@ from threadline.llm import (
 )
 from threadline.llm.pricing import PriceOverrides
 from threadline.llm.tokens import _tokenizer, input_bound
+from threadline.router import Models
 
 from ..llm.servers.base import ProviderServer, Script
 
@@ -53,10 +54,10 @@ async def engine(database_url: str) -> AsyncIterator[Engine]:
 
 
 @pytest.fixture
-async def llm(engine: Engine, servers: dict[str, ProviderServer]) -> AsyncIterator[LLM]:
+async def llm(engine: Engine, servers: dict[str, ProviderServer]) -> AsyncIterator[Models]:
     ledger = Ledger(engine.pool, overrides=PRICED)
     options = {"api_key": "k", "base_url": servers["openai"].url + "/v1"}
-    llm = LLM(ledger, model_options={"openai": options, "demo": {"tokens_per_second": 0}})
+    llm = Models(ledger, model_options={"openai": options, "demo": {"tokens_per_second": 0}})
     yield llm
     await llm.aclose()
     await ledger.close()
@@ -69,14 +70,14 @@ def rates(spec: str) -> tuple[Decimal, Decimal]:
     return found
 
 
-async def remaining(llm: LLM, scope: str) -> Decimal:
+async def remaining(llm: Models, scope: str) -> Decimal:
     (state,) = [s for s in await llm.ledger.budgets.get(scope) if s.bucket == "total"]
     left = state.remaining_usd
     assert left is not None
     return left
 
 
-async def test_max_tokens_is_lowered_to_what_the_budget_affords(llm: LLM, api: Script) -> None:
+async def test_max_tokens_is_lowered_to_what_the_budget_affords(llm: Models, api: Script) -> None:
     inputs, outputs = rates(MINI)
     fixed = upper_bound_messages(PROMPT) * inputs
     limit = fixed + 300 * outputs + outputs / 2  # 300 output tokens, and half of one more
@@ -91,7 +92,7 @@ async def test_max_tokens_is_lowered_to_what_the_budget_affords(llm: LLM, api: S
     assert await remaining(llm, "session:s1") == limit - row["cost_usd"] >= 0
 
 
-async def test_below_the_floor_the_call_is_refused_unasked(llm: LLM, api: Script) -> None:
+async def test_below_the_floor_the_call_is_refused_unasked(llm: Models, api: Script) -> None:
     inputs, outputs = rates(MINI)
     fixed = upper_bound_messages(PROMPT) * inputs
     await llm.ledger.budgets.set("session:s2", usd=fixed + 200 * outputs)
@@ -115,7 +116,7 @@ def test_the_demo_models_bound_is_its_own_count() -> None:
     assert bound * 3 < upper_bound_messages(messages, [LOOKUP])
 
 
-async def test_a_priced_demo_call_settles_within_its_reservation(llm: LLM) -> None:
+async def test_a_priced_demo_call_settles_within_its_reservation(llm: Models) -> None:
     """The invariant strict mode promises: over prompts of every kind (tools, tool calls,
     non-ASCII text) and budgets that lower `max_tokens`, no call costs more than it reserved,
     and no counter spends past its limit."""

@@ -13,11 +13,12 @@ import pytest
 
 from threadline import Engine, db
 from threadline.engine.engine import engine_of
-from threadline.ledger import LLM, Budget, BudgetExceeded, BudgetNotice, Ledger, Scope
+from threadline.ledger import Budget, BudgetExceeded, BudgetNotice, Ledger, Scope
 from threadline.ledger.estimates import Calibration, prompt_bytes
 from threadline.ledger.limits import Counter, counters_for, today
 from threadline.llm import Message, price, prices_per_token, upper_bound_messages
 from threadline.llm.pricing import PriceOverrides
+from threadline.router import Models
 
 from ..helpers import until
 from ..llm.servers.base import ProviderServer, Script
@@ -33,11 +34,11 @@ def api(servers: dict[str, ProviderServer]) -> Script:
 
 
 @pytest.fixture
-async def llm(database_url: str, servers: dict[str, ProviderServer]) -> AsyncIterator[LLM]:
+async def llm(database_url: str, servers: dict[str, ProviderServer]) -> AsyncIterator[Models]:
     async with Engine(database_url, worker=False) as engine:
         ledger = Ledger(engine.pool, overrides=PriceOverrides({}))
         options = {"api_key": "k", "base_url": servers["openai"].url + "/v1"}
-        llm = LLM(ledger, model_options={"openai": options})
+        llm = Models(ledger, model_options={"openai": options})
         yield llm
         await llm.aclose()
         await ledger.close()
@@ -49,7 +50,9 @@ def rates() -> tuple[Decimal, Decimal]:
     return found
 
 
-async def test_a_call_reserves_its_worst_case_and_settles_its_cost(llm: LLM, api: Script) -> None:
+async def test_a_call_reserves_its_worst_case_and_settles_its_cost(
+    llm: Models, api: Script
+) -> None:
     budgets = llm.ledger.budgets
     await budgets.set("tenant:acme", usd="0.00035")
     api.reply(input_tokens=15, output_tokens=400)
@@ -76,7 +79,7 @@ async def test_a_call_reserves_its_worst_case_and_settles_its_cost(llm: LLM, api
     assert state.calls == 2 and state.reserved_usd == 0
 
 
-async def test_a_budget_passed_to_a_call_caps_it(llm: LLM, api: Script) -> None:
+async def test_a_budget_passed_to_a_call_caps_it(llm: Models, api: Script) -> None:
     inputs, outputs = rates()
     fixed = upper_bound_messages(PROMPT) * inputs  # strict: the input's upper bound
     cap = fixed + 400 * outputs
@@ -88,7 +91,7 @@ async def test_a_budget_passed_to_a_call_caps_it(llm: LLM, api: Script) -> None:
     assert len(api.requests) == 1
 
 
-async def test_daily_limits_count_in_todays_bucket_for_each_key(llm: LLM, api: Script) -> None:
+async def test_daily_limits_count_in_todays_bucket_for_each_key(llm: Models, api: Script) -> None:
     await llm.ledger.budgets.set("user:*", usd="0.01", period="daily")
     for user in ("ann", "bob", "ann"):
         await llm.request(MINI, PROMPT, scope=Scope(user=user), max_tokens=100)
@@ -100,7 +103,7 @@ async def test_daily_limits_count_in_todays_bucket_for_each_key(llm: LLM, api: S
 
 
 async def test_estimate_mode_learns_bytes_per_token_and_reports_overshoot(
-    llm: LLM, api: Script
+    llm: Models, api: Script
 ) -> None:
     heard: list[BudgetNotice] = []
     llm.ledger.budgets.on_notice(heard.append)
@@ -129,7 +132,7 @@ async def test_estimate_mode_learns_bytes_per_token_and_reports_overshoot(
 
 
 async def test_calls_under_no_limit_skip_the_database_and_limits_set_elsewhere_apply(
-    llm: LLM, api: Script, database_url: str
+    llm: Models, api: Script, database_url: str
 ) -> None:
     budgets = llm.ledger.budgets
     index = budgets.limit_index()
@@ -159,7 +162,7 @@ async def test_calls_under_no_limit_skip_the_database_and_limits_set_elsewhere_a
 
 
 async def test_a_lost_listener_forgets_the_limits_until_it_hears_again(
-    llm: LLM, database_url: str, monkeypatch: pytest.MonkeyPatch
+    llm: Models, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     index = llm.ledger.budgets.limit_index()
     engine = engine_of(llm.ledger.pool)

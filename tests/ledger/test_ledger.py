@@ -11,7 +11,7 @@ import genai_prices
 import pytest
 
 from threadline import Engine
-from threadline.ledger import LLM, Ledger, Scope
+from threadline.ledger import Ledger, Scope
 from threadline.ledger.record import CallRecord
 from threadline.llm import (
     Message,
@@ -22,6 +22,7 @@ from threadline.llm import (
     get_model,
 )
 from threadline.llm.pricing import PriceOverrides
+from threadline.router import Models
 
 from .conftest import ProviderCase
 
@@ -53,7 +54,7 @@ def genai_cost(provider: str, model: str, usage: dict[str, int]) -> Decimal | No
 async def test_plain_and_streamed_calls_are_recorded_with_usage_and_price(
     provider: ProviderCase, ledger: Ledger
 ) -> None:
-    llm = LLM(ledger)
+    llm = Models(ledger)
     model = provider.model()
     scope = Scope(tenant="acme", user="u1", session="s1", turn="t1", agent="support")
     provider.script.reply(text="The answer is forty-two.", input_tokens=120, output_tokens=9)
@@ -90,7 +91,7 @@ async def test_plain_and_streamed_calls_are_recorded_with_usage_and_price(
 async def test_a_failed_call_is_recorded_with_its_error(
     provider: ProviderCase, ledger: Ledger
 ) -> None:
-    llm = LLM(ledger)
+    llm = Models(ledger)
     provider.script.reply(error="rate_limited", retry_after="3")
     with pytest.raises(RateLimited):
         await llm.request(provider.model(), MESSAGES, scope=Scope(session="s2"))
@@ -102,7 +103,7 @@ async def test_a_failed_call_is_recorded_with_its_error(
 async def test_a_cut_stream_is_charged_from_an_estimate(
     provider: ProviderCase, ledger: Ledger
 ) -> None:
-    llm = LLM(ledger)
+    llm = Models(ledger)
     reply = provider.script.reply(
         text="one two three four five six seven eight nine ten",
         chunks=5,
@@ -123,7 +124,7 @@ async def test_a_cut_stream_is_charged_from_an_estimate(
 
 
 async def test_stream_records_a_consumer_that_stops_early_as_cancelled(ledger: Ledger) -> None:
-    llm = LLM(ledger)
+    llm = Models(ledger)
     model = get_model("demo:threadline-demo", tokens_per_second=0)
     stream = llm.stream(model, MESSAGES, scope=Scope(session="s4"))
     async for event in stream:
@@ -140,7 +141,7 @@ async def test_an_unpriced_model_is_recorded_as_unpriced_never_as_free(
 ) -> None:
     """A model the price data lacks has an unknown cost, not $0; a local (Ollama) model is
     free unless a price override says otherwise."""
-    llm = LLM(ledger)
+    llm = Models(ledger)
     model = provider.model()
     model.name = "made-up-model-9000"
     provider.script.reply(model="made-up-model-9000")
@@ -161,7 +162,7 @@ async def test_price_overrides_price_a_self_hosted_model(ledger: Ledger) -> None
     ledger.overrides = PriceOverrides(
         {"demo:threadline-demo": {"input_per_mtok": 1, "output_per_mtok": 2}}
     )
-    llm = LLM(ledger)
+    llm = Models(ledger)
     response = await llm.request(
         get_model("demo:threadline-demo", tokens_per_second=0),
         MESSAGES,
@@ -174,7 +175,7 @@ async def test_price_overrides_price_a_self_hosted_model(ledger: Ledger) -> None
 
 
 async def test_reports_group_costs(ledger: Ledger) -> None:
-    llm = LLM(ledger)
+    llm = Models(ledger)
     model = get_model("demo:threadline-demo", tokens_per_second=0)
     ledger.overrides = PriceOverrides(
         {"demo:threadline-demo": {"input_per_mtok": 1000, "output_per_mtok": 1000}}

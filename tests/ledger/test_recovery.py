@@ -75,7 +75,8 @@ async def test_a_recovered_workflow_does_not_buy_a_call_twice(
 STREAMER = """
 import asyncio, sys
 from threadline.db.connect import create_pool
-from threadline.ledger import LLM, Ledger, Scope
+from threadline.ledger import Ledger, Scope
+from threadline.router import Models
 from threadline.llm import Message
 from threadline.llm.pricing import PriceOverrides
 
@@ -85,7 +86,7 @@ CONTEXT = " ".join(f"Sentence number {i} tells about filters and water." for i i
 async def main():
     pool = await create_pool(sys.argv[1])
     ledger = Ledger(pool, overrides=PRICES, lease=0.5)
-    llm = LLM(ledger, model_options={"demo": {"tokens_per_second": 20}})
+    llm = Models(ledger, model_options={"demo": {"tokens_per_second": 20}})
     await ledger.budgets.set("tenant:stream", usd=1)
     seen = []
     def piece(event):

@@ -10,11 +10,12 @@ import asyncpg
 import pytest
 
 from threadline import Engine
-from threadline.ledger import LLM, Ledger, Scope
-from threadline.llm import DemoModel, Message, StreamEnd, StreamEvent, TextDelta
+from threadline.ledger import Ledger, MeteredModel, Metering, Scope
+from threadline.llm import CallOptions, DemoModel, Message, StreamEnd, StreamEvent, TextDelta
 from threadline.llm.pricing import PriceOverrides
 from threadline.rag import (
-    CachedLLM,
+    CachedModel,
+    CacheKey,
     CacheScope,
     DocumentStore,
     HashEmbedder,
@@ -22,6 +23,7 @@ from threadline.rag import (
     SemanticCache,
     load_bytes,
 )
+from threadline.router import call_model
 
 FAQ = CacheScope(agent="support", prompt_version="3", model_policy="demo", tenant="acme")
 QUESTION = "How do I reset the water filter counter?"
@@ -171,29 +173,26 @@ async def test_a_hit_streams_like_a_live_answer_and_is_in_the_ledger_with_its_sa
     prices = PriceOverrides({"demo:*": {"input_per_mtok": 3, "output_per_mtok": 15}})
     ledger = Ledger(pool, overrides=prices)
     cache = SemanticCache(pool, embedder=embedder, ledger=ledger)
-    llm = CachedLLM(LLM(ledger), cache)
     model = DemoModel(tokens_per_second=0)
+    cached = CachedModel(MeteredModel(model), cache)
     messages = [
         Message.system("Context:\n[1] Reset\nHold the button for 3 seconds."),
         Message.user(QUESTION),
     ]
     scope = Scope(tenant="acme", session="s1")
+    options = CallOptions(context=(Metering(scope=scope), CacheKey(QUESTION, FAQ)))
 
     live: list[StreamEvent] = []
-    first = await llm.request(
-        model, messages, question=QUESTION, cache_scope=FAQ, scope=scope, on_delta=live.append
-    )
+    first = await call_model(cached, messages, options, ledger=ledger, on_delta=live.append)
     replayed: list[StreamEvent] = []
-    second = await llm.request(
-        model, messages, question=QUESTION, cache_scope=FAQ, scope=scope, on_delta=replayed.append
-    )
+    second = await call_model(cached, messages, options, ledger=ledger, on_delta=replayed.append)
 
     assert not first.cached and second.cached and model.calls == 1
-    assert second.response.text == first.response.text
-    assert "".join(e.text for e in replayed if isinstance(e, TextDelta)) == first.response.text
+    assert second.text == first.text and second.cost_usd == 0 and first.cost_usd
+    assert "".join(e.text for e in replayed if isinstance(e, TextDelta)) == first.text
     assert len([e for e in replayed if isinstance(e, TextDelta)]) > 1
     assert isinstance(replayed[-1], StreamEnd) and isinstance(live[-1], StreamEnd)
-    assert replayed[-1].usage == first.response.usage
+    assert replayed[-1].usage == first.usage
     ok, cached = await ledger.calls(session_id="s1")
     assert (ok["status"], cached["status"]) == ("ok", "cached")
     assert ok["cost_usd"] > 0
@@ -206,12 +205,11 @@ async def test_a_hit_streams_like_a_live_answer_and_is_in_the_ledger_with_its_sa
 async def test_turns_not_marked_cacheable_neither_read_nor_write(
     pool: asyncpg.Pool, cache: SemanticCache
 ) -> None:
-    llm = CachedLLM(LLM(Ledger(pool)), cache)
     model = DemoModel(tokens_per_second=0)
+    cached = CachedModel(MeteredModel(model, Ledger(pool)), cache)
+    options = CallOptions(context=(CacheKey(QUESTION, FAQ, cacheable=False),))
     for _ in range(2):
-        result = await llm.request(
-            model, [Message.user(QUESTION)], question=QUESTION, cache_scope=FAQ, cacheable=False
-        )
+        result = await cached.request([Message.user(QUESTION)], options)
         assert not result.cached
     assert model.calls == 2 and await cache.entries() == []
 

@@ -7,20 +7,18 @@ from __future__ import annotations
 import os
 
 from threadline import Engine, Registry, WorkflowContext, workflow
-from threadline.ledger import LLM, Budget, Scope
+from threadline.ledger import Budget, Scope
 from threadline.llm import Message
-from threadline.router import ModelPolicy, Router
+from threadline.router import ModelPolicy, Models
 
 registry = Registry()
-router = Router(
-    LLM(
-        model_options={
-            "anthropic": {
-                "api_key": "k",
-                "base_url": os.environ.get("THREADLINE_TEST_ANTHROPIC_URL"),
-            }
+router = Models(
+    model_options={
+        "anthropic": {
+            "api_key": "k",
+            "base_url": os.environ.get("THREADLINE_TEST_ANTHROPIC_URL"),
         }
-    )
+    }
 )
 POLICY = ModelPolicy("anthropic:claude-haiku-4-5")
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from threadline import Engine
-from threadline.ledger import LLM, Ledger
+from threadline.ledger import Ledger
 from threadline.llm.pricing import PriceOverrides
-from threadline.router import CooldownPolicy, Router
+from threadline.router import CooldownPolicy, Models
 
 from ..llm.conftest import servers
 from ..llm.servers.base import ProviderServer, Script
@@ -20,7 +20,7 @@ __all__ = ["servers"]
 # Ollama is free unless priced: a small price makes the last link of the chain cost something.
 PRICES = PriceOverrides({"ollama:llama3.2": {"input_per_mtok": 0.02, "output_per_mtok": 0.04}})
 
-MakeRouter = Callable[..., Router]
+MakeRouter = Callable[..., Models]
 
 
 def model_options(servers: dict[str, ProviderServer], **extra: Any) -> dict[str, dict[str, Any]]:
@@ -48,23 +48,22 @@ async def engine(database_url: str) -> AsyncIterator[Engine]:
 async def make_router(
     engine: Engine, servers: dict[str, ProviderServer], scripts: dict[str, Script]
 ) -> AsyncIterator[MakeRouter]:
-    made: list[Router] = []
+    made: list[Models] = []
 
-    def make(**options: Any) -> Router:
-        cooldowns = options.pop("cooldowns", CooldownPolicy(base_s=30))
-        llm = LLM(
+    def make(**options: Any) -> Models:
+        router = Models(
             Ledger(engine.pool, overrides=PRICES),
             model_options=model_options(servers, **options.pop("model_options", {})),
+            cooldowns=options.pop("cooldowns", CooldownPolicy(base_s=30)),
             **options,
         )
-        router = Router(llm, cooldowns=cooldowns)
         made.append(router)
         return router
 
     yield make
     for router in made:
         await router.aclose()
-        await router.llm.ledger.close()
+        await router.ledger.close()
 
 
 def models_asked(script: Script) -> list[str]:

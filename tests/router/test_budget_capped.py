@@ -35,7 +35,7 @@ async def test_a_stronger_model_gets_fewer_tokens_down_to_the_floor_then_a_cheap
     heard: list[RouterEvent] = []
     router = make_router()
     router.on_event = heard.append
-    budgets = router.llm.ledger.budgets
+    budgets = router.ledger.budgets
     scripts["anthropic"].default.input_tokens, scripts["anthropic"].default.output_tokens = 30, 20
     await budgets.set("tenant:some", usd=worst(SONNET, 300))  # Sonnet with 300 tokens
     await budgets.set("tenant:less", usd=worst(SONNET, 200))  # under the floor: Haiku
@@ -57,8 +57,8 @@ async def test_a_stronger_model_gets_fewer_tokens_down_to_the_floor_then_a_cheap
     assert less.max_tokens == scripts["anthropic"].last.body["max_tokens"] == affordable
     assert heard[:2] == [Fallback(SONNET, HAIKU, "budget"), Capped(HAIKU, affordable, 1024)]
 
-    await router.llm.ledger.drain()
-    for row in await router.llm.ledger.calls():
+    await router.ledger.drain()
+    for row in await router.ledger.calls():
         assert row["cost_usd"] <= row["reserved_usd"]
 
 
@@ -68,7 +68,7 @@ async def test_nothing_is_capped_when_the_budget_affords_the_full_answer(
     heard: list[RouterEvent] = []
     router = make_router()
     router.on_event = heard.append
-    await router.llm.ledger.budgets.set("tenant:rich", usd=worst(SONNET, 1024) * 2)
+    await router.ledger.budgets.set("tenant:rich", usd=worst(SONNET, 1024) * 2)
     rich = await router.request(POLICY, PROMPT, scope=Scope(tenant="rich"), max_tokens=1024)
     assert (rich.used_model, rich.max_tokens) == (SONNET, 1024)
     assert not [e for e in heard if isinstance(e, Capped)]

@@ -39,7 +39,7 @@ async def test_the_chain_steps_down_as_the_money_runs_out(
     heard: list[RouterEvent] = []
     router = make_router()
     router.on_event = heard.append
-    budgets = router.llm.ledger.budgets
+    budgets = router.ledger.budgets
     # Enough for Sonnet at 1024 tokens; then for Haiku, not Sonnet even at 256; then for the
     # local model only; then for nothing.
     haiku_limit = (worst(HAIKU, 256) + worst(SONNET, 256)) / 2
@@ -77,7 +77,7 @@ async def test_the_chain_steps_down_as_the_money_runs_out(
     assert models_asked(scripts["anthropic"]) == ["claude-sonnet-4-5", "claude-haiku-4-5"]
     assert [r.body["max_tokens"] for r in scripts["anthropic"].requests] == [1024, affordable]
     assert len(scripts["ollama"].requests) == 1
-    rows = await router.llm.ledger.calls()
+    rows = await router.ledger.calls()
     assert [
         (r["tenant"], r["requested_model"], r["model"], r["fallback_reason"]) for r in rows
     ] == [
@@ -108,7 +108,7 @@ async def test_a_model_whose_window_is_too_small_is_skipped(
     assert answer.used_model == HAIKU
     assert answer.fallbacks == (Fallback(LLAMA, HAIKU, "context_window"),)
     assert scripts["ollama"].requests == []
-    (row,) = await router.llm.ledger.calls()
+    (row,) = await router.ledger.calls()
     assert (row["model"], row["fallback_reason"]) == ("claude-haiku-4-5", "context_window")
     with pytest.raises(ContextWindowExceeded):
-        await router.request(LLAMA, long_prompt)
+        await router.request(ModelPolicy(LLAMA), long_prompt)

@@ -9,6 +9,7 @@ import pytest
 
 from threadline.ledger import BudgetExceeded, Scope
 from threadline.llm import Message, prices_per_token, upper_bound_messages
+from threadline.router import ModelPolicy
 
 from ..llm.servers.base import Script
 from .conftest import MakeRouter
@@ -27,7 +28,7 @@ async def test_strict_reservations_hold_a_budget_under_200_concurrent_calls(
     router = make_router(budget_wait=30.0)
     for n in range(200):
         scripts["anthropic"].reply(input_tokens=800, output_tokens=200 + n % 100, delay=0.01)
-    budgets, ledger = router.llm.ledger.budgets, router.llm.ledger
+    budgets, ledger = router.ledger.budgets, router.ledger
     await budgets.set("tenant:acme", usd=LIMIT)
     await budgets.set("user:*", usd="0.20")  # overlapping limits: each call holds two counters
     async with ledger.pool.acquire() as conn:
@@ -37,7 +38,7 @@ async def test_strict_reservations_hold_a_budget_under_200_concurrent_calls(
     async def call(n: int) -> bool:
         try:
             scope = Scope(tenant="acme", user=f"u{n % 3}")
-            await router.request(SONNET, PROMPT, scope=scope, max_tokens=512)
+            await router.request(ModelPolicy(SONNET), PROMPT, scope=scope, max_tokens=512)
         except BudgetExceeded:
             return False
         return True

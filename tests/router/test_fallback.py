@@ -55,7 +55,7 @@ async def test_a_failing_model_falls_back_and_cools_down(
     assert (answer.text, answer.used_model, answer.attempts) == ("From the fallback.", MINI, 2)
     assert answer.fallbacks == (Fallback(SONNET, MINI, reason),)
     assert not any(isinstance(e, Restart) for e in seen)  # nothing had been said: silent
-    first, second = await router.llm.ledger.calls(session_id="s")
+    first, second = await router.ledger.calls(session_id="s")
     assert (first["status"], first["error_code"], first["attempt"]) == ("error", reason, 1)
     assert (second["status"], second["model"], second["requested_model"]) == (
         "ok",
@@ -98,7 +98,7 @@ async def test_a_stream_broken_after_output_restarts_on_the_next_model(
         TextDelta("answer."),
     ]
     assert answer.text == "A fresh answer."
-    first, _ = await router.llm.ledger.calls(session_id="s")
+    first, _ = await router.ledger.calls(session_id="s")
     assert first["estimated"] and first["output_tokens"] > 0  # the cut stream is charged
 
 

@@ -10,9 +10,9 @@ import pytest
 
 from threadline import Engine, Registry, RetryPolicy, WorkflowContext, WorkflowFailed, workflow
 from threadline.engine.store import get_steps
-from threadline.ledger import LLM, Budget, BudgetExceeded, Ledger, Scope
+from threadline.ledger import Budget, BudgetExceeded, Ledger, MeteredModel, Scope
 from threadline.llm import Message
-from threadline.router import ModelPolicy, Router
+from threadline.router import ModelPolicy, Models
 
 from ..llm.servers.base import ProviderServer, Script
 from .conftest import model_options
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:The model 'claude-sonnet-4-5' is
 
 SONNET, MINI = "anthropic:claude-sonnet-4-5", "openai:gpt-4o-mini"
 registry = Registry()
-routers: dict[str, Router] = {}
+routers: dict[str, Models] = {}
 
 
 @workflow(registry=registry, name="answer")
@@ -56,7 +56,7 @@ async def engine(
     database_url: str, servers: dict[str, ProviderServer], scripts: dict[str, Script]
 ) -> AsyncIterator[Engine]:
     retry = RetryPolicy(max_attempts=3, initial_delay=0.01)
-    routers["r"] = Router(LLM(model_options=model_options(servers)), step_retry=retry)
+    routers["r"] = Models(model_options=model_options(servers), step_retry=retry)
     async with Engine(database_url, registry=registry) as engine:
         yield engine
     await routers.pop("r").aclose()
@@ -94,17 +94,17 @@ async def test_a_routed_call_is_one_step_and_its_decisions_are_events(
 
 @pytest.mark.parametrize("catch", [True, False])
 async def test_budget_exceeded_fails_the_step_without_a_retry(
-    engine: Engine, scripts: dict[str, Script], catch: bool
+    engine: Engine, scripts: dict[str, Script], catch: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     router = routers["r"]
     admitted: list[str] = []
-    admit = router.llm.admit
+    admit = MeteredModel.admit
 
-    async def counting_admit(model: Any, *args: Any, **kwargs: Any) -> Any:
+    async def counting_admit(model: MeteredModel, *args: Any, **kwargs: Any) -> Any:
         admitted.append(model.spec)
         return await admit(model, *args, **kwargs)
 
-    router.llm.admit = counting_admit  # type: ignore[method-assign]
+    monkeypatch.setattr(MeteredModel, "admit", counting_admit)
     heard: list[Any] = []
     router.on_event = heard.append
     handle = await engine.start(too_poor, catch, run_id=f"poor-{catch}")

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 
 from tests.web.conftest import ORIGIN, SECRET, ChatServer, echo
 from threadline import Engine
-from threadline.ledger import LLM
+from threadline.router import Models
 from threadline.sessions import Sessions
 from threadline.web import Auth, Hub, create_app
 from threadline.web.limits import Limits
@@ -60,8 +60,8 @@ async def serving(
     **options: Any,
 ) -> AsyncIterator[Server]:
     engine = Engine(database_url, poll_interval=0.05)
-    llm = LLM(model_options={"demo": {"tokens_per_second": 1000}})
-    sessions = Sessions(engine, [echo], llm=llm, max_message_chars=2000)
+    models = Models(model_options={"demo": {"tokens_per_second": 1000}})
+    sessions = Sessions(engine, [echo], models=models, max_message_chars=2000)
     limits = limits or Limits()
     async with engine:
         hub = Hub(engine.url)
@@ -83,7 +83,7 @@ async def serving(
             server.should_exit = True
             await task
             await hub.stop()
-            await llm.aclose()
+            await models.aclose()
 
 
 def token_for(session_id: str, *, secret: str = SECRET, ttl: int = 3600) -> str:

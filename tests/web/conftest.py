@@ -18,7 +18,8 @@ import websockets
 from threadline import Engine
 from threadline.agents import Agent, Turn
 from threadline.demo import support
-from threadline.ledger import LLM, Budget
+from threadline.ledger import Budget
+from threadline.router import Models
 from threadline.sessions import Sessions
 from threadline.web import Auth, Hub, create_app
 from threadline.web.limits import Limits
@@ -87,8 +88,8 @@ async def chat_server(
     database_url: str, agents: list[Agent], limits: Limits | None = None
 ) -> AsyncIterator[ChatServer]:
     engine = Engine(database_url, poll_interval=0.05)
-    llm = LLM(model_options={"demo": {"tokens_per_second": 100}})
-    sessions = Sessions(engine, agents, llm=llm, max_message_chars=2000)
+    models = Models(model_options={"demo": {"tokens_per_second": 100}})
+    sessions = Sessions(engine, agents, models=models, max_message_chars=2000)
     async with engine:
         hub = Hub(engine.url)
         await hub.start()
@@ -118,7 +119,7 @@ async def chat_server(
         server.should_exit = True
         await task
         await hub.stop()
-        await llm.aclose()
+        await models.aclose()
 
 
 async def frames_until(ws: Any, kind: str, timeout: float = 20.0) -> list[dict[str, Any]]:

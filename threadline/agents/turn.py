@@ -10,14 +10,14 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from ..engine import WorkflowContext
-from ..ledger import LLM, BoundBudget, BudgetExceeded, BudgetNotice, Scope
-from ..llm import Message, Response, StreamEvent, TextDelta, ToolCall, ToolDef, Usage, price
-from ..rag.cache import CachedLLM, CacheHit, CacheScope
+from ..ledger import BoundBudget, BudgetExceeded, BudgetNotice, Capped, Scope
+from ..llm import Message, Response, StreamEvent, TextDelta, ToolCall, ToolDef, Usage
+from ..rag.cache import CacheHit, CacheScope, lookup
 from ..rag.cache.guard import cites
 from ..rag.cache.serve import replay_stream
 from ..rag.knowledge import BoundKnowledge
 from ..rag.retrieval import Passage, format_context
-from ..router import Capped, Fallback, ModelPolicy, Restart, Router
+from ..router import Fallback, ModelPolicy, Models, Restart
 from ..router.events import RouterEvent
 from ..tools import Tool, ToolError
 from .agent import Agent, Exhausted
@@ -72,7 +72,7 @@ class Turn:
     data: dict[str, Any]
     text: str
     history: list[Message]
-    router: Router
+    models: Models
     emit: Emit
     scope: Scope
     model: str | ModelPolicy
@@ -133,8 +133,7 @@ class Turn:
                 cache_scope = knowledge.cache_scope(
                     self.agent.name, system, tools, str(self.model), self.scope.tenant, user
                 )
-                cached = CachedLLM(self.llm, knowledge.cache)
-                hit = await cached.lookup(self.text, cache_scope, self.scope)
+                hit = await lookup(knowledge.cache, self.text, cache_scope, self.scope)
                 if hit is not None:
                     return await self._serve(hit, knowledge)
             passages = await knowledge.search(self.text)
@@ -236,7 +235,7 @@ class Turn:
     def _knowledge(self) -> BoundKnowledge | None:
         if self.agent.knowledge is None:
             return None
-        return self.agent.knowledge.on(self.llm.ledger.pool)
+        return self.agent.knowledge.on(self.models.ledger.pool)
 
     async def _serve(self, hit: CacheHit, knowledge: BoundKnowledge) -> str:
         """Stream a cached answer as a live one arrives (its ledger row is written), with
@@ -277,7 +276,6 @@ class Turn:
         says it has no answer (`is_non_answer`)."""
         if not passages or not cites(response.text, len(passages)):
             return False
-        overrides = self.llm.ledger.overrides  # resolved here: a step body has no workflow
 
         async def store() -> bool:
             entry = await knowledge.cache.store_response(
@@ -286,7 +284,6 @@ class Turn:
                 scope,
                 documents=passages,
                 ttl=knowledge.knowledge.ttl,
-                overrides=overrides,
                 sources=self.sources,
             )
             return entry is not None
@@ -326,8 +323,8 @@ class Turn:
             if isinstance(event, (Fallback, Capped, BudgetNotice)):
                 self.emit(event.kind, {"turn_id": self.turn_id, **_plain(event.to_json())})
 
-        response = await self.router.request(
-            self.model,
+        response = await self.models.request(
+            ModelPolicy.of(self.model),
             messages,
             scope=self.scope,
             tools=tools,
@@ -340,12 +337,8 @@ class Turn:
             self._replayed(response.text)
         self.usage = self.usage + response.usage
         self.model_used = f"{response.provider}:{response.model}"
-        call = price(
-            response.provider, response.model, response.usage, overrides=self.llm.ledger.overrides
-        )
-        self.cost = (
-            None if self.cost is None or call.total_usd is None else self.cost + call.total_usd
-        )
+        cost = response.cost_usd  # as its metering priced it: one price per call
+        self.cost = None if self.cost is None or cost is None else self.cost + cost
         return response
 
     async def _call_tool(self, call: ToolCall) -> Message:
@@ -388,10 +381,6 @@ class Turn:
 
     def _key(self, what: str) -> str:
         return event_key(self.turn_id, what)
-
-    @property
-    def llm(self) -> LLM:
-        return self.router.llm
 
     async def say(self, text: str) -> None:
         """Answer with fixed text (no model call)."""

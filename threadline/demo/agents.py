@@ -119,7 +119,7 @@ async def _knows_about(turn: Turn) -> bool:
     knowledge = turn.agent.knowledge
     if knowledge is None:
         return True
-    bound = knowledge.on(turn.llm.ledger.pool)
+    bound = knowledge.on(turn.models.ledger.pool)
     return await judge_of(bound).answers(turn.text, await bound.search(turn.text))
 
 

@@ -5,15 +5,14 @@ from .admission import CallBudget, Receipt
 from .budgets import Budgets, BudgetState
 from .ledger import Ledger
 from .limits import BoundBudget, Budget, BudgetExceeded, Mode, ScopeRef
-from .metered import LLM, CallNote, CallOptions
-from .outcomes import BudgetNotice, Grant, Refusal
+from .metered import CallNote, MeteredModel, Metering, refusal_of
+from .outcomes import BudgetNotice, Capped, Grant, Refusal
 from .record import CallRecord
 from .reports import GROUPINGS, CostRow, cost_report
 from .scope import Scope
 
 __all__ = [
     "GROUPINGS",
-    "LLM",
     "BoundBudget",
     "Budget",
     "BudgetExceeded",
@@ -22,15 +21,18 @@ __all__ = [
     "Budgets",
     "CallBudget",
     "CallNote",
-    "CallOptions",
     "CallRecord",
+    "Capped",
     "CostRow",
     "Grant",
     "Ledger",
+    "MeteredModel",
+    "Metering",
     "Mode",
     "Receipt",
     "Refusal",
     "Scope",
     "ScopeRef",
     "cost_report",
+    "refusal_of",
 ]

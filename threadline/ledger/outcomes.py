@@ -7,9 +7,9 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
-__all__ = ["BudgetNotice", "CallInfo", "Grant", "Refusal", "Settled", "events_json"]
+__all__ = ["BudgetNotice", "CallInfo", "Capped", "Grant", "Refusal", "Settled", "events_json"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,24 @@ class Refusal:
     def waiting_helps(self) -> bool:
         """Whether the call would fit once the reservations in flight are settled."""
         return self.limit_usd - self.spent_usd >= self.needed_usd
+
+
+@dataclass(frozen=True)
+class Capped:
+    """The budget affords `model` fewer output tokens than the caller asked for
+    (`requested`): it is called with `max_tokens`, and its answer may stop short."""
+
+    model: str
+    max_tokens: int
+    requested: int
+    kind: ClassVar[str] = "budget.capped"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "max_tokens": self.max_tokens,
+            "requested_max_tokens": self.requested,
+        }
 
 
 @dataclass(frozen=True)

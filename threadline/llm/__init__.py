@@ -29,8 +29,11 @@ from .errors import (
     error_from_json,
 )
 from .events import (
+    CallEvent,
+    Notice,
     Response,
     ResponseBuilder,
+    Restart,
     StreamEnd,
     StreamEvent,
     TextDelta,
@@ -39,13 +42,16 @@ from .events import (
     UsageEvent,
 )
 from .messages import Message, ToolCall, ToolDef
-from .model import PROVIDERS, Model, check_installed, default_model_spec, get_model
+from .model import PROVIDERS, Model, WrapperModel, check_installed, default_model_spec, get_model
+from .options import CallOptions
 from .pricing import ModelRates, Price, PriceOverrides, price, prices_per_token
 from .tokens import estimate_messages, estimate_tokens, upper_bound_messages, upper_bound_tokens
 
 __all__ = [
     "PROVIDERS",
     "AuthenticationFailed",
+    "CallEvent",
+    "CallOptions",
     "ConnectionFailed",
     "ContentFiltered",
     "ContextWindowExceeded",
@@ -58,6 +64,7 @@ __all__ = [
     "MissingProviderKey",
     "Model",
     "ModelRates",
+    "Notice",
     "Overloaded",
     "Price",
     "PriceOverrides",
@@ -65,6 +72,7 @@ __all__ = [
     "RateLimited",
     "Response",
     "ResponseBuilder",
+    "Restart",
     "ServerError",
     "StreamEnd",
     "StreamEvent",
@@ -77,6 +85,7 @@ __all__ = [
     "UnknownModel",
     "Usage",
     "UsageEvent",
+    "WrapperModel",
     "check_installed",
     "default_model_spec",
     "error_from_json",

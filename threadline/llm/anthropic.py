@@ -46,6 +46,8 @@ from .events import (
 )
 from .messages import Message, ToolCall, ToolDef
 from .model import Model, raise_mapped, resolve_api_key
+from .options import CallOptions
+from .options import settings_of as _settings
 
 try:
     import anthropic
@@ -270,15 +272,8 @@ class AnthropicModel(Model):
             params["stop_sequences"] = list(stop)
         return params
 
-    async def request(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[ToolDef] = (),
-        max_tokens: int = 1024,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
-    ) -> Response:
+    async def _request(self, messages: Sequence[Message], options: CallOptions) -> Response:
+        tools, max_tokens, temperature, stop = _settings(options)
         params = self._params(messages, tools, max_tokens, temperature, stop)
         try:
             message = await self._client.messages.create(**params, stream=False)
@@ -299,15 +294,10 @@ class AnthropicModel(Model):
             provider=PROVIDER,
         )
 
-    async def stream(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[ToolDef] = (),
-        max_tokens: int = 1024,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
+    async def _stream(
+        self, messages: Sequence[Message], options: CallOptions
     ) -> AsyncIterator[StreamEvent]:
+        tools, max_tokens, temperature, stop = _settings(options)
         params = self._params(messages, tools, max_tokens, temperature, stop)
         try:
             raw = await self._client.messages.create(**params, stream=True)

@@ -40,6 +40,7 @@ from .events import (
 )
 from .messages import Message, ToolCall, ToolDef
 from .model import Model
+from .options import CallOptions
 from .tokens import bytes_to_tokens, estimate_messages, estimate_tokens
 
 __all__ = ["DemoFailure", "DemoModel"]
@@ -137,15 +138,8 @@ class DemoModel(Model):
         usage = Usage(input_tokens=estimate_messages(messages, tools), output_tokens=output)
         return _Plan(kept, tool_call, stop_reason, usage)
 
-    async def request(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[ToolDef] = (),
-        max_tokens: int = 1024,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
-    ) -> Response:
+    async def _request(self, messages: Sequence[Message], options: CallOptions) -> Response:
+        tools, max_tokens, stop = options.tools, options.max_tokens, options.stop
         failure = self._next_failure()
         if failure is not None:
             raise failure.error
@@ -154,15 +148,10 @@ class DemoModel(Model):
         text = "".join(plan.words)
         return Response(text, calls, plan.usage, plan.stop_reason, self.name, PROVIDER)
 
-    async def stream(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[ToolDef] = (),
-        max_tokens: int = 1024,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
+    async def _stream(
+        self, messages: Sequence[Message], options: CallOptions
     ) -> AsyncIterator[StreamEvent]:
+        tools, max_tokens, stop = options.tools, options.max_tokens, options.stop
         failure = self._next_failure()
         if failure is not None and failure.after_words == 0:
             raise failure.error

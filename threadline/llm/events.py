@@ -13,14 +13,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from decimal import Decimal
+from typing import Any, ClassVar
 
 from .errors import StreamInterrupted
 from .messages import Message, ToolCall, parse_arguments
 
 __all__ = [
+    "CallEvent",
+    "Notice",
     "Response",
     "ResponseBuilder",
+    "Restart",
     "StreamEnd",
     "StreamEvent",
     "TextDelta",
@@ -92,19 +96,64 @@ class UsageEvent:
 
 @dataclass(frozen=True)
 class StreamEnd:
-    """Always the last event of a successful stream; `usage` is the final count."""
+    """Always the last event of a successful stream; `usage` is the final count. `cost_usd`
+    is set by the layer that priced the call (`threadline.ledger.MeteredModel`; None: not
+    priced, or no known price), `cached` by the cache when it served the answer; `provider`
+    by a layer that knows which provider answered (under a fallback chain, not always the
+    chain's first)."""
 
     stop_reason: str
     usage: Usage
     model: str | None = None
+    cost_usd: Decimal | None = None
+    cached: bool = False
+    provider: str | None = None
 
 
 StreamEvent = TextDelta | ToolCallDelta | UsageEvent | StreamEnd
 
 
 @dataclass(frozen=True)
+class Restart:
+    """A stream failed after some of its text was passed on: discard what `model` said
+    (`discarded_text`); the answer starts again (from the next model of a fallback chain)."""
+
+    model: str
+    reason: str
+    discarded_text: str
+    kind: ClassVar[str] = "message.restart"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "reason": self.reason, "discarded_text": self.discarded_text}
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What a layer wrapping a model tells about the call as it happens, in the stream: a
+    fallback to another model, output capped by a budget, a budget threshold crossed.
+    `event` is the layer's own object; it has a `kind` and a `to_json()`."""
+
+    event: Any
+
+    @property
+    def kind(self) -> str:
+        return str(self.event.kind)
+
+    def to_json(self) -> dict[str, Any]:
+        """The event as the run's log keeps it."""
+        return {"kind": self.kind, "data": self.event.to_json()}
+
+
+CallEvent = StreamEvent | Restart | Notice
+"""What `Model.stream` yields: a provider's events, and those of the layers around it."""
+
+
+@dataclass(frozen=True)
 class Response:
-    """A finished answer. `model` is the model id the provider reported."""
+    """A finished answer. `model` is the model id the provider reported; `cost_usd` what
+    the call cost, as priced once by the layer that metered it (None: not metered, or no
+    known price); `cached`: served by the cache; `notices`: what the layers around the model
+    told while it ran (see `Notice`)."""
 
     text: str
     tool_calls: tuple[ToolCall, ...]
@@ -112,6 +161,9 @@ class Response:
     stop_reason: str
     model: str
     provider: str
+    cost_usd: Decimal | None = None
+    cached: bool = False
+    notices: tuple[Notice, ...] = field(default=(), compare=False)
 
     @property
     def message(self) -> Message:
@@ -126,10 +178,15 @@ class Response:
             "stop_reason": self.stop_reason,
             "model": self.model,
             "provider": self.provider,
+            "cost_usd": None if self.cost_usd is None else str(self.cost_usd),
+            "cached": self.cached,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Response:
+        """A response as `to_json` wrote it (its notices are not kept: they are told once,
+        as they happen)."""
+        cost = data.get("cost_usd")
         return cls(
             text=str(data["text"]),
             tool_calls=tuple(ToolCall.from_json(c) for c in data.get("tool_calls") or ()),
@@ -137,6 +194,8 @@ class Response:
             stop_reason=str(data["stop_reason"]),
             model=str(data["model"]),
             provider=str(data["provider"]),
+            cost_usd=None if cost is None else Decimal(cost),
+            cached=bool(data.get("cached", False)),
         )
 
 
@@ -157,6 +216,7 @@ class ResponseBuilder:
         self._calls: dict[int, _PendingCall] = {}
         self.usage = Usage()
         self.end: StreamEnd | None = None
+        self.notices: list[Notice] = []
 
     @property
     def text(self) -> str:
@@ -167,7 +227,7 @@ class ResponseBuilder:
         """The tool calls' arguments received so far, one after the other (output too)."""
         return "".join(part for call in self._calls.values() for part in call.arguments)
 
-    def add(self, event: StreamEvent) -> None:
+    def add(self, event: CallEvent) -> None:
         if isinstance(event, TextDelta):
             self._text.append(event.text)
         elif isinstance(event, ToolCallDelta):
@@ -177,9 +237,15 @@ class ResponseBuilder:
             call.arguments.append(event.arguments_delta)
         elif isinstance(event, UsageEvent):
             self.usage = event.usage
-        else:
+        elif isinstance(event, StreamEnd):
             self.usage = event.usage
             self.end = event
+        elif isinstance(event, Restart):  # what came before is discarded
+            self._text.clear()
+            self._calls.clear()
+            self.usage, self.end = Usage(), None
+        else:
+            self.notices.append(event)
 
     def tool_calls(self) -> tuple[ToolCall, ...]:
         return tuple(
@@ -204,5 +270,8 @@ class ResponseBuilder:
             usage=self.end.usage,
             stop_reason=self.end.stop_reason,
             model=self.end.model or self.model,
-            provider=self.provider,
+            provider=self.end.provider or self.provider,
+            cost_usd=self.end.cost_usd,
+            cached=self.end.cached,
+            notices=tuple(self.notices),
         )

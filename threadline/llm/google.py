@@ -42,6 +42,8 @@ from .events import (
 )
 from .messages import Message, ToolCall, ToolDef, tool_names_by_call_id
 from .model import Model, raise_mapped, resolve_api_key
+from .options import CallOptions
+from .options import settings_of as _settings
 
 try:
     from google import genai
@@ -290,15 +292,8 @@ class GoogleModel(Model):
             automatic_function_calling=gtypes.AutomaticFunctionCallingConfig(disable=True),
         )
 
-    async def request(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[ToolDef] = (),
-        max_tokens: int = 1024,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
-    ) -> Response:
+    async def _request(self, messages: Sequence[Message], options: CallOptions) -> Response:
+        tools, max_tokens, temperature, stop = _settings(options)
         system, contents = to_gemini(messages)
         config = self._config(system, tools, max_tokens, temperature, stop)
         try:
@@ -321,15 +316,10 @@ class GoogleModel(Model):
             provider=PROVIDER,
         )
 
-    async def stream(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[ToolDef] = (),
-        max_tokens: int = 1024,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
+    async def _stream(
+        self, messages: Sequence[Message], options: CallOptions
     ) -> AsyncIterator[StreamEvent]:
+        tools, max_tokens, temperature, stop = _settings(options)
         system, contents = to_gemini(messages)
         config = self._config(system, tools, max_tokens, temperature, stop)
         try:

@@ -7,17 +7,22 @@ use it (`pip install 'threadline[anthropic]'` and so on). Adapters never retry b
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import json
 import os
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, NoReturn, Self
+from typing import Any, NoReturn, Self, TypeVar
 
 from .context_windows import context_window as lookup_context_window
 from .errors import LLMError, MissingProviderKey, UnknownModel
-from .events import Response, ResponseBuilder, StreamEvent
-from .messages import Message, ToolDef
+from .events import CallEvent, Response, ResponseBuilder, StreamEnd, TextDelta, ToolCallDelta
+from .messages import Message
+from .options import CallOptions
+
+T = TypeVar("T")
 
 __all__ = ["DEFAULT_MODELS", "PROVIDERS", "Model", "default_model_spec", "get_model"]
 
@@ -49,7 +54,11 @@ class Model(ABC):
     `request` makes one plain (non-streaming) call; `stream` yields `TextDelta`,
     `ToolCallDelta` and `UsageEvent`s and always ends with a `StreamEnd`. A failed call
     raises an `LLMError`; a stream that breaks raises one with `partial_text` set to the
-    text it had already yielded.
+    text it had already yielded. Both take one `CallOptions` (or keyword settings).
+
+    A provider adapter implements `_stream` (and `_request` where its API has a plain
+    call). A layer around models (metering, fallback, the cache) is a `Model` too, with the
+    same two methods: see `WrapperModel`.
     """
 
     provider: str = ""
@@ -67,35 +76,41 @@ class Model(ABC):
         return f"{type(self).__name__}({self.spec!r})"
 
     async def request(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[ToolDef] = (),
-        max_tokens: int = 1024,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
+        self, messages: Sequence[Message], options: CallOptions | None = None, **settings: Any
     ) -> Response:
-        """One complete answer. This default collects `stream`; adapters with a plain
-        (non-streaming) API call override it."""
+        """One complete answer. `settings` change the options' `tools`, `max_tokens`,
+        `temperature` or `stop` (`model.request(messages, max_tokens=200)`)."""
+        return await self._request(messages, CallOptions.of(options, **settings))
+
+    def stream(
+        self, messages: Sequence[Message], options: CallOptions | None = None, **settings: Any
+    ) -> AsyncIterator[CallEvent]:
+        """The answer as it is generated; the last event is always `StreamEnd`."""
+        return self._stream(messages, CallOptions.of(options, **settings))
+
+    async def _request(self, messages: Sequence[Message], options: CallOptions) -> Response:
+        """This default collects `_stream`; adapters with a plain (non-streaming) API call
+        override it."""
         builder = ResponseBuilder(self.provider, self.name)
-        events = self.stream(
-            messages, tools=tools, max_tokens=max_tokens, temperature=temperature, stop=stop
-        )
-        async for event in events:
+        async for event in self._stream(messages, options):
             builder.add(event)
         return builder.build()
 
     @abstractmethod
-    def stream(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[ToolDef] = (),
-        max_tokens: int = 1024,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
-    ) -> AsyncIterator[StreamEvent]:
-        """The answer as it is generated; the last event is always `StreamEnd`."""
+    def _stream(
+        self, messages: Sequence[Message], options: CallOptions
+    ) -> AsyncIterator[CallEvent]:
+        """The answer's events; the last is always `StreamEnd`."""
+
+    def _events(
+        self, messages: Sequence[Message], options: CallOptions, *, streams: bool
+    ) -> AsyncIterator[CallEvent]:
+        """The call's events, streamed (`streams`) or, from a plain call, its answer as the
+        events a stream of it would have had: what a layer around this model consumes, so
+        that the layers above a plain call hear its notices as they happen."""
+        if streams:
+            return self._stream(messages, options)
+        return answer_events(self._request(messages, options))
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to release here
         """Release the HTTP client's connections."""
@@ -179,3 +194,69 @@ def raise_mapped(exc: Exception, mapped: LLMError | None) -> NoReturn:
     if mapped is None or mapped is exc:
         raise exc
     raise mapped from exc
+
+
+class WrapperModel(Model):
+    """A model around another (`wrapped`): it answers under the wrapped model's provider,
+    name and context window, and closing it closes the wrapped one. A subclass overrides
+    `_events` to do its part around the wrapped model's events (`streams` passed down:
+    a plain call stays a plain call at the provider)."""
+
+    def __init__(self, wrapped: Model) -> None:
+        super().__init__(wrapped.name, context_window=wrapped.context_window)
+        self.wrapped = wrapped
+        self.provider = wrapped.provider
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.wrapped!r})"
+
+    async def _request(self, messages: Sequence[Message], options: CallOptions) -> Response:
+        builder = ResponseBuilder(self.provider, self.name)
+        async for event in self._events(messages, options, streams=False):
+            builder.add(event)
+        return builder.build()
+
+    def _stream(
+        self, messages: Sequence[Message], options: CallOptions
+    ) -> AsyncIterator[CallEvent]:
+        return self._events(messages, options, streams=True)
+
+    def _events(
+        self, messages: Sequence[Message], options: CallOptions, *, streams: bool
+    ) -> AsyncIterator[CallEvent]:
+        return self.wrapped._events(messages, options, streams=streams)
+
+    async def aclose(self) -> None:
+        await self.wrapped.aclose()
+
+
+@contextlib.asynccontextmanager
+async def closing(events: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
+    """Iterate `events` and close them however the iteration ends: a layer that stops early
+    (an error, a cancelled turn) ends the layers below it now, not when they are collected,
+    so that a cancelled call's ledger row is written at once."""
+    try:
+        yield events
+    finally:
+        close = getattr(events, "aclose", None)
+        if close is not None:
+            await close()
+
+
+async def answer_events(answer: Awaitable[Response]) -> AsyncIterator[CallEvent]:
+    """A plain call's answer as stream events: its notices, its text in one piece, its tool
+    calls, and its end."""
+    response = await answer
+    for notice in response.notices:
+        yield notice
+    if response.text:
+        yield TextDelta(response.text)
+    for index, call in enumerate(response.tool_calls):
+        yield ToolCallDelta(index, call.id, call.name, json.dumps(dict(call.arguments)))
+    yield StreamEnd(
+        response.stop_reason,
+        response.usage,
+        response.model,
+        cost_usd=response.cost_usd,
+        cached=response.cached,
+    )

@@ -37,6 +37,8 @@ from .events import (
 )
 from .messages import Message, ToolCall, ToolDef, tool_names_by_call_id
 from .model import Model, raise_mapped
+from .options import CallOptions
+from .options import settings_of as _settings
 
 try:
     import httpx
@@ -210,15 +212,8 @@ class OllamaModel(Model):
             ]
         return params
 
-    async def request(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[ToolDef] = (),
-        max_tokens: int = 1024,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
-    ) -> Response:
+    async def _request(self, messages: Sequence[Message], options: CallOptions) -> Response:
+        tools, max_tokens, temperature, stop = _settings(options)
         params = self._params(messages, tools, max_tokens, temperature, stop)
         _last_retry_after.set(None)
         try:
@@ -238,15 +233,10 @@ class OllamaModel(Model):
             provider=PROVIDER,
         )
 
-    async def stream(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[ToolDef] = (),
-        max_tokens: int = 1024,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
+    async def _stream(
+        self, messages: Sequence[Message], options: CallOptions
     ) -> AsyncIterator[StreamEvent]:
+        tools, max_tokens, temperature, stop = _settings(options)
         params = self._params(messages, tools, max_tokens, temperature, stop)
         _last_retry_after.set(None)
         state = _StreamState()

@@ -43,6 +43,8 @@ from .events import (
 )
 from .messages import Message, ToolCall, ToolDef, parse_arguments
 from .model import Model, raise_mapped, resolve_api_key
+from .options import CallOptions
+from .options import settings_of as _settings
 from .tokens import estimate_messages, estimate_tokens
 
 try:
@@ -248,15 +250,8 @@ class OpenAIModel(Model):
             params["stop"] = list(stop)
         return params
 
-    async def request(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[ToolDef] = (),
-        max_tokens: int = 1024,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
-    ) -> Response:
+    async def _request(self, messages: Sequence[Message], options: CallOptions) -> Response:
+        tools, max_tokens, temperature, stop = _settings(options)
         params = self._params(messages, tools, max_tokens, temperature, stop)
         try:
             completion = await self._client.chat.completions.create(**params, stream=False)
@@ -278,15 +273,10 @@ class OpenAIModel(Model):
             usage = Usage(estimate_messages(messages, tools), estimate_tokens(text))
         return Response(text, calls, usage, stop_reason, completion.model, PROVIDER)
 
-    async def stream(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[ToolDef] = (),
-        max_tokens: int = 1024,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
+    async def _stream(
+        self, messages: Sequence[Message], options: CallOptions
     ) -> AsyncIterator[StreamEvent]:
+        tools, max_tokens, temperature, stop = _settings(options)
         params = self._params(messages, tools, max_tokens, temperature, stop)
         try:
             raw = await self._client.chat.completions.create(

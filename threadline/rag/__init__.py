@@ -13,9 +13,9 @@ The sentence-transformers model and torch are imported only when something is em
 
 from .cache import (
     CacheDecision,
-    CachedLLM,
-    CachedResponse,
+    CachedModel,
     CacheHit,
+    CacheKey,
     CacheScope,
     CosineVerifier,
     DocumentVersion,
@@ -34,9 +34,9 @@ __all__ = [
     "KB_DIR",
     "CacheDecision",
     "CacheHit",
+    "CacheKey",
     "CacheScope",
-    "CachedLLM",
-    "CachedResponse",
+    "CachedModel",
     "Chunk",
     "Citation",
     "Collection",

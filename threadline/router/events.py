@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..ledger import BudgetNotice
-from ..llm import LLMError
+from ..ledger import BudgetNotice, Capped
+from ..llm import LLMError, Restart
 
 __all__ = ["Capped", "Fallback", "NoModelAvailable", "Restart", "RouterEvent"]
 
@@ -29,38 +29,6 @@ class Fallback:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Fallback:
         return cls(str(data["from"]), str(data["to"]), str(data["reason"]))
-
-
-@dataclass(frozen=True)
-class Restart:
-    """A stream failed after some of its text was passed on: discard what `model` said
-    (`discarded_text`); the answer starts again, from the next model of the chain."""
-
-    model: str
-    reason: str
-    discarded_text: str
-    kind: ClassVar[str] = "message.restart"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "reason": self.reason, "discarded_text": self.discarded_text}
-
-
-@dataclass(frozen=True)
-class Capped:
-    """The budget affords `model` fewer output tokens than the caller asked for
-    (`requested`): it is called with `max_tokens`, and its answer may stop short."""
-
-    model: str
-    max_tokens: int
-    requested: int
-    kind: ClassVar[str] = "budget.capped"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "max_tokens": self.max_tokens,
-            "requested_max_tokens": self.requested,
-        }
 
 
 RouterEvent = Fallback | Restart | Capped | BudgetNotice

@@ -1,32 +1,36 @@
 """One routed call in progress: what it asked for, what happened to each model it considered,
-and the events it owes its caller; and, at the end, the error if no model answered."""
+and, at the end, how it was answered (`RouteSummary`, `RoutedResponse`) or the error if no
+model answered."""
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import ThreadlineError
-from ..ledger import BudgetNotice, CallBudget, CallOptions, Refusal, Scope
+from ..ledger import Ledger, Refusal
 from ..ledger.admission import refused
-from ..ledger.carrier import HeldRows
 from ..llm import (
+    CallEvent,
+    CallOptions,
     ContextWindowExceeded,
     LLMError,
     Message,
+    Notice,
     Response,
+    ResponseBuilder,
+    Restart,
     StreamEvent,
     TextDelta,
     ToolCallDelta,
 )
-from .cooldowns import ModelHealth
-from .events import Fallback, NoModelAvailable, Restart, RouterEvent
-from .policy import ModelPolicy
+from .cooldowns import Cooldowns, ModelHealth
+from .events import Fallback, NoModelAvailable, RouterEvent
 
-__all__ = ["EventHook", "OnRoutedDelta", "Route", "RoutedResponse"]
+__all__ = ["EventHook", "OnRoutedDelta", "Route", "RouteSummary", "RoutedResponse"]
 
 OnRoutedDelta = Callable[[StreamEvent | Restart], Awaitable[None] | None]
 EventHook = Callable[[RouterEvent], Awaitable[None] | None]
@@ -53,15 +57,8 @@ class RoutedResponse(Response):
 
     @classmethod
     def of(cls, response: Response, **route: Any) -> RoutedResponse:
-        return cls(
-            response.text,
-            response.tool_calls,
-            response.usage,
-            response.stop_reason,
-            response.model,
-            response.provider,
-            **route,
-        )
+        answer = {f.name: getattr(response, f.name) for f in fields(Response)}
+        return cls(**(answer | route))
 
     def to_json(self) -> dict[str, Any]:
         route = {
@@ -80,83 +77,109 @@ class RoutedResponse(Response):
         return cls.of(Response.from_json(data), **route)
 
 
+@dataclass(frozen=True)
+class RouteSummary:
+    """How a routed call was answered: the last notice of a `FallbackModel`'s stream, before
+    its end. Not an event of the run's log: the answer itself says it (`RoutedResponse`)."""
+
+    requested_model: str
+    used_model: str
+    provider: str
+    attempts: int
+    max_tokens: int
+    fallbacks: tuple[Fallback, ...]
+    kind: ClassVar[str] = "model.routed"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "requested_model": self.requested_model,
+            "used_model": self.used_model,
+            "attempts": self.attempts,
+            "max_tokens": self.max_tokens,
+        }
+
+
+class Answer:
+    """Collects a call's events into its `Response`, a `RoutedResponse` when a fallback
+    chain answered it."""
+
+    def __init__(self, provider: str, model: str) -> None:
+        self.builder = ResponseBuilder(provider, model)
+        self.summary: RouteSummary | None = None
+
+    def add(self, event: CallEvent) -> None:
+        if isinstance(event, Notice) and isinstance(event.event, RouteSummary):
+            self.summary = event.event
+        else:
+            self.builder.add(event)
+
+    def build(self) -> Response:
+        summary = self.summary
+        if summary is None:
+            return self.builder.build()
+        notices = tuple(n for n in self.builder.notices if n.event is not summary)
+        return RoutedResponse.of(
+            self.builder.build(),
+            notices=notices,
+            requested_model=summary.requested_model,
+            used_model=summary.used_model,
+            attempts=summary.attempts,
+            max_tokens=summary.max_tokens,
+            fallbacks=summary.fallbacks,
+        )
+
+
 @dataclass
 class Route:
-    """The state of one routed call (a fresh one for every execution of its step)."""
+    """The state of one routed call (a fresh one for every call): what it asks, and what
+    happened to each model it considered."""
 
-    policy: ModelPolicy
+    specs: tuple[str, ...]
+    min_tokens: int
     messages: Sequence[Message]
     options: CallOptions
-    scope: Scope
-    plan: CallBudget
-    min_tokens: int
-    on_delta: OnRoutedDelta | None = None
-    hooks: Sequence[EventHook] = ()
+    streams: bool
+    cooldowns: Cooldowns
+    ledger: Ledger
     attempts: int = 0
     reason: str | None = None  # why the previous model was left
     delivered: str = ""  # what the current attempt has streamed to the caller
     fallbacks: list[Fallback] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)  # for the run's event log
     left: dict[str, str] = field(default_factory=dict)  # model -> why it was left
     refusals: list[tuple[str, Refusal]] = field(default_factory=list)
     errors: list[LLMError] = field(default_factory=list)
     health: dict[str, ModelHealth] = field(default_factory=dict)
-    # Inside a step: takes the rows of calls under no reservation, to commit with its record.
-    hold: HeldRows | None = None
 
-    # -- events -------------------------------------------------------------------------------
+    @property
+    def primary(self) -> str:
+        return self.specs[0]
 
-    async def tell(self, event: RouterEvent, durable: bool = True) -> None:
-        """Pass an event to the hooks now; `durable` ones also go to the run's event log."""
-        if durable:
-            self.events.append({"kind": event.kind, "data": event.to_json()})
-        for hook in self.hooks:
-            await call_hook(hook, event)
-
-    async def notices(self, notices: Sequence[BudgetNotice]) -> None:
-        for notice in notices:
-            await self.tell(notice)
-
-    def relay(self, event: StreamEvent) -> Awaitable[None] | None:
-        """The caller's `on_delta`, noting what output has gone out. Returns what the hook
-        returns when that is awaitable (the metered call awaits it): a synchronous hook costs
-        no coroutine per token."""
+    def passed(self, event: CallEvent) -> None:
+        """Note what output has gone out to the caller."""
         if isinstance(event, TextDelta):
             self.delivered += event.text
         elif isinstance(event, ToolCallDelta):
             self.delivered += event.arguments_delta or " "
-        if self.on_delta is None:
-            return None
-        result = self.on_delta(event)
-        return None if result is None or not inspect.isawaitable(result) else result
 
-    async def restart(self, model: str, error: LLMError) -> None:
-        """After a failure: if output had gone out, tell the caller to discard it."""
-        if self.delivered:
-            event = Restart(model, error.code, self.delivered)
-            await call_hook(self.on_delta, event)
-            await self.tell(event, durable=False)  # the stream's consumer owns this one
-        self.delivered = ""
+    def restart(self, model: str, error: LLMError) -> Restart | None:
+        """After a failure: if output had gone out, the event telling the caller to discard
+        it."""
+        delivered, self.delivered = self.delivered, ""
+        return Restart(model, error.code, delivered) if delivered else None
 
-    async def leave(self, model: str, next_model: str | None, reason: str) -> None:
-        """Move on from `model` because of `reason`."""
+    def leave(self, model: str, next_model: str | None, reason: str) -> Fallback | None:
+        """Move on from `model` because of `reason`: the fallback to tell, if any."""
         self.left[model] = reason
         self.reason = reason
-        if next_model is not None:
-            fallback = Fallback(model, next_model, reason)
-            self.fallbacks.append(fallback)
-            await self.tell(fallback)
+        if next_model is None:
+            return None
+        fallback = Fallback(model, next_model, reason)
+        self.fallbacks.append(fallback)
+        return fallback
 
-    # -- the end ------------------------------------------------------------------------------
-
-    def answer(self, response: Response, model: str, max_tokens: int) -> RoutedResponse:
-        return RoutedResponse.of(
-            response,
-            requested_model=self.policy.primary,
-            used_model=model,
-            attempts=self.attempts,
-            max_tokens=max_tokens,
-            fallbacks=tuple(self.fallbacks),
+    def summary(self, used: str, provider: str, max_tokens: int) -> RouteSummary:
+        return RouteSummary(
+            self.primary, used, provider, self.attempts, max_tokens, tuple(self.fallbacks)
         )
 
     def exhausted(self) -> ThreadlineError:
@@ -174,7 +197,7 @@ class Route:
         if self.refusals:
             return refused(self.refusals[-1][1], self.refusals[-1][0])
         return ContextWindowExceeded(
-            f"the prompt fits the context window of none of {', '.join(self.policy.specs)}"
+            f"the prompt fits the context window of none of {', '.join(self.specs)}"
         )
 
     def _first_cooldown_end(self) -> float | None:

@@ -23,9 +23,9 @@ from ..engine import Engine, Queue, WorkflowContext
 from ..engine.dbretry import database_gone, describe
 from ..engine.registry import workflow
 from ..errors import ConfigurationError, PayloadTooLarge, ThreadlineError
-from ..ledger import LLM, Scope
+from ..ledger import Scope
 from ..llm import LLMError, Message, check_installed, default_model_spec
-from ..router import ModelPolicy, Router
+from ..router import ModelPolicy, Models
 from . import access, feedback, store
 from .access import Access
 from .events import EventLog, SessionEvent, read_events
@@ -47,14 +47,13 @@ class Sessions:
         engine: Engine,
         agents: Iterable[Agent],
         *,
-        llm: LLM | None = None,
+        models: Models | None = None,
         max_message_chars: int = MAX_MESSAGE_CHARS,
     ) -> None:
         self.engine = engine
         self.agents = {a.name: a for a in agents}
         check_models(self.agents.values())
-        self.llm = llm or LLM()
-        self.router = Router(self.llm)
+        self.models = models or Models()
         self.max_message_chars = max_message_chars
         self._events: EventLog | None = None
         engine.queues.setdefault(TURN_QUEUE, Queue(TURN_QUEUE, per_key=1))
@@ -331,7 +330,7 @@ class Sessions:
             data=snap["data"],
             text=snap["text"],
             history=[Message.from_json(m) for m in snap["history"]],
-            router=self.router,
+            models=self.models,
             emit=functools.partial(self.events.post, session_id),
             scope=Scope(
                 tenant=snap["tenant"],
@@ -444,7 +443,7 @@ class Sessions:
         if agent.budget is None or agent.budget.usd is None:
             return None
         limit, spent, reserved = Decimal(str(agent.budget.usd)), Decimal(0), Decimal(0)
-        for state in await self.llm.ledger.budgets.get(f"session:{session_id}"):
+        for state in await self.models.ledger.budgets.get(f"session:{session_id}"):
             if state.bucket == "total" and state.limit_usd is not None:
                 limit, spent, reserved = state.limit_usd, state.spent_usd, state.reserved_usd
         left = max(Decimal(0), limit - spent - reserved)

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
         Step,
         ToolUse,
     )
-    from .server import TestLLM, TestServer, serve_agents
+    from .server import TestModels, TestServer, serve_agents
     from .site import HostSite, host_page
 
 # Where each name lives: imported on first use, so that the pytest plugin (loaded by every
@@ -54,7 +54,7 @@ _HOMES = {
         "Step",
         "ToolUse",
     ),
-    "server": ("TestLLM", "TestServer", "serve_agents"),
+    "server": ("TestModels", "TestServer", "serve_agents"),
     "site": ("HostSite", "host_page"),
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
@@ -87,7 +87,7 @@ __all__ = [
     "ScriptedRequest",
     "Step",
     "TestDatabases",
-    "TestLLM",
+    "TestModels",
     "TestServer",
     "ToolUse",
     "ToolUseSeen",

@@ -20,10 +20,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..llm import (
+    CallEvent,
+    CallOptions,
     LLMError,
     Message,
     Model,
+    Notice,
     Response,
+    Restart,
     StreamEnd,
     StreamEvent,
     TextDelta,
@@ -172,17 +176,17 @@ class RecordingModel(Model):
     def _record(
         self,
         messages: Sequence[Message],
-        options: dict[str, Any],
+        options: CallOptions,
         events: list[StreamEvent],
         error: LLMError | None,
     ) -> None:
-        tools: Sequence[ToolDef] = options["tools"]
+        tools = options.tools
         request = {
             "messages": [m.to_json() for m in messages],
             "tools": [t.to_json() for t in tools],
-            "max_tokens": options["max_tokens"],
-            "temperature": options["temperature"],
-            "stop": list(options["stop"]) if options["stop"] else None,
+            "max_tokens": options.max_tokens,
+            "temperature": options.temperature,
+            "stop": list(options.stop) if options.stop else None,
         }
         self.cassette.add(
             {
@@ -194,48 +198,23 @@ class RecordingModel(Model):
             }
         )
 
-    async def stream(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[ToolDef] = (),
-        max_tokens: int = 1024,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
-    ) -> AsyncIterator[StreamEvent]:
-        options: dict[str, Any] = {
-            "tools": tools,
-            "max_tokens": max_tokens,
-            "temperature": temperature,
-            "stop": stop,
-        }
+    async def _stream(
+        self, messages: Sequence[Message], options: CallOptions
+    ) -> AsyncIterator[CallEvent]:
         events: list[StreamEvent] = []
         try:
-            async for event in self.inner.stream(messages, **options):
-                events.append(event)
+            async for event in self.inner.stream(messages, options):
+                if not isinstance(event, (Restart, Notice)):  # a provider's events only
+                    events.append(event)
                 yield event
         except LLMError as exc:
             self._record(messages, options, events, exc)
             raise
         self._record(messages, options, events, None)
 
-    async def request(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[ToolDef] = (),
-        max_tokens: int = 1024,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
-    ) -> Response:
-        options: dict[str, Any] = {
-            "tools": tools,
-            "max_tokens": max_tokens,
-            "temperature": temperature,
-            "stop": stop,
-        }
+    async def _request(self, messages: Sequence[Message], options: CallOptions) -> Response:
         try:
-            response = await self.inner.request(messages, **options)
+            response = await self.inner.request(messages, options)
         except LLMError as exc:
             self._record(messages, options, [], exc)
             raise
@@ -254,16 +233,11 @@ class ReplayModel(Model):
         super().__init__(name)
         self.cassette = cassette
 
-    async def stream(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[ToolDef] = (),
-        max_tokens: int = 1024,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
+    async def _stream(
+        self, messages: Sequence[Message], options: CallOptions
     ) -> AsyncIterator[StreamEvent]:
-        recorded = self.cassette.take(request_key(self.spec, messages, tools), self.spec, messages)
+        key = request_key(self.spec, messages, options.tools)
+        recorded = self.cassette.take(key, self.spec, messages)
         for data in recorded["events"]:
             yield event_from_json(data)
         if recorded.get("error"):

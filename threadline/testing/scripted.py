@@ -32,8 +32,9 @@ from typing import Any
 
 from ..llm import LLMError, Message, Model, ModelRates, PriceOverrides, ToolCall, ToolDef, Usage
 from ..llm.demo import DemoFailure, DemoModel, _Plan
-from ..llm.events import END_TURN, TOOL_USE, StreamEvent
+from ..llm.events import END_TURN, TOOL_USE, CallEvent
 from ..llm.model import PROVIDERS
+from ..llm.options import CallOptions
 from ..llm.tokens import estimate_messages, estimate_tokens
 
 __all__ = [
@@ -169,17 +170,11 @@ class ScriptedModel(Model):
             )
         return self.steps[number % len(self.steps)]
 
-    async def stream(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[ToolDef] = (),
-        max_tokens: int = 1024,
-        temperature: float | None = None,
-        stop: Sequence[str] | None = None,
-    ) -> AsyncIterator[StreamEvent]:
-        step = self._next(messages, tools, max_tokens)
-        async for event in _StepCall(self, step).stream(messages, tools=tools):
+    async def _stream(
+        self, messages: Sequence[Message], options: CallOptions
+    ) -> AsyncIterator[CallEvent]:
+        step = self._next(messages, options.tools, options.max_tokens)
+        async for event in _StepCall(self, step).stream(messages, tools=options.tools):
             yield event
 
 

@@ -20,10 +20,10 @@ import uvicorn
 
 from ..agents import Agent
 from ..engine import Engine
-from ..ledger import LLM, Ledger
+from ..ledger import Ledger
 from ..llm import Model, PriceOverrides
 from ..llm.model import parse_spec
-from ..router import ModelPolicy
+from ..router import ModelPolicy, Models
 from ..sessions import Sessions
 from ..web import Auth, Hub, create_app
 from .cassette import Cassette, ReplayModel
@@ -31,7 +31,7 @@ from .client import ChatClient
 from .scripted import PROVIDER as SCRIPTED
 from .scripted import ScriptedPrices
 
-__all__ = ["ADMIN_KEY", "TestLLM", "TestServer", "serve_agents"]
+__all__ = ["ADMIN_KEY", "TestModels", "TestServer", "serve_agents"]
 
 ADMIN_KEY = "threadline-test-admin-key"
 SECRET = "threadline-test-secret-of-32-bytes-or-more"
@@ -43,8 +43,8 @@ LEDGER_COLUMNS = (
 )
 
 
-class TestLLM(LLM):
-    """An `LLM` whose ledger prices ScriptedModels at their price, and whose models record
+class TestModels(Models):
+    """`Models` whose ledger prices ScriptedModels at their price, and whose models record
     to or replay from a cassette when one is given."""
 
     __test__ = False
@@ -103,7 +103,7 @@ class TestServer:
     sessions: Sessions
     auth: Auth
     http: httpx.AsyncClient
-    llm: TestLLM
+    models: TestModels
 
     @property
     def admin_headers(self) -> dict[str, str]:
@@ -129,7 +129,7 @@ class TestServer:
 
     async def ledger_rows(self, session_id: str | None = None) -> list[dict[str, Any]]:
         """The ledger's rows (oldest first), of one session or all: what each call cost."""
-        await self.llm.ledger.drain()
+        await self.models.ledger.drain()
         where = "WHERE session_id = $1" if session_id else "WHERE $1::text IS NULL"
         query = f"SELECT {LEDGER_COLUMNS} FROM threadline.llm_calls {where} ORDER BY id"
         async with self.sessions.engine.pool.acquire() as conn:
@@ -158,8 +158,8 @@ async def serve_agents(
     embed the widget. Demo models stream at once unless `model_options` says otherwise."""
     engine = Engine(database_url, poll_interval=0.05)
     options = {"demo": {"tokens_per_second": 0}} if model_options is None else model_options
-    llm = TestLLM(engine, cassette=cassette, model_options=options)
-    sessions = Sessions(engine, with_model(agents, model), llm=llm)
+    models = TestModels(engine, cassette=cassette, model_options=options)
+    sessions = Sessions(engine, with_model(agents, model), models=models)
     async with engine:
         hub = Hub(engine.listen_url)
         await hub.start()
@@ -184,9 +184,9 @@ async def serve_agents(
             port = server.servers[0].sockets[0].getsockname()[1]
             url = f"http://127.0.0.1:{port}"
             async with httpx.AsyncClient(base_url=url) as http:
-                yield TestServer(url, sessions, auth, http, llm)
+                yield TestServer(url, sessions, auth, http, models)
         finally:
             server.should_exit = True
             await task
             await hub.stop()
-            await llm.aclose()
+            await models.aclose()

@@ -284,4 +284,4 @@ async def serve(
                 await server.serve(sockets=sockets)
         finally:
             await hub.stop()
-            await sessions.llm.aclose()
+            await sessions.models.aclose()

@@ -4,16 +4,16 @@ from .calibration import Calibration
 from .entries import CachedAnswer, DocumentVersion, EntryInfo
 from .scope import CacheScope
 from .semantic import CacheDecision, CacheHit, SemanticCache
-from .serve import CachedLLM, CachedResponse, replay_stream
+from .serve import CachedModel, CacheKey, lookup, replay_stream
 from .verifier import Candidate, CosineVerifier, HitVerifier
 
 __all__ = [
     "CacheDecision",
     "CacheHit",
+    "CacheKey",
     "CacheScope",
     "CachedAnswer",
-    "CachedLLM",
-    "CachedResponse",
+    "CachedModel",
     "Calibration",
     "Candidate",
     "CosineVerifier",
@@ -21,5 +21,6 @@ __all__ = [
     "EntryInfo",
     "HitVerifier",
     "SemanticCache",
+    "lookup",
     "replay_stream",
 ]

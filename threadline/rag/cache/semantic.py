@@ -18,9 +18,8 @@ from typing import Any
 import asyncpg
 
 from ...ledger import CallRecord, Ledger, Scope
-from ...llm import Response, price
+from ...llm import Response
 from ...llm.events import END_TURN
-from ...llm.pricing import PriceOverrides
 from ..embedder import Embedder, HashEmbedder, default_embedder
 from ..retrieval import Passage
 from ..vectors import content_hash, normalise_prompt
@@ -183,17 +182,16 @@ class SemanticCache:
         *,
         documents: Sequence[Passage | DocumentVersion] = (),
         ttl: timedelta | None = None,
-        overrides: PriceOverrides | None = None,
         sources: Sequence[dict[str, Any]] = (),
     ) -> int | None:
         """Cache a model's answer if it is a complete plain text (not tool calls, not cut
         short) that answers (`is_non_answer`: not "I could not find that", a refusal, an offer
-        of a human), with what it cost; returns the entry id, or None when not cached."""
+        of a human), with what it cost (`response.cost_usd`, as its metering priced it: what
+        a hit saves); returns the entry id, or None when not cached."""
         if response.stop_reason != END_TURN or response.tool_calls:
             return None
         if is_non_answer(response.text):
             return None
-        cost = price(response.provider, response.model, response.usage, overrides=overrides)
         return await self.store(
             prompt,
             response.text,
@@ -202,7 +200,7 @@ class SemanticCache:
             model=response.model,
             input_tokens=response.usage.input_tokens,
             output_tokens=response.usage.output_tokens,
-            cost_usd=cost.total_usd,
+            cost_usd=response.cost_usd,
             documents=documents,
             ttl=ttl,
             sources=sources,
