@@ -26,7 +26,7 @@ from dataclasses import replace
 import asyncpg
 
 from ..errors import ConfigurationError
-from ..ledger import CallNote, MeteredModel, Metering, refusal_of
+from ..ledger import CallNote, Capped, MeteredModel, Metering, refusal_of
 from ..llm import (
     CallEvent,
     CallOptions,
@@ -37,6 +37,8 @@ from ..llm import (
     Notice,
     Response,
     StreamEnd,
+    TextDelta,
+    ToolCallDelta,
 )
 from ..llm.model import closing
 from .cooldowns import CooldownPolicy, Cooldowns
@@ -118,99 +120,88 @@ class FallbackModel(Model):
         ledger = self.models[0].ledger_for(metering)
         cooldowns = self.cooldowns(ledger.pool)
         floor = self.min_output_tokens or metering.min_tokens or self.models[0].min_output_tokens
-        route = Route(self.specs, floor, messages, options, streams, cooldowns, ledger)
+        route = Route(self.specs, floor, messages, options, cooldowns, ledger)
         route.health = await cooldowns.health(self.specs)
         for index, model in enumerate(self.models):
-            outcome: str | None = None
-            async with closing(self._consider(route, model)) as events:
-                async for event in events:
-                    if isinstance(event, str):
-                        outcome = event
-                    else:
-                        yield event
-            if outcome is None:  # answered: its end went out
-                return
+            reason = await self._unusable(route, model)
+            probing = reason is None and model.spec in route.health  # half-open: one probe
+            if probing and not await cooldowns.try_probe(model.spec):
+                reason = "cooldown"
+            if reason is None:
+                # One generator over the member's events: each piece crosses this layer once.
+                metering = options.get(Metering) or Metering()
+                note = CallNote(route.primary, route.attempts + 1, route.reason)
+                attempt = options.with_(replace(metering, note=note, min_tokens=floor))
+                max_tokens, admitted = options.max_tokens, False
+                try:
+                    called = model._events(messages, attempt, streams=streams)
+                    async with closing(called) as events:
+                        async for event in events:
+                            if not admitted:
+                                admitted = True
+                                route.attempts += 1
+                            if isinstance(event, TextDelta):
+                                route.delivered.append(event.text)
+                            elif isinstance(event, StreamEnd):
+                                summary = route.summary(model.spec, model.provider, max_tokens)
+                                yield Notice(summary)
+                            elif isinstance(event, Notice):
+                                if isinstance(event.event, Capped):
+                                    max_tokens = event.event.max_tokens
+                            elif isinstance(event, ToolCallDelta):
+                                route.delivered.append(event.arguments_delta or " ")
+                            yield event
+                except LLMError as exc:
+                    if not admitted:
+                        route.attempts += 1
+                    if not _falls_back(exc):
+                        await self._no_verdict(route, model, probing)
+                        raise
+                    reason = await self._failed(route, model, exc)
+                    restart = route.restart(model.spec, exc)
+                    if restart is not None:
+                        yield restart
+                except Exception as exc:
+                    refusal = refusal_of(exc)
+                    if refusal is None or admitted:
+                        await self._no_verdict(route, model, probing)
+                        raise
+                    route.refusals.append((model.spec, refusal))
+                    reason = refusal.reason
+                except BaseException:  # cancelled: the probe goes to the next caller
+                    await self._no_verdict(route, model, probing)
+                    raise
+                if reason is None:  # answered: its end went out
+                    if probing:
+                        await cooldowns.recovered(model.spec)
+                    return
+                if probing and reason in _NO_VERDICT:
+                    await cooldowns.release_probe(model.spec)
             next_model = self.specs[index + 1] if index + 1 < len(self.specs) else None
-            fallback = route.leave(model.spec, next_model, outcome)
+            fallback = route.leave(model.spec, next_model, reason)
             if fallback is not None:
                 yield Notice(fallback)
         raise route.exhausted()
 
-    async def _consider(self, route: Route, model: MeteredModel) -> AsyncIterator[CallEvent | str]:
-        """Use `model` if it can be used: its events, or (last) why the chain moves on."""
-        cooldowns = route.cooldowns
+    async def _unusable(self, route: Route, model: MeteredModel) -> str | None:
+        """Why `model` cannot be tried now (cooling down, prompt too long), or None."""
         health = route.health.get(model.spec)
         if health is not None and health.cooling:
-            yield "cooldown"
-            return
-        if not await self._fits_context(route, model):
-            yield "context_window"
-            return
-        probing = health is not None  # half-open: one caller in all processes probes it
-        if probing and not await cooldowns.try_probe(model.spec):
-            yield "cooldown"
-            return
-        outcome: str | None = None
-        try:
-            async with closing(self._attempt(route, model)) as events:
-                async for event in events:
-                    if isinstance(event, str):
-                        outcome = event
-                    yield event
-        except BaseException:
-            if probing:
-                await cooldowns.release_probe(model.spec)
-            raise
-        if probing and outcome is None:
-            await cooldowns.recovered(model.spec)
-        elif probing and outcome in _NO_VERDICT:
-            await cooldowns.release_probe(model.spec)
-
-    async def _fits_context(self, route: Route, model: Model) -> bool:
+            return "cooldown"
         calibration = route.ledger.budgets.calibration
         estimate = await calibration.estimate(model, route.messages, route.options.tools)
-        return estimate + min(route.min_tokens, route.options.max_tokens) <= model.context_window
+        if estimate + min(route.min_tokens, route.options.max_tokens) > model.context_window:
+            return "context_window"
+        return None
 
-    async def _attempt(self, route: Route, model: MeteredModel) -> AsyncIterator[CallEvent | str]:
-        """Call `model` (its metering admits it or refuses): its events, or (last) why the
-        chain moves on."""
-        options = route.options
-        metering = options.get(Metering) or Metering()
-        note = CallNote(route.primary, route.attempts + 1, route.reason)
-        attempt = options.with_(replace(metering, note=note, min_tokens=route.min_tokens))
-        max_tokens = options.max_tokens
-        admitted = False
-        try:
-            called = model._events(route.messages, attempt, streams=route.streams)
-            async with closing(called) as events:
-                async for event in events:
-                    if not admitted:
-                        admitted = True
-                        route.attempts += 1
-                    if isinstance(event, StreamEnd):
-                        yield Notice(route.summary(model.spec, model.provider, max_tokens))
-                    elif isinstance(event, Notice):
-                        capped = getattr(event.event, "max_tokens", None)
-                        if event.kind == "budget.capped" and isinstance(capped, int):
-                            max_tokens = capped
-                    else:
-                        route.passed(event)
-                    yield event
-        except LLMError as exc:
-            if not admitted:
-                route.attempts += 1
-            if not _falls_back(exc):
-                raise
-            route.errors.append(exc)
-            if exc.retryable:
-                route.health[model.spec] = await route.cooldowns.failed(model.spec, exc)
-            restart = route.restart(model.spec, exc)
-            if restart is not None:
-                yield restart
-            yield _reason(exc)
-        except Exception as exc:
-            refusal = refusal_of(exc)
-            if refusal is None or admitted:
-                raise
-            route.refusals.append((model.spec, refusal))
-            yield refusal.reason
+    async def _failed(self, route: Route, model: MeteredModel, error: LLMError) -> str:
+        """A failure worth another model: cool this one down when waiting would help."""
+        route.errors.append(error)
+        if error.retryable:
+            route.health[model.spec] = await route.cooldowns.failed(model.spec, error)
+        return _reason(error)
+
+    async def _no_verdict(self, route: Route, model: MeteredModel, probing: bool) -> None:
+        """The attempt ended saying nothing of the model's health: free its probe."""
+        if probing:
+            await route.cooldowns.release_probe(model.spec)

@@ -24,8 +24,6 @@ from ..llm import (
     ResponseBuilder,
     Restart,
     StreamEvent,
-    TextDelta,
-    ToolCallDelta,
 )
 from .cooldowns import Cooldowns, ModelHealth
 from .events import Fallback, NoModelAvailable, RouterEvent
@@ -138,12 +136,11 @@ class Route:
     min_tokens: int
     messages: Sequence[Message]
     options: CallOptions
-    streams: bool
     cooldowns: Cooldowns
     ledger: Ledger
     attempts: int = 0
     reason: str | None = None  # why the previous model was left
-    delivered: str = ""  # what the current attempt has streamed to the caller
+    delivered: list[str] = field(default_factory=list)  # what the attempt has streamed
     fallbacks: list[Fallback] = field(default_factory=list)
     left: dict[str, str] = field(default_factory=dict)  # model -> why it was left
     refusals: list[tuple[str, Refusal]] = field(default_factory=list)
@@ -154,17 +151,10 @@ class Route:
     def primary(self) -> str:
         return self.specs[0]
 
-    def passed(self, event: CallEvent) -> None:
-        """Note what output has gone out to the caller."""
-        if isinstance(event, TextDelta):
-            self.delivered += event.text
-        elif isinstance(event, ToolCallDelta):
-            self.delivered += event.arguments_delta or " "
-
     def restart(self, model: str, error: LLMError) -> Restart | None:
         """After a failure: if output had gone out, the event telling the caller to discard
         it."""
-        delivered, self.delivered = self.delivered, ""
+        delivered, self.delivered = "".join(self.delivered), []
         return Restart(model, error.code, delivered) if delivered else None
 
     def leave(self, model: str, next_model: str | None, reason: str) -> Fallback | None:
