@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 from ..engine import WorkflowContext
 from ..ledger import BoundBudget, BudgetExceeded, BudgetNotice, Capped, Scope
@@ -21,6 +21,7 @@ from ..router import Fallback, ModelPolicy, Models, Restart
 from ..router.events import RouterEvent
 from ..tools import Tool, ToolError
 from .agent import Agent, Exhausted
+from .screen import Emit, Screen, event_key
 
 
 def _plain(data: dict[str, Any]) -> dict[str, Any]:
@@ -43,21 +44,8 @@ def source_of(number: int, passage: Passage) -> dict[str, Any]:
     }
 
 
-def event_key(turn_id: str, what: str) -> str:
-    """The log key of a turn's event `what`: a replay of the turn (after a crash) logs its
-    tool calls, their results and its end again, and the log keeps each once."""
-    return f"{turn_id}:{what}"
-
-
 class TurnCancelled(Exception):
     """The turn was cancelled while its answer streamed."""
-
-
-class Emit(Protocol):
-    """Queues an event for the session's log (it returns at once; the log commits in the
-    background). With a `key`, the log keeps it once per session (see `EventLog.append`)."""
-
-    def __call__(self, type: str, data: dict[str, Any], key: str | None = None) -> None: ...
 
 
 @dataclass
@@ -86,13 +74,19 @@ class Turn:
     _refusals: int = 0  # budget refusals so far: each one's event has its own key
     exhausted: BudgetExceeded | None = None  # the budget could not pay for a reply
     closing: bool = False  # ... and the session closes: its own total budget ran out
-    _shown: bool = False  # the turn's answer has started on screen (one message.start)
-    _shown_length: int = 0  # the answer's length so far, in code points (clients have it)
     usage: Usage = field(default_factory=Usage)
     cost: Decimal | None = Decimal(0)  # None once a call's price is unknown
     model_used: str | None = None
     cached: bool = False  # the answer came from the semantic cache
-    sources: list[dict[str, Any]] = field(default_factory=list)  # what `[n]` cites
+    screen: Screen = field(init=False)  # the answer as clients see it
+
+    def __post_init__(self) -> None:
+        self.screen = Screen(self.turn_id, self.emit, self.agent.show_cached)
+
+    @property
+    def sources(self) -> list[dict[str, Any]]:
+        """What the answer's `[n]` markers cite."""
+        return self.screen.sources
 
     @property
     def first_question(self) -> bool:
@@ -138,7 +132,7 @@ class Turn:
                     return await self._serve(hit, knowledge)
             passages = await knowledge.search(self.text)
             system += "\n\n" + format_context(passages)
-            self._cite([source_of(n, p) for n, p in enumerate(passages, 1)])
+            self.screen.cite([source_of(n, p) for n, p in enumerate(passages, 1)])
         messages = [Message.system(system), *self.history, Message.user(self.text)]
         texts: list[str] = []
         plain: Response | None = None  # the answer, when it came in one round with no tools
@@ -199,7 +193,7 @@ class Turn:
         else:  # money that comes back (a new day, a new turn, a raised limit) keeps it open
             self.closing = exc.scope == f"session:{self.session_id}" and exc.bucket == "total"
         text = action.text(self.agent)
-        await self._show(text)
+        self.screen.show(text)
         return text
 
     def _refused(self, exc: BudgetExceeded, action: Exhausted) -> None:
@@ -220,18 +214,6 @@ class Turn:
             return state, "handoff"
         return state, "closed" if self.closing else "active"
 
-    def _cite(self, sources: list[dict[str, Any]]) -> None:
-        """Tell clients what the answer's `[n]` markers point at (`message.sources`), before
-        its text: the prompt numbers the passages the same way (`format_context`); a cache
-        hit cites what the answer it repeats cited."""
-        if sources:
-            self.sources = sources
-            self.emit(
-                "message.sources",
-                {"turn_id": self.turn_id, "sources": self.sources},
-                self._key("sources"),
-            )
-
     def _knowledge(self) -> BoundKnowledge | None:
         if self.agent.knowledge is None:
             return None
@@ -247,14 +229,14 @@ class Turn:
             sources = await self.ctx.step(
                 knowledge.cache.sources, entry, name="cache:sources", read_only=True
             )
-        self._cite(sources)
-        self._start(cached=True)
+        self.screen.cite(sources)
+        self.screen.start(cached=True)
         self.cached = True
         async for event in replay_stream(hit):
             if self.cancelled():
                 raise TurnCancelled(self.turn_id)
             if isinstance(event, TextDelta):
-                self._delta(event.text, ts=time.time())
+                self.screen.piece(event.text, ts=time.time())
         answer = hit.answer
         self.usage = self.usage + Usage(answer.input_tokens, answer.output_tokens)
         self.model_used = f"{answer.provider}:{answer.model}" if answer.model else "cache"
@@ -284,7 +266,7 @@ class Turn:
                 scope,
                 documents=passages,
                 ttl=knowledge.knowledge.ttl,
-                sources=self.sources,
+                sources=self.screen.sources,
             )
             return entry is not None
 
@@ -297,7 +279,7 @@ class Turn:
         self, messages: list[Message], tools: list[ToolDef], max_tokens: int | None
     ) -> Response:
         first = True  # this call's first text: after an earlier round's, a paragraph break
-        base = self._shown_length  # the answer's earlier rounds: a restart keeps them
+        base = self.screen.length  # the answer's earlier rounds: a restart keeps them
 
         def forward(event: StreamEvent | Restart) -> None:
             nonlocal first
@@ -308,16 +290,16 @@ class Turn:
                 if base:
                     restart["keep"] = base
                 self.emit("message.restart", restart)
-                self._shown, self._shown_length, first = True, base, True
+                self.screen.shown, self.screen.length, first = True, base, True
             elif isinstance(event, TextDelta) and event.text:
                 text = event.text
                 if first:
                     first = False
-                    if not self._shown:
-                        self._start()
-                    if self._shown_length:
+                    if not self.screen.shown:
+                        self.screen.start()
+                    if self.screen.length:
                         text = "\n\n" + text
-                self._delta(text, ts=time.time() if event.at is None else event.at)
+                self.screen.piece(text, ts=time.time() if event.at is None else event.at)
 
         def tell(event: RouterEvent) -> None:
             if isinstance(event, (Fallback, Capped, BudgetNotice)):
@@ -334,7 +316,7 @@ class Turn:
             on_event=tell,
         )
         if first and response.text:  # none of it streamed: the journal had it (a replay)
-            self._replayed(response.text)
+            self.screen.replayed(response.text)
         self.usage = self.usage + response.usage
         self.model_used = f"{response.provider}:{response.model}"
         cost = response.cost_usd  # as its metering priced it: one price per call
@@ -384,49 +366,8 @@ class Turn:
 
     async def say(self, text: str) -> None:
         """Answer with fixed text (no model call)."""
-        await self._show(text)
+        self.screen.show(text)
         self.replies.append(text)
-
-    async def _show(self, text: str) -> None:
-        if not self._shown:
-            self._start()
-        if self._shown_length:
-            text = "\n\n" + text
-        self._delta(text)
-
-    def _start(self, *, cached: bool = False) -> None:
-        """The answer begins on screen (again, after a crash or a wait for an approval: to
-        clients, a restart that keeps the answer's first `keep` code points: the rounds an
-        earlier run of the turn streamed and its journal replayed)."""
-        start: dict[str, Any] = {"turn_id": self.turn_id, "ts": time.time()}
-        if cached and self.agent.show_cached:
-            start["cached"] = True
-        if self._shown_length:
-            start["keep"] = self._shown_length
-        self.emit("message.start", start)
-        self._shown = True
-
-    def _replayed(self, text: str) -> None:
-        """A round's text that an earlier run of this turn streamed (its call replayed from
-        the journal). Before this run's `message.start`, clients have it: it is kept (see
-        `_start`); after, it goes out again as a piece."""
-        if self._shown:
-            self._delta(("\n\n" if self._shown_length else "") + text)
-        else:
-            self._shown_length += (2 if self._shown_length else 0) + len(text)
-
-    def _delta(self, text: str, *, ts: float | None = None) -> None:
-        """The answer's next piece; `offset` (its length so far, in code points) lets a
-        reader join pieces that reach it live and from the log without a gap or overlap."""
-        data: dict[str, Any] = {
-            "turn_id": self.turn_id,
-            "text": text,
-            "offset": self._shown_length,
-        }
-        if ts is not None:
-            data["ts"] = ts
-        self._shown_length += len(text)
-        self.emit("message.delta", data)
 
     def remind_after(self, seconds: float, text: str) -> None:
         """If the user says nothing for `seconds`, post `text` to the session (a durable

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..db.connect import Connection
+from . import queries as q
 from .store import UnknownSession
 
 __all__ = ["Access", "access", "revoke_tokens"]
@@ -18,9 +19,7 @@ class Access:
 
 
 async def access(conn: Connection, session_id: str) -> Access:
-    row = await conn.fetchrow(
-        "SELECT tenant, token_generation FROM threadline.sessions WHERE id = $1", session_id
-    )
+    row = await conn.fetchrow(q.GET_ACCESS, session_id)
     if row is None:
         raise UnknownSession(f"no session with id {session_id!r}")
     return Access(row["tenant"], row["token_generation"])
@@ -28,11 +27,7 @@ async def access(conn: Connection, session_id: str) -> Access:
 
 async def revoke_tokens(conn: Connection, session_id: str) -> int:
     """Refuse every token issued for the session so far; the new generation."""
-    generation = await conn.fetchval(
-        "UPDATE threadline.sessions SET token_generation = token_generation + 1 "
-        "WHERE id = $1 RETURNING token_generation",
-        session_id,
-    )
+    generation = await conn.fetchval(q.REVOKE_TOKENS, session_id)
     if generation is None:
         raise UnknownSession(f"no session with id {session_id!r}")
     return int(generation)

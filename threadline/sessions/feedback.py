@@ -9,6 +9,7 @@ from typing import Any
 
 from ..db.connect import Connection
 from ..errors import ConfigurationError
+from . import queries as q
 from .store import UnknownSession
 from .text import check_text
 
@@ -32,29 +33,13 @@ class Feedback:
         return {**self.__dict__, "at": self.at.isoformat()}
 
 
-_RATE = """
-INSERT INTO threadline.session_feedback (session_id, turn_id, rating, comment, agent, tenant)
-SELECT s.id, $2, $3, $4, s.agent, s.tenant FROM threadline.sessions s
-WHERE s.id = $1 AND EXISTS (
-    SELECT 1 FROM threadline.session_messages m
-    WHERE m.session_id = s.id AND m.turn_id = $2 AND m.role = 'assistant')
-ON CONFLICT (session_id, turn_id)
-DO UPDATE SET rating = excluded.rating, comment = excluded.comment, at = now()
-RETURNING 1
-"""
-
-
 async def rate(
     conn: Connection, session_id: str, turn_id: str, rating: str | None, comment: str | None
 ) -> None:
     """Record (or change, or with `rating=None` take back) the user's rating of one answer.
     Only answers the session has can be rated."""
     if rating is None:
-        await conn.execute(
-            "DELETE FROM threadline.session_feedback WHERE session_id = $1 AND turn_id = $2",
-            session_id,
-            turn_id,
-        )
+        await conn.execute(q.DELETE_FEEDBACK, session_id, turn_id)
         return
     if rating not in RATINGS:
         raise ConfigurationError(f"a rating is 'up' or 'down', not {rating!r}")
@@ -62,30 +47,20 @@ async def rate(
         check_text(comment, "the comment")
     if comment is not None and len(comment) > MAX_COMMENT:
         raise ConfigurationError(f"a comment has at most {MAX_COMMENT} characters")
-    done = await conn.fetchval(_RATE, session_id, turn_id, RATINGS[rating], comment or None)
+    done = await conn.fetchval(q.RATE, session_id, turn_id, RATINGS[rating], comment or None)
     if done is None:
         raise UnknownSession(f"session {session_id!r} has no answer {turn_id!r}")
 
 
 async def ratings(conn: Connection, session_id: str) -> dict[str, str]:
     """turn id → "up"/"down": how the user rated the session's answers."""
-    rows = await conn.fetch(
-        "SELECT turn_id, rating FROM threadline.session_feedback WHERE session_id = $1",
-        session_id,
-    )
+    rows = await conn.fetch(q.RATINGS, session_id)
     return {r["turn_id"]: "up" if r["rating"] > 0 else "down" for r in rows}
 
 
 async def recent(conn: Connection, *, limit: int = 100) -> list[Feedback]:
     """The newest feedback, with the answers rated."""
-    rows = await conn.fetch(
-        "SELECT f.session_id, f.turn_id, f.rating, f.comment, f.agent, f.tenant, f.at, "
-        "       m.content AS answer "
-        "FROM threadline.session_feedback f LEFT JOIN threadline.session_messages m "
-        "  ON m.session_id = f.session_id AND m.turn_id = f.turn_id AND m.role = 'assistant' "
-        "ORDER BY f.at DESC LIMIT $1",
-        limit,
-    )
+    rows = await conn.fetch(q.FEEDBACK_RECENT, limit)
     return [Feedback(**{**dict(r), "rating": "up" if r["rating"] > 0 else "down"}) for r in rows]
 
 
@@ -93,9 +68,7 @@ async def rename(conn: Connection, session_id: str, title: str) -> None:
     title = " ".join(check_text(title, "the title").split())[:MAX_TITLE]
     if not title:
         raise ConfigurationError("a title cannot be empty")
-    done = await conn.fetchval(
-        "UPDATE threadline.sessions SET title = $2 WHERE id = $1 RETURNING 1", session_id, title
-    )
+    done = await conn.fetchval(q.RENAME, session_id, title)
     if done is None:
         raise UnknownSession(f"no session with id {session_id!r}")
 
@@ -103,8 +76,6 @@ async def rename(conn: Connection, session_id: str, title: str) -> None:
 async def delete(conn: Connection, session_id: str) -> None:
     """Delete the session with its messages, events and feedback (its ledger rows stay: they
     are the bill)."""
-    done = await conn.fetchval(
-        "DELETE FROM threadline.sessions WHERE id = $1 RETURNING 1", session_id
-    )
+    done = await conn.fetchval(q.DELETE_SESSION, session_id)
     if done is None:
         raise UnknownSession(f"no session with id {session_id!r}")

@@ -10,32 +10,24 @@ the assistant's message. Everything a client sees goes through the session's eve
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 from collections.abc import Iterable
-from decimal import Decimal
 from typing import Any
 
-from ..agents import Agent, Turn
-from ..agents.turn import event_key
+from ..agents import Agent
 from ..engine import Engine, Queue, WorkflowContext
-from ..engine.dbretry import database_gone, describe
 from ..engine.registry import workflow
 from ..errors import ConfigurationError, PayloadTooLarge, ThreadlineError
-from ..ledger import Scope
-from ..llm import LLMError, Message, check_installed, default_model_spec
+from ..llm import LLMError, check_installed, default_model_spec
 from ..router import ModelPolicy, Models
 from . import access, feedback, store
 from .access import Access
 from .events import EventLog, SessionEvent, read_events
-from .failures import turn_failure
 from .store import SessionInfo, StoredMessage
 from .text import check_text
+from .turns import REMINDER_WORKFLOW, TURN_QUEUE, TURN_WORKFLOW, TurnRunner
 
-TURN_QUEUE = "threadline.turns"
-TURN_WORKFLOW = "threadline.turn"
-REMINDER_WORKFLOW = "threadline.reminder"
 MAX_MESSAGE_CHARS = 8000
 
 log = logging.getLogger(__name__)
@@ -58,13 +50,15 @@ class Sessions:
         self._events: EventLog | None = None
         engine.queues.setdefault(TURN_QUEUE, Queue(TURN_QUEUE, per_key=1))
 
+        runner = TurnRunner(self)
+
         async def turn(ctx: WorkflowContext, session_id: str, seq: int) -> dict[str, Any]:
-            return await self._run_turn(ctx, session_id, seq)
+            return await runner.run_turn(ctx, session_id, seq)
 
         async def reminder(
             ctx: WorkflowContext, session_id: str, seconds: float, seq: int, text: str
         ) -> bool:
-            return await self._run_reminder(ctx, session_id, seconds, seq, text)
+            return await runner.run_reminder(ctx, session_id, seconds, seq, text)
 
         # One Sessions per engine runs turns; a newer one (tests, a reload) takes over.
         for name, fn in ((TURN_WORKFLOW, turn), (REMINDER_WORKFLOW, reminder)):
@@ -286,236 +280,6 @@ class Sessions:
             lines += [f"**{m['role']}** · {m['at'][:16].replace('T', ' ')}", "", m["content"], ""]
         return "\n".join(lines)
 
-    # -- the turn workflow --------------------------------------------------------------------
-
-    async def _run_turn(self, ctx: WorkflowContext, session_id: str, seq: int) -> dict[str, Any]:
-        """The turn, ended by `message.end`, `message.cancelled` or, when it fails,
-        `message.error` (see `failures`)."""
-        agent: Agent | None = None
-        try:
-            snap: dict[str, Any] = await ctx.step(
-                self._snapshot, session_id, seq, name="load", read_only=True
-            )
-            agent = self.agent(snap["agent"])
-            return await self._answer(ctx, session_id, seq, snap, agent)
-        except Exception as exc:
-            if ctx.cancelled or database_gone(exc):
-                raise  # `message.cancelled` tells it; or the run is handed back and replayed
-            failure = turn_failure(exc, agent.budget_message if agent else "")
-            log.error(
-                "turn %s of session %s failed (%s): %s",
-                ctx.run_id,
-                session_id,
-                failure.code,
-                describe(exc),
-                exc_info=failure.code in ("internal", "step_failed", "tool_failed"),
-            )
-            await self.events.append(
-                session_id,
-                "message.error",
-                failure.to_json(ctx.run_id),
-                event_key(ctx.run_id, "message.error"),
-            )
-            raise
-
-    async def _answer(
-        self, ctx: WorkflowContext, session_id: str, seq: int, snap: dict[str, Any], agent: Agent
-    ) -> dict[str, Any]:
-        turn_id = ctx.run_id
-        turn = Turn(
-            agent=agent,
-            session_id=session_id,
-            turn_id=turn_id,
-            state=snap["state"],
-            data=snap["data"],
-            text=snap["text"],
-            history=[Message.from_json(m) for m in snap["history"]],
-            models=self.models,
-            emit=functools.partial(self.events.post, session_id),
-            scope=Scope(
-                tenant=snap["tenant"],
-                user=snap["user_id"],
-                client=snap.get("client"),  # (journals of older versions have none)
-                session=session_id,
-                turn=turn_id,
-                agent=agent.name,
-            ),
-            model=agent.model or default_model_spec(),
-            budget=agent.budget.bind(whole=f"session:{session_id}", daily_of=f"agent:{agent.name}")
-            if agent.budget
-            else None,
-            cancelled=lambda: ctx.cancelled,
-            ctx=ctx,
-        )
-        status_before = snap.get("status", "active")
-        if status_before == "closed":  # its budget ran out: the closing message, no model call
-            await turn.say(agent.closing_message)
-            next_state, status = turn.state, status_before
-        else:
-            next_state, status = turn.after(await agent.handler(turn.state)(turn))
-        text = "\n\n".join(turn.replies)
-        end: dict[str, Any] = {
-            "turn_id": turn_id,
-            "text": text,
-            "state": next_state,
-            "model": turn.model_used,
-            "usage": turn.usage.to_json(),
-            "cost": str(turn.cost) if turn.cost is not None else None,
-            "sources": turn.sources,
-            "budget": await self._budget_line(
-                agent, session_id, exhausted=turn.exhausted is not None or status == "closed"
-            ),
-        }
-        if agent.show_cached:  # else only the ledger and the dashboard say so
-            end["cached"] = turn.cached
-        # Idempotent: a replay finds the answer by its turn id and saves the same state.
-        result: dict[str, Any] = await ctx.step(
-            self._commit,
-            session_id,
-            turn_id,
-            seq,
-            next_state,
-            turn.data,
-            text,
-            end,
-            status,
-            name="commit",
-            idempotent=True,
-        )
-        if not result.get("ended"):
-            await self.events.append(
-                session_id, "message.end", end, event_key(turn_id, "message.end")
-            )
-        if next_state != turn.state or status != status_before:
-            await self.events.append(
-                session_id,
-                "session.state",
-                {"state": next_state, "status": status},
-                event_key(turn_id, "session.state"),
-            )
-        for n, (seconds, reminder_text) in enumerate(turn.reminders):
-            await self.engine.start(
-                REMINDER_WORKFLOW,
-                session_id,
-                seconds,
-                seq,
-                reminder_text,
-                run_id=f"remind:{turn_id}:{n}",
-            )
-        return result
-
-    async def _run_reminder(
-        self, ctx: WorkflowContext, session_id: str, seconds: float, seq: int, text: str
-    ) -> bool:
-        """Sleep durably; then, if no user message came after message `seq` and the session
-        is still the agent's (not handed off, not closed), post `text`."""
-        await ctx.sleep(seconds)
-        return bool(await ctx.step(self._remind_if_silent, session_id, seq, text, ctx.run_id))
-
-    async def _remind_if_silent(self, session_id: str, seq: int, text: str, run_id: str) -> bool:
-        async with self.engine.pool.acquire() as conn:
-            # Not after the user spoke again, nor once a human has the session or its
-            # budget closed it (the agent would only repeat its closing message).
-            quiet = await conn.fetchval(
-                "SELECT s.status = 'active' AND NOT EXISTS (SELECT 1 FROM "
-                "threadline.session_messages m WHERE m.session_id = s.id AND m.seq > $2 "
-                "AND m.role = 'user') FROM threadline.sessions s WHERE s.id = $1",
-                session_id,
-                seq,
-            )
-            if not quiet:
-                return False
-            message_seq, created = await store.add_message(
-                conn, session_id, "assistant", text, client_id=run_id, meta={"reminder": True}
-            )
-        if created:
-            await self.events.append(
-                session_id, "message.reminder", {"text": text, "message_seq": message_seq}
-            )
-        return True
-
-    async def _budget_line(
-        self, agent: Agent, session_id: str, *, exhausted: bool = False
-    ) -> dict[str, Any] | None:
-        """What the session's budget has left, for the widget's cost line: `left` is limit −
-        spent − reserved (never below 0), money as plain decimals ("0.1", "0.0049"), and
-        `exhausted` when the budget could not pay for this turn's reply."""
-        if agent.budget is None or agent.budget.usd is None:
-            return None
-        limit, spent, reserved = Decimal(str(agent.budget.usd)), Decimal(0), Decimal(0)
-        for state in await self.models.ledger.budgets.get(f"session:{session_id}"):
-            if state.bucket == "total" and state.limit_usd is not None:
-                limit, spent, reserved = state.limit_usd, state.spent_usd, state.reserved_usd
-        left = max(Decimal(0), limit - spent - reserved)
-        return {
-            "limit": _usd(limit),
-            "spent": _usd(spent),
-            "reserved": _usd(reserved),
-            "left": _usd(left),
-            "exhausted": exhausted,
-        }
-
-    async def _snapshot(self, session_id: str, seq: int) -> dict[str, Any]:
-        async with self.engine.pool.acquire() as conn:
-            info, history = await store.session_and_messages(conn, session_id, up_to=seq, limit=60)
-        *earlier, current = history
-        return {
-            "agent": info.agent,
-            "tenant": info.tenant,
-            "user_id": info.user_id,
-            "client": info.client,
-            "state": info.state,
-            "status": info.status,
-            "data": info.data,
-            "text": current.content,
-            "history": [_as_message(m).to_json() for m in earlier],
-        }
-
-    async def _commit(
-        self,
-        session_id: str,
-        turn_id: str,
-        reply_to: int,
-        state: str,
-        data: dict[str, Any],
-        text: str,
-        end: dict[str, Any],
-        status: str | None = None,
-    ) -> dict[str, Any]:
-        """Store the answer and the new state and status; with them, when the event log lets
-        it, the answer's last pieces and `end` as `message.end` (`ended`: the turn logs no
-        more)."""
-        status = status or ("handoff" if state == "handoff" else "active")
-        along = self.events.along(session_id, take_queued=True) if text else None
-        answer = None
-        with along or contextlib.nullcontext():
-            async with self.engine.pool.acquire() as conn:
-                if text:
-                    answer = await store.add_answer(
-                        conn,
-                        session_id,
-                        text,
-                        turn_id=turn_id,
-                        reply_to=reply_to,
-                        state=state,
-                        data=data,
-                        status=status,
-                        along=along,
-                        event=None if along is None else ("message.end", end),
-                        key=event_key(turn_id, "message.end"),
-                        meta=answer_meta(end),
-                    )
-                else:
-                    await store.save_state(conn, session_id, state, data, status)
-        return {"state": state, "message_seq": answer, "ended": along is not None}
-
-
-def answer_meta(end: dict[str, Any]) -> dict[str, Any]:
-    """What an answer's stored message keeps of its `message.end`: a reloaded conversation
-    shows the same model, cost, cache mark and sources as the live one did."""
-    keep = ("model", "usage", "cost", "cached", "sources")
-    return {k: end[k] for k in keep if end.get(k) not in (None, [], False)}
-
 
 def check_models(agents: Iterable[Agent]) -> None:
     """Refuse agents whose models cannot be called here (a provider's SDK not installed, an
@@ -532,18 +296,7 @@ def check_models(agents: Iterable[Agent]) -> None:
         raise ConfigurationError("; ".join(problems))
 
 
-def _usd(value: Decimal) -> str:
-    """Money as a plain decimal without trailing zeros: "0.1", "0.0049", "0"."""
-    return format(value.normalize(), "f") if value else "0"
-
-
-def _as_message(m: StoredMessage) -> Message:
-    if m.role == "user":
-        return Message.user(m.content)
-    return Message.assistant(m.content)
-
-
-__all__ = ["MAX_MESSAGE_CHARS", "TURN_QUEUE", "Sessions"]
+__all__ = ["MAX_MESSAGE_CHARS", "TURN_QUEUE", "TURN_WORKFLOW", "Sessions"]
 
 
 # The session's turn in progress, if it asked for approval of the call (`event_key`).
