@@ -22,7 +22,7 @@ from threadline.sessions import Sessions
 from threadline.testing.browser import CHROMIUM_ARGS
 from threadline.tools import tool
 
-from .conftest import ChatServer, chat_server
+from ..chat_server import ChatServer, chat_server
 
 
 def _demo(**options: Any) -> ModelPolicy:

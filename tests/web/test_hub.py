@@ -23,7 +23,7 @@ from threadline.sessions.events import (
 )
 from threadline.web import Hub
 
-from .conftest import echo
+from ..chat_server import echo
 
 
 def test_frame_text_is_the_logged_frame() -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from threadline.ledger import Ledger
 
-from .conftest import ChatServer, frames_until, thrifty
+from ..chat_server import ChatServer, frames_until, thrifty
 
 ADMIN = {"authorization": "Bearer admin-key"}
 
