@@ -54,6 +54,7 @@ async def _thrifty(turn: Turn) -> str | None:
 
 ORIGIN = "https://shop.example"
 SECRET = "test-secret-of-at-least-32-bytes!!"
+ADMIN = {"authorization": "Bearer admin-key"}  # the admin key `chat_server` sets
 
 
 @dataclass
