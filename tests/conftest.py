@@ -1,5 +1,7 @@
 """Test databases: one embedded PostgreSQL per test session, a migrated template database,
-and a fresh clone of it (`CREATE DATABASE ... TEMPLATE`) for every test."""
+and a fresh clone of it (`CREATE DATABASE ... TEMPLATE`) for every test; and `chat`, a real
+chat server on that database (tests/chat_server.py), for the tests of tests/web, tests/agents,
+tests/sessions and tests/tools."""
 
 from __future__ import annotations
 
@@ -9,11 +11,15 @@ import os
 import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
 
 from threadline import db
+
+if TYPE_CHECKING:
+    from .chat_server import ChatServer
 
 _counter = itertools.count()
 # Agents' knowledge embeds with the fast test embedder; tests of the real model pass it.
@@ -71,3 +77,14 @@ async def database_url(server_url: str, template_db: str) -> AsyncIterator[str]:
     conn = await asyncpg.connect(server_url)
     await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     await conn.close()
+
+
+@pytest.fixture
+async def chat(database_url: str) -> AsyncIterator[ChatServer]:
+    # Imported here: every test loads this module, and most need no server.
+    from threadline.demo import support
+
+    from .chat_server import chat_server, echo, nudge, thrifty
+
+    async with chat_server(database_url, [echo, support, nudge, thrifty]) as server:
+        yield server

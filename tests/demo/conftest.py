@@ -13,7 +13,7 @@ from threadline.demo import AGENTS
 from threadline.demo.agents import SUPPORT_PROMPT, support
 from threadline.web.limits import Limits, Rate
 
-from ..web.conftest import ChatServer, chat_server, frames_until
+from ..chat_server import ChatServer, chat_server, frames_until
 
 # The support bot's knowledge and prompt with no handoff rule in front: every question reaches
 # the model, and every turn may be cached (to see what the cache refuses).

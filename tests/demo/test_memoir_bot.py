@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from threadline.demo.memoir import CHAPTERS, INTAKE, OUTLINE_QUESTION, REVIEW_QUESTION
 
-from ..web.conftest import ChatServer
+from ..chat_server import ChatServer
 from .conftest import converse, session_info
 
 INTAKE_ANSWERS = [

@@ -15,7 +15,7 @@ from threadline.llm import Response, Usage
 from threadline.llm.demo_replies import NOT_FOUND
 from threadline.rag import CacheScope, HashEmbedder, SemanticCache
 
-from ..web.conftest import ChatServer, frames_until
+from ..chat_server import ChatServer, frames_until
 from .conftest import answer_of, ask, say, session_info
 
 

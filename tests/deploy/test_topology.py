@@ -30,7 +30,7 @@ import websockets
 
 from threadline.web.processes import DRAIN_S
 
-from ..web.conftest import Screen
+from ..chat_server import Screen
 from ..web.test_processes import free_port, new_session, read_until_end, shown_answer, ws_url
 from .conftest import (
     ADMIN_KEY,

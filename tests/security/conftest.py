@@ -1,5 +1,5 @@
 """A server as `threadline serve` configures uvicorn (its HTTP protocol, its limits), with the
-test agents of tests/web and whatever limits, hosts and dashboard a test asks for."""
+test agents of tests/chat_server.py and whatever limits, hosts and dashboard a test asks for."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from tests.web.conftest import ORIGIN, SECRET, ChatServer, echo
+from tests.chat_server import ORIGIN, SECRET, ChatServer, echo
 from threadline import Engine
 from threadline.router import Models
 from threadline.sessions import Sessions

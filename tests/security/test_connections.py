@@ -16,7 +16,7 @@ import websockets
 
 from threadline.web.limits import Limits, Rate
 
-from ..web.conftest import frames_until
+from ..chat_server import frames_until
 from .conftest import ADMIN, Serve, Server
 
 ATTACKER, OTHER = "127.0.0.2", "127.0.0.3"  # loopback answers all of 127/8

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.web.conftest import frames_until
+from tests.chat_server import frames_until
 
 from .conftest import ADMIN, Server
 

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from threadline.cli import main
 from threadline.web.keys import ApiKeys
 
-from ..web.conftest import frames_until
+from ..chat_server import frames_until
 from .conftest import ADMIN, Server, token_for
 
 

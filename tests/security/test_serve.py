@@ -17,7 +17,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from tests.web.conftest import echo
+from tests.chat_server import echo
 from tests.web.test_processes import free_port, until_up
 from threadline import Engine
 from threadline.cli import main

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import psutil
 import pytest
 
-from tests.web.conftest import frames_until
+from tests.chat_server import frames_until
 from threadline.web.limits import Limits
 from threadline.web.ws import MAX_FRAME_BYTES
 

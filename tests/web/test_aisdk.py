@@ -17,8 +17,8 @@ import websockets
 from threadline.rag.loaders import load_path
 from threadline.web.aisdk import DECLINED, TurnStream, UIMessageStream, metadata
 
+from ..chat_server import ChatServer, chat_server, echo
 from .apps import AISDK_AGENTS, counter
-from .conftest import ChatServer, chat_server, echo
 
 TURN = "turn:s_1:2"
 STOCK = "How many does the warehouse hold of TL-4480?"  # the `counter` agent calls a tool

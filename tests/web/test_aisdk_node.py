@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from ..chat_server import chat_server, echo
 from .apps import AISDK_AGENTS
-from .conftest import chat_server, echo
 from .test_aisdk import cite_a_web_page
 
 NODE_TESTS = Path(__file__).resolve().parents[1] / "node"

@@ -12,7 +12,7 @@ import jwt
 import pytest
 import websockets
 
-from .conftest import ORIGIN, ChatServer, Screen, frames_until
+from ..chat_server import ORIGIN, ChatServer, Screen, frames_until
 
 
 def answer_of(frames: list[dict]) -> tuple[str, str]:  # type: ignore[type-arg]

@@ -17,8 +17,8 @@ from threadline.agents.agent import BUDGET_MESSAGE
 from threadline.ledger import Budget, Ledger
 from threadline.web.keys import ApiKeys
 
-from .conftest import ChatServer, frames_until
-from .test_budget_exhaustion import DEMO, _replying, priced_server
+from ..agents.test_budget_exhaustion import DEMO, _replying, priced_server
+from ..chat_server import ChatServer, frames_until
 
 shared = _replying(Agent(name="shared", model=DEMO, budget=Budget(daily=5, per_client_daily=1)))
 stingy = _replying(Agent(name="stingy", model=DEMO, budget=Budget(daily=5, per_client_daily=0.006)))

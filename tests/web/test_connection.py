@@ -16,7 +16,7 @@ from threadline.sessions.events import Committed, Live, Piece, frame_text
 from threadline.web import Hub
 from threadline.web.ws import Connection
 
-from .conftest import echo
+from ..chat_server import echo
 
 
 class Socket:

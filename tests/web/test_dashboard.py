@@ -9,7 +9,7 @@ import httpx
 
 from threadline.web.dashboard import COOKIE
 
-from .conftest import ChatServer, frames_until
+from ..chat_server import ChatServer, frames_until
 
 
 async def test_the_dashboard_needs_the_admin_key(chat: ChatServer) -> None:

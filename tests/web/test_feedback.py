@@ -11,7 +11,7 @@ import httpx
 
 from threadline.ledger import Ledger
 
-from .conftest import ChatServer, frames_until
+from ..chat_server import ChatServer, frames_until
 
 
 async def answered(chat: ChatServer, text: str = "Hello") -> tuple[dict[str, Any], str]:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
-from .conftest import ChatServer
+from ..chat_server import ChatServer
 from .test_widget import CHROMIUM_ARGS, send
 from .test_widget_element import answered
 

@@ -20,8 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from threadline.web.health import WORKER_STALE_MIN_S, NodeState
 from threadline.web.security import Hosts
 
+from ..chat_server import frames_until
 from ..security.conftest import ADMIN, Server, serving
-from .conftest import frames_until
 
 CHECKS = {"database", "migrations", "worker", "events", "notifications", "draining"}
 STATUS = {200: "ready", 503: "not ready"}

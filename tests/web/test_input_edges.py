@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from .conftest import ChatServer, frames_until
+from ..chat_server import ChatServer, frames_until
 
 UNSTORABLE = ["hi\u0000there", "broken \ud800 half"]
 

@@ -22,8 +22,8 @@ import websockets
 from threadline import Engine
 from threadline.ledger import Ledger
 
+from ..chat_server import Screen
 from ..helpers import ROOT, kill, until
-from .conftest import Screen
 
 pytestmark = pytest.mark.processes
 

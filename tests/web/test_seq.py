@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .conftest import ChatServer, frames_until
+from ..chat_server import ChatServer, frames_until
 
 
 def numbers(frames: list[dict[str, Any]]) -> list[int]:

@@ -13,7 +13,7 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from threadline.testing.browser import CHROMIUM_ARGS
 
-from .conftest import ChatServer
+from ..chat_server import ChatServer
 
 pytestmark = pytest.mark.browser
 

@@ -3,7 +3,7 @@ browsers that take it, and revalidated by its ETag."""
 
 from __future__ import annotations
 
-from .conftest import ChatServer
+from ..chat_server import ChatServer
 
 
 async def test_the_bundle_is_gzipped_and_revalidated(chat: ChatServer) -> None:

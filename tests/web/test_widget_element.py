@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
+from ..chat_server import ChatServer, chat_server, echo
 from .apps import SHOWCASE_CODE, showcase
-from .conftest import ChatServer, chat_server, echo
 from .test_widget import CHROMIUM_ARGS, assistant_texts, send, wait_idle
 
 pytestmark = pytest.mark.browser

@@ -11,7 +11,7 @@ from playwright.async_api import Browser
 
 from threadline.web.keys import ApiKeys
 
-from .conftest import ChatServer, frames_until
+from ..chat_server import ChatServer, frames_until
 from .test_widget import send
 from .test_widget_element import answered, browser, host_page  # noqa: F401 - a fixture
 

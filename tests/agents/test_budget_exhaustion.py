@@ -20,7 +20,7 @@ from threadline.ledger import Budget, Ledger, Scope
 from threadline.ledger.limits import Counter, counters_for
 from threadline.ledger.outcomes import CallInfo, Grant
 
-from .conftest import ChatServer, chat_server, frames_until
+from ..chat_server import ChatServer, chat_server, frames_until
 
 DEMO = "demo:threadline-demo"
 # The demo model priced like a premium model (the support bot's $0.10 met it), a modest one,

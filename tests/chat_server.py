@@ -1,5 +1,7 @@
 """A real server for chat tests: the FastAPI app under uvicorn in the test's event loop, on
-an ephemeral port, with an engine and worker on the test's database."""
+an ephemeral port, with an engine and worker on the test's database (the `chat` fixture of
+tests/conftest.py, and `chat_server` for other agents), the test agents it serves, and how a
+client reads its frames."""
 
 from __future__ import annotations
 
@@ -11,13 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import pytest
 import uvicorn
 import websockets
 
 from threadline import Engine
 from threadline.agents import Agent, Turn
-from threadline.demo import support
 from threadline.ledger import Budget
 from threadline.router import Models
 from threadline.sessions import Sessions
@@ -54,6 +54,7 @@ async def _thrifty(turn: Turn) -> str | None:
 
 ORIGIN = "https://shop.example"
 SECRET = "test-secret-of-at-least-32-bytes!!"
+ADMIN = {"authorization": "Bearer admin-key"}  # the admin key `chat_server` sets
 
 
 @dataclass
@@ -75,12 +76,6 @@ class ChatServer:
 
     def connect(self, session: dict[str, Any], **kwargs: Any) -> Any:
         return websockets.connect(self.ws_url(session), **kwargs)
-
-
-@pytest.fixture
-async def chat(database_url: str) -> AsyncIterator[ChatServer]:
-    async with chat_server(database_url, [echo, support, nudge, thrifty]) as server:
-        yield server
 
 
 @contextlib.asynccontextmanager

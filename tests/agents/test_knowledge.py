@@ -15,7 +15,7 @@ from threadline.demo import support
 from threadline.ledger import Ledger
 from threadline.rag import looks_personal
 
-from .conftest import ChatServer, chat_server, frames_until
+from ..chat_server import ChatServer, chat_server, frames_until
 
 
 async def ask(chat: ChatServer, session: dict[str, Any], text: str, n: int) -> list[dict[str, Any]]:

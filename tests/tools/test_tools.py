@@ -11,8 +11,8 @@ import pytest
 from threadline.demo.agents import lookup_part, place_order
 from threadline.tools import Tool, ToolError, tool
 
+from ..chat_server import ChatServer, Screen, frames_until
 from ..helpers import eventually
-from .conftest import ChatServer, Screen, frames_until
 
 
 def test_a_typed_function_becomes_a_tool_with_a_schema() -> None:
