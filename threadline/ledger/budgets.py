@@ -32,7 +32,17 @@ from .estimates import Calibration
 from .limit_index import LimitIndex, index_for
 from .limits import PERIODS, Counter, Period, ScopeRef, money, today
 from .outcomes import BudgetNotice, CallInfo, Grant, Refusal
-from .reservations import PROGRESS, applicable, recover, reserve
+from .progress import Seen, StreamProgress
+from .queries import (
+    BUDGET_STATES,
+    HEARTBEAT,
+    REGISTER_HOLDER,
+    RELIMIT_USAGE,
+    REMOVE_LIMIT,
+    RETIRE_HOLDER,
+    SET_LIMIT,
+)
+from .reservations import applicable, recover, reserve
 
 __all__ = ["BudgetState", "Budgets", "NoticeHook"]
 
@@ -41,56 +51,6 @@ log = logging.getLogger(__name__)
 NoticeHook = Callable[[BudgetNotice], Awaitable[None] | None]
 # How long a holder may go without heartbeating before its reservations are recovered.
 DEFAULT_LEASE_S = float(os.environ.get("THREADLINE_BUDGET_LEASE", "15"))
-# How often what reserved calls have streamed is written (one statement for all of them).
-PROGRESS_S = 0.25
-PROGRESS_MIN_GAP_S = 0.02  # between two progress statements of a process
-Seen = tuple[int, int]  # a call's input and output tokens so far
-
-SET_LIMIT = """
-INSERT INTO threadline.budgets (scope_kind, scope_key, period, limit_usd) VALUES ($1, $2, $3, $4)
-ON CONFLICT (scope_kind, scope_key, period) DO UPDATE SET limit_usd = $4, updated_at = now()
-"""
-# The counter already open under this limit (the total, or today's) takes it at once; those
-# under a '*' limit take it at their next call.
-RELIMIT_USAGE = """
-UPDATE threadline.budget_usage SET limit_usd = $4::numeric, updated_at = now(),
-    warned_pct = CASE WHEN $4::numeric <= 0 THEN 0 WHEN spent_usd >= $4::numeric THEN 100
-                      WHEN spent_usd >= 0.8 * $4::numeric THEN 80
-                      WHEN spent_usd >= 0.5 * $4::numeric THEN 50 ELSE 0 END
-WHERE scope_kind = $1 AND scope_key = $2
-  AND bucket = CASE WHEN $3::text = 'total' THEN 'total' ELSE $5 END
-"""
-REMOVE_LIMIT = (
-    "DELETE FROM threadline.budgets WHERE scope_kind = $1 AND scope_key = $2 AND period = $3"
-)
-STATES = """
-SELECT coalesce(u.scope_kind, b.scope_kind) AS scope_kind,
-       coalesce(u.scope_key, b.scope_key) AS scope_key,
-       coalesce(u.bucket, CASE b.period WHEN 'total' THEN 'total' ELSE $3 END) AS bucket,
-       b.limit_usd AS set_usd, u.limit_usd AS enforced_usd,
-       coalesce(u.spent_usd, 0) AS spent_usd, coalesce(u.reserved_usd, 0) AS reserved_usd,
-       coalesce(u.overshoot_usd, 0) AS overshoot_usd, coalesce(u.calls, 0) AS calls,
-       coalesce(u.warned_pct, 0) AS warned_pct
-FROM (SELECT * FROM threadline.budget_usage WHERE bucket IN ('total', $3)) u
-FULL JOIN threadline.budgets b ON b.scope_kind = u.scope_kind AND b.scope_key = u.scope_key
-    AND b.period = CASE WHEN u.bucket = 'total' THEN 'total' ELSE 'daily' END
-WHERE ($1::text IS NULL OR coalesce(u.scope_kind, b.scope_kind) = $1)
-  AND ($2::text IS NULL OR coalesce(u.scope_key, b.scope_key) = $2)
-ORDER BY 1, 2, 3
-"""
-REGISTER_HOLDER = """
-INSERT INTO threadline.budget_holders (host, pid, lease_s) VALUES ($1, $2, $3) RETURNING id
-"""
-HEARTBEAT = "UPDATE threadline.budget_holders SET heartbeat_at = now() WHERE id = $1 RETURNING id"
-# A holder that closes with reservations still open leaves them to recovery at once.
-RETIRE_HOLDER = """
-WITH gone AS (
-    DELETE FROM threadline.budget_holders h WHERE id = $1
-      AND NOT EXISTS (SELECT 1 FROM threadline.budget_reservations r WHERE r.holder = h.id)
-    RETURNING id)
-UPDATE threadline.budget_holders SET heartbeat_at = '-infinity'
-WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM gone)
-"""
 
 
 @dataclass(frozen=True)
@@ -144,10 +104,7 @@ class Budgets:
         self._holder: int | None = None
         self._holder_lock = asyncio.Lock()
         self._loop_task: asyncio.Task[None] | None = None
-        self._watched: dict[int, Callable[[], Seen]] = {}  # reservation -> tokens seen
-        self._told: dict[int, Seen] = {}  # what the database last heard of each
-        self._progress_task: asyncio.Task[None] | None = None
-        self._fresh = asyncio.Event()  # a call to report at once
+        self._progress = StreamProgress(pool)
 
     # -- limits set at run time -----------------------------------------------------------------
 
@@ -175,7 +132,7 @@ class Budgets:
         ref = _scope(scope) if scope is not None else None
         kind = ref.kind if ref is not None else kind
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch(STATES, kind, ref.key if ref else None, today())
+            rows = await conn.fetch(BUDGET_STATES, kind, ref.key if ref else None, today())
         return [
             BudgetState(
                 scope=str(ScopeRef(r["scope_kind"], r["scope_key"])),
@@ -286,50 +243,13 @@ class Budgets:
     def watch(self, reservation_id: int, seen: Callable[[], Seen]) -> None:
         """While a reserved call streams: `seen()` gives its input tokens (the provider's
         count, else the estimate a cut stream is charged) and the output tokens received.
-        A new call is reported at once (with the others that start meanwhile, one
-        statement), then every `PROGRESS_S` what changed, so that recovery charges a call
-        whose process died mid-stream what it had streamed, not its worst case (it misses
-        at most the tokens of the last `PROGRESS_S`)."""
-        self._watched[reservation_id] = seen
-        self._fresh.set()
-        if self._progress_task is None or self._progress_task.done():
-            self._progress_task = asyncio.get_running_loop().create_task(
-                self._report_progress(), name="threadline-budget-progress"
-            )
+        They are told to the database as they change (see `progress`), so that recovery
+        charges a call whose process died mid-stream what it had streamed, not its worst
+        case."""
+        self._progress.watch(reservation_id, seen)
 
     def unwatch(self, reservation_id: int) -> None:
-        self._watched.pop(reservation_id, None)
-        self._told.pop(reservation_id, None)
-
-    async def _report_progress(self) -> None:
-        while self._watched:
-            if not self._fresh.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._fresh.wait(), PROGRESS_S)
-            self._fresh.clear()
-            await asyncio.sleep(0)  # calls starting together go in one statement
-            changed = {}
-            for reservation, seen in list(self._watched.items()):
-                tokens = seen()
-                if tokens != self._told.get(reservation):
-                    changed[reservation] = tokens
-            if not changed:
-                continue
-            try:
-                async with self.pool.acquire() as conn:
-                    await conn.execute(
-                        PROGRESS,
-                        list(changed),
-                        [seen[0] for seen in changed.values()],
-                        [seen[1] for seen in changed.values()],
-                    )
-            except Exception as exc:  # the next beat tells it again
-                log_loop_error("budget progress", exc)
-                continue
-            await asyncio.sleep(PROGRESS_MIN_GAP_S)  # calls starting at a high rate: batched
-            for reservation, tokens in changed.items():
-                if reservation in self._watched:
-                    self._told[reservation] = tokens
+        self._progress.unwatch(reservation_id)
 
     # -- the holder and its recovery loop -------------------------------------------------------
 
@@ -388,12 +308,12 @@ class Budgets:
 
     async def close(self) -> None:
         """Stop heartbeating; reservations still open are left to recovery."""
-        for task in (self._loop_task, self._progress_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._loop_task = self._progress_task = None
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        self._loop_task = None
+        await self._progress.close()
         holder, self._holder = self._holder, None
         if holder is not None:
             with contextlib.suppress(*DATABASE_ERRORS):

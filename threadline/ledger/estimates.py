@@ -30,21 +30,13 @@ from ..llm import Message, Model, ToolDef, estimate_messages, prices_per_token
 from ..llm.pricing import PriceOverrides
 from ..llm.tokens import input_bound
 from .limits import Mode
+from .queries import CALIBRATE
 
 __all__ = ["Calibration", "CallCost", "call_cost", "prompt_bytes"]
 
 # Rows a model's bytes-per-token average is taken over, and how long a process trusts it.
 CALIBRATION_ROWS = 500
 CALIBRATION_TTL_S = 60.0
-
-CALIBRATE = """
-SELECT sum(input_bytes)::float8 / nullif(sum(input_tokens), 0) FROM (
-    SELECT input_bytes, input_tokens FROM threadline.llm_calls
-    WHERE provider = $1 AND (model = $2 OR model LIKE $3) AND input_bytes > 0
-      AND input_tokens > 0 AND status = 'ok' AND NOT estimated
-    ORDER BY id DESC LIMIT $4
-) recent
-"""
 
 
 def prompt_bytes(messages: Sequence[Message], tools: Sequence[ToolDef] = ()) -> int:

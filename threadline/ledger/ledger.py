@@ -11,9 +11,13 @@ import asyncpg
 from ..engine.context import StepRow
 from ..llm.pricing import PriceOverrides
 from .budgets import DEFAULT_LEASE_S, Budgets
+from .queries import CALLS
 from .record import CallRecord
 from .reports import CostRow, cost_report
 from .writer import LedgerWriter, NoticesHook
+
+# The columns `Ledger.calls` filters on, in the order of their parameters in `CALLS`.
+_FILTERS = ("tenant", "user_id", "session_id", "turn_id", "run_id", "agent", "status")
 
 
 class Ledger:
@@ -77,15 +81,13 @@ class Ledger:
 
     async def calls(self, **where: Any) -> list[dict[str, Any]]:
         """Ledger rows, oldest first, filtered on column equality (e.g. `session_id="s1"`)."""
-        allowed = {"tenant", "user_id", "session_id", "turn_id", "run_id", "agent", "status"}
-        unknown = set(where) - allowed
+        unknown = set(where) - set(_FILTERS)
         if unknown:
             raise ValueError(f"cannot filter ledger rows on {sorted(unknown)}")
-        clauses = [f"{column} = ${i}" for i, column in enumerate(where, 1)]
+        args: list[Any] = []
+        for column in _FILTERS:
+            args += [column in where, where.get(column)]
         await self.drain()
-        sql = "SELECT * FROM threadline.llm_calls"
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch(sql + " ORDER BY id", *where.values())
+            rows = await conn.fetch(CALLS, *args)
         return [dict(r) for r in rows]

@@ -22,11 +22,11 @@ import asyncpg
 
 from ..engine.mirror import Mirror, mirror_for
 from .limits import Counter
+from .queries import LOAD_LIMITS
 
 __all__ = ["CHANNEL", "LimitIndex", "index_for"]
 
-CHANNEL = "threadline_budgets"
-LOAD = "SELECT scope_kind, scope_key, period FROM threadline.budgets"
+CHANNEL = "threadline_budgets"  # what the trigger of migration 0006 notifies
 
 Limit = tuple[str, str, str]
 
@@ -37,7 +37,7 @@ def _limit(row: asyncpg.Record) -> Limit:
 
 def index_for(pool: asyncpg.Pool) -> LimitIndex | None:
     """The limit index of the open engine on this pool (one per engine), or None."""
-    mirror = mirror_for(pool, CHANNEL, LOAD, _limit)
+    mirror = mirror_for(pool, CHANNEL, LOAD_LIMITS, _limit)
     return None if mirror is None else LimitIndex(mirror)
 
 

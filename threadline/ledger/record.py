@@ -6,7 +6,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
 
+from .queries import INSERT_CALL as INSERT
 from .scope import Scope
+
+# `INSERT` (a ledger row) is the statement `insert_args` fills; the writer takes both here.
+__all__ = ["INSERT", "CallRecord", "CallStatus", "insert_args"]
 
 CallStatus = Literal["ok", "error", "cancelled", "cached"]
 
@@ -38,19 +42,8 @@ class CallRecord:
     input_bytes: int | None = None  # the prompt's UTF-8 size (estimate mode learns from it)
 
 
-INSERT = """
-INSERT INTO threadline.llm_calls (
-    tenant, user_id, session_id, turn_id, run_id, step_no, agent,
-    provider, requested_model, model, attempt, status, stop_reason, error_code, fallback_reason,
-    input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
-    cost_usd, saved_usd, priced, estimated, latency_ms, ttft_ms, reservation_id, reserved_usd,
-    input_bytes)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-        $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)
-"""
-
-
 def insert_args(r: CallRecord) -> tuple[object, ...]:
+    """The parameters of `INSERT` for this row."""
     s = r.scope
     return (
         s.tenant,

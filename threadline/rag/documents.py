@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import asyncpg
 
+from ..db.sqlfiles import named_statements
 from ..errors import ConfigurationError
 from .chunking import Chunk, chunk_sections
 from .embedder import Embedder, default_embedder
@@ -22,6 +23,7 @@ from .vectors import content_hash, to_param
 __all__ = ["Collection", "DocumentInfo", "DocumentStore", "IngestResult"]
 
 IngestStatus = Literal["added", "updated", "unchanged"]
+_SQL = named_statements("threadline.rag", "queries.sql")  # the package's SQL
 
 
 @dataclass(frozen=True)
@@ -52,27 +54,6 @@ class DocumentInfo:
     metadata: dict[str, Any]
 
 
-_DOC_UPSERT = """
-INSERT INTO threadline.rag_documents
-    (collection_id, source, title, kind, content_hash, metadata)
-VALUES ($1, $2, $3, $4, $5, $6::jsonb)
-ON CONFLICT (collection_id, source) DO UPDATE
-   SET title = EXCLUDED.title, kind = EXCLUDED.kind, content_hash = EXCLUDED.content_hash,
-       metadata = EXCLUDED.metadata, version = rag_documents.version + 1, updated_at = now()
-RETURNING id, version
-"""
-_CHUNK_INSERT = """
-INSERT INTO threadline.rag_chunks
-    (document_id, collection_id, ordinal, heading, content, page, embedding)
-VALUES ($1, $2, $3, $4, $5, $6, $7::real[]::vector)
-RETURNING id
-"""
-_PIECE_INSERT = """
-INSERT INTO threadline.rag_pieces (chunk_id, collection_id, embedding)
-VALUES ($1, $2, $3::real[]::vector)
-"""
-
-
 class DocumentStore:
     """Documents, chunked and embedded, on a pool of the threadline database."""
 
@@ -88,12 +69,7 @@ class DocumentStore:
         embedder: opening it with another is refused (their vectors do not compare)."""
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow(
-                "INSERT INTO threadline.rag_collections (tenant, name, embedder) "
-                "VALUES ($1, $2, $3) ON CONFLICT (tenant, name) DO UPDATE SET name = $2 "
-                "RETURNING id, embedder",
-                tenant or "",
-                name,
-                self.embedder.name,
+                _SQL["open_collection"], tenant or "", name, self.embedder.name
             )
         assert row is not None
         if row["embedder"] != self.embedder.name:
@@ -105,18 +81,12 @@ class DocumentStore:
 
     async def collections(self, *, tenant: str | None = None) -> list[Collection]:
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT id, name, tenant, embedder FROM threadline.rag_collections "
-                "WHERE tenant = $1 ORDER BY name",
-                tenant or "",
-            )
+            rows = await conn.fetch(_SQL["collections"], tenant or "")
         return [Collection(r["id"], r["name"], r["tenant"] or None, r["embedder"]) for r in rows]
 
     async def drop_collection(self, collection: Collection) -> None:
         async with self.pool.acquire() as conn:
-            await conn.execute(
-                "DELETE FROM threadline.rag_collections WHERE id = $1", collection.id
-            )
+            await conn.execute(_SQL["drop_collection"], collection.id)
 
     # -- ingest -------------------------------------------------------------------------------
 
@@ -132,15 +102,7 @@ class DocumentStore:
         doc = document if isinstance(document, LoadedDocument) else load_path(document)
         digest = content_hash(doc.text)
         async with self.pool.acquire() as conn:
-            existing = await conn.fetchrow(
-                # a document ingested before pieces were embedded counts as changed, once
-                "SELECT id, content_hash, EXISTS (SELECT FROM threadline.rag_chunks c "
-                "  JOIN threadline.rag_pieces p ON p.chunk_id = c.id "
-                "  WHERE c.document_id = d.id) AS has_pieces "
-                "FROM threadline.rag_documents d WHERE collection_id = $1 AND source = $2",
-                collection.id,
-                doc.source,
-            )
+            existing = await conn.fetchrow(_SQL["document_version"], collection.id, doc.source)
         if existing is not None and existing["content_hash"] == digest and existing["has_pieces"]:
             return IngestResult(existing["id"], doc.source, "unchanged", 0)
         chunks = chunk_sections(doc.sections, max_chars=self.max_chars)
@@ -166,7 +128,7 @@ class DocumentStore:
         pieces (the rest, `counts[i]` for chunk i), replacing what was there."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                _DOC_UPSERT,
+                _SQL["upsert_document"],
                 collection.id,
                 doc.source,
                 doc.title,
@@ -176,14 +138,12 @@ class DocumentStore:
             )
             assert row is not None
             document_id: int = row["id"]
-            await conn.execute(
-                "DELETE FROM threadline.rag_chunks WHERE document_id = $1", document_id
-            )
+            await conn.execute(_SQL["delete_chunks"], document_id)
             pieces = iter(vectors[len(chunks) :])
             rows: list[tuple[int, int, list[float]]] = []
             for chunk, vector, count in zip(chunks, vectors[: len(chunks)], counts, strict=True):
                 chunk_id = await conn.fetchval(
-                    _CHUNK_INSERT,
+                    _SQL["insert_chunk"],
                     document_id,
                     collection.id,
                     chunk.ordinal,
@@ -193,7 +153,7 @@ class DocumentStore:
                     to_param(vector),
                 )
                 rows += [(chunk_id, collection.id, to_param(next(pieces))) for _ in range(count)]
-            await conn.executemany(_PIECE_INSERT, rows)
+            await conn.executemany(_SQL["insert_piece"], rows)
         return document_id
 
     async def ingest_path(
@@ -219,23 +179,13 @@ class DocumentStore:
 
     async def documents(self, collection: Collection) -> list[DocumentInfo]:
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT d.*, (SELECT count(*) FROM threadline.rag_chunks c "
-                "              WHERE c.document_id = d.id) AS chunks "
-                "FROM threadline.rag_documents d WHERE collection_id = $1 ORDER BY source",
-                collection.id,
-            )
+            rows = await conn.fetch(_SQL["documents"], collection.id)
         return [_info(r) for r in rows]
 
     async def delete(self, collection: Collection, source: str) -> bool:
         """Delete a document, its chunks and the cached answers built from it."""
         async with self.pool.acquire() as conn:
-            deleted = await conn.fetchval(
-                "DELETE FROM threadline.rag_documents WHERE collection_id = $1 AND source = $2 "
-                "RETURNING id",
-                collection.id,
-                source,
-            )
+            deleted = await conn.fetchval(_SQL["delete_document"], collection.id, source)
         return deleted is not None
 
 

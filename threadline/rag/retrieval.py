@@ -23,6 +23,7 @@ from typing import Literal
 
 import asyncpg
 
+from ..db.sqlfiles import named_statements
 from .documents import Collection
 from .embedder import Embedder, default_embedder
 from .vectors import to_param
@@ -38,6 +39,7 @@ __all__ = [
 
 SearchMode = Literal["hybrid", "vector", "text"]
 _WORD = re.compile(r"\w+(?:[-./]\w+)*")
+_SQL = named_statements("threadline.rag", "queries.sql")  # the package's SQL
 
 
 @dataclass(frozen=True)
@@ -69,76 +71,6 @@ class Passage:
     def document_id(self) -> int:
         return self.citation.document_id
 
-
-# BM25 with its usual constants, k1 = 1.2 (how fast a word's evidence saturates) and b = 0.75
-# (how much a longer chunk is discounted, against the average of the chunks that match); a
-# word counts 2 in the heading (weight A) and 1 in the body (B), however often it recurs.
-_SEARCH = """
-WITH q AS (
-    SELECT array_agg(l) AS words,
-           CASE WHEN count(*) = 0 THEN NULL ELSE
-               array_to_string(array_agg(quote_literal(l)), ' | ')::tsquery END AS any_word,
-           tsvector_to_array(to_tsvector('english', $7)) AS ids
-      FROM unnest(tsvector_to_array(to_tsvector('english', $3))) l
-), near AS (
-    -- the chunks nearest the question, by their own vector or by one of their pieces'
-    SELECT id FROM (SELECT id FROM threadline.rag_chunks
-                     WHERE collection_id = ANY($1::bigint[]) AND $5
-                     ORDER BY embedding <=> $2::real[]::vector LIMIT $4) by_chunk
-    UNION
-    SELECT chunk_id FROM (SELECT chunk_id FROM threadline.rag_pieces
-                           WHERE collection_id = ANY($1::bigint[]) AND $5
-                           ORDER BY embedding <=> $2::real[]::vector LIMIT $4) by_piece
-), v AS (
-    SELECT id, row_number() OVER (ORDER BY similarity DESC, id) AS r
-      FROM near JOIN threadline.rag_chunks c USING (id), LATERAL (
-           SELECT (2 - (c.embedding <=> $2::real[]::vector)
-                   - COALESCE(min(p.embedding <=> $2::real[]::vector),
-                              c.embedding <=> $2::real[]::vector)) / 2 AS similarity
-             FROM threadline.rag_pieces p WHERE p.chunk_id = c.id) s
-     ORDER BY r LIMIT $4
-), m AS MATERIALIZED (
-    -- each chunk holding a word of the question, with a copy of its tsvector (all of it:
-    -- headings are A, bodies B), so that the stored one is read and decompressed once
-    SELECT c.id, ts_filter(c.tsv, '{a,b}') AS tsv
-      FROM threadline.rag_chunks c, q
-     WHERE $6 AND c.collection_id = ANY($1::bigint[]) AND c.tsv @@ q.any_word
-), h AS (
-    SELECT m.id, length(m.tsv)::float8 AS terms, word,
-           2 * (m.tsv @@ (quote_literal(word) || ':A')::tsquery)::int
-           + (m.tsv @@ (quote_literal(word) || ':B')::tsquery)::int AS tf
-      FROM m, q, unnest(q.words) word
-     WHERE m.tsv @@ quote_literal(word)::tsquery
-), w AS (
-    SELECT word, ln(1 + (n.chunks - count(*) + 0.5) / (count(*) + 0.5)) AS idf
-      FROM h, (SELECT count(*)::float8 AS chunks FROM threadline.rag_chunks
-                WHERE collection_id = ANY($1::bigint[])) n
-     GROUP BY word, n.chunks
-), t AS (
-    SELECT id, bm25, has_ids, row_number() OVER (ORDER BY has_ids DESC, bm25 DESC, id) AS r
-      FROM (SELECT h.id,
-                   sum(w.idf * h.tf * 2.2 / (h.tf + 1.2 * (0.25 + 0.75 * h.terms / a.terms)))
-                   / (2.2 * (SELECT sum(idf) FROM w)) AS bm25,
-                   cardinality(q.ids) > 0 AND q.ids <@ array_agg(h.word) AS has_ids
-              FROM h JOIN w USING (word), q,
-                   (SELECT avg(terms) AS terms FROM (SELECT DISTINCT id, terms FROM h) matched) a
-             GROUP BY h.id, q.ids) scored
-     ORDER BY r LIMIT $4
-)
-SELECT c.id, c.content, c.heading, c.page, d.id AS document_id, d.source, d.title,
-       d.content_hash, v.r AS vector_rank, t.r AS text_rank, p.piece AS closest_piece,
-       CASE WHEN $5 THEN (1 - (c.embedding <=> $2::real[]::vector) + COALESCE(p.piece,
-                          1 - (c.embedding <=> $2::real[]::vector))) / 2 ELSE 0 END
-       + CASE WHEN $5 THEN $8::float8 ELSE 1 END * COALESCE(t.bm25 + t.has_ids::int, 0) AS score
-  FROM v FULL JOIN t USING (id)
-  JOIN threadline.rag_chunks c ON c.id = COALESCE(v.id, t.id)
-  JOIN threadline.rag_documents d ON d.id = c.document_id
-  LEFT JOIN LATERAL (
-       SELECT max(1 - (p.embedding <=> $2::real[]::vector)) AS piece
-         FROM threadline.rag_pieces p WHERE $5 AND p.chunk_id = c.id) p ON true
- ORDER BY score DESC, v.r NULLS LAST, t.r NULLS LAST, c.id
- LIMIT $9
-"""
 
 # How much the full-text score (a share, 0 to 1, of the best a chunk could get for the
 # question) counts beside the cosine, per embedder: fitted by `benchmarks/retrieval.py` on the
@@ -182,10 +114,9 @@ class Retriever:
         vector = to_param(await self.embedder.embed_one(query))
         identifiers = " ".join(w for w in _WORD.findall(query) if any(c.isdigit() for c in w))
         async with self.pool.acquire() as conn, conn.transaction():
-            # Filtered HNSW scans keep going until enough rows pass the filter (pgvector 0.8).
-            await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            await conn.execute(_SQL["iterative_scan"])
             rows = await conn.fetch(
-                _SEARCH,
+                _SQL["search"],
                 [c.id for c in targets],
                 vector,
                 query,

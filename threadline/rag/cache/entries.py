@@ -1,4 +1,5 @@
-"""The SQL of the semantic cache: one class that talks to `threadline.cache_entries`."""
+"""The semantic cache's store: one class that talks to `threadline.cache_entries` (its
+statements are in `threadline/rag/queries.sql`)."""
 
 from __future__ import annotations
 
@@ -13,17 +14,18 @@ from typing import Any
 
 import asyncpg
 
+from ...db.sqlfiles import named_statements
 from ...engine.engine import Engine, engine_of
 from ..vectors import to_param
 from .scope import CacheScope
 from .verifier import Candidate
 
-__all__ = ["CachedAnswer", "DocumentVersion", "Entries", "EntryInfo"]
+__all__ = ["CachedAnswer", "DocumentVersion", "Entries", "EntryFilter", "EntryInfo"]
 
 log = logging.getLogger(__name__)
 
 HIT_WRITE_DELAY_S = 0.1
-_LIVE = "(expires_at IS NULL OR expires_at > now())"
+_SQL = named_statements("threadline.rag", "queries.sql")  # the package's SQL
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,19 @@ class EntryInfo:
     documents: list[int]
 
 
-_ANSWER_COLUMNS = "id, prompt, answer, provider, model, input_tokens, output_tokens, cost_usd"
+@dataclass(frozen=True)
+class EntryFilter:
+    """Which entries an admin call is about: those matching every field given (None: any)."""
+
+    scope_key: str | None = None
+    tenant: str | None = None
+    agent: str | None = None
+    entry_id: int | None = None
+    expired_only: bool = False
+
+    def args(self) -> tuple[object, ...]:
+        """The parameters `list_entries` and `delete_entries` take it as."""
+        return (self.scope_key, self.tenant, self.agent, self.entry_id, self.expired_only)
 
 
 def _answer(row: asyncpg.Record) -> CachedAnswer:
@@ -90,12 +104,7 @@ class Entries:
 
     async def exact(self, scope_key: str, prompt_hash: str) -> CachedAnswer | None:
         async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(
-                f"SELECT {_ANSWER_COLUMNS} FROM threadline.cache_entries "
-                f"WHERE scope_key = $1 AND prompt_hash = $2 AND {_LIVE}",
-                scope_key,
-                prompt_hash,
-            )
+            row = await conn.fetchrow(_SQL["exact_entry"], scope_key, prompt_hash)
         return None if row is None else _answer(row)
 
     async def nearest(
@@ -105,7 +114,7 @@ class Entries:
         with their answers (one round trip)."""
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT * FROM threadline.cache_nearest($1, $2::real[]::halfvec, $3, $4)",
+                _SQL["nearest_entries"],
                 scope_key,
                 to_param(vector),
                 k,
@@ -120,7 +129,7 @@ class Entries:
         make before knowing whether the exact match hits)."""
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT * FROM threadline.cache_lookup($1, $2, $3::real[]::halfvec, $4, $5)",
+                _SQL["lookup_entries"],
                 scope_key,
                 prompt_hash,
                 to_param(vector),
@@ -133,10 +142,7 @@ class Entries:
 
     async def answer(self, entry_id: int) -> CachedAnswer | None:
         async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(
-                f"SELECT {_ANSWER_COLUMNS} FROM threadline.cache_entries WHERE id = $1 AND {_LIVE}",
-                entry_id,
-            )
+            row = await conn.fetchrow(_SQL["entry_answer"], entry_id)
         return None if row is None else _answer(row)
 
     def count_hit(self, entry_id: int, saved: Decimal) -> None:
@@ -168,7 +174,7 @@ class Entries:
                 try:
                     async with self.pool.acquire() as conn:
                         await conn.execute(
-                            _COUNT_HITS,
+                            _SQL["count_hits"],
                             ids,
                             [batch[i][0] for i in ids],
                             [batch[i][1] for i in ids],
@@ -196,7 +202,7 @@ class Entries:
             if documents and not await _documents_unchanged(conn, documents):
                 return None
             entry_id: int = await conn.fetchval(
-                _PUT,
+                _SQL["put_entry"],
                 scope.key,
                 json.dumps(scope.to_json()),
                 prompt,
@@ -210,17 +216,10 @@ class Entries:
                 answer.cost_usd,
                 ttl,
             )
-            await conn.execute(
-                "UPDATE threadline.cache_entries SET sources = $2::jsonb WHERE id = $1",
-                entry_id,
-                json.dumps(list(sources)),
-            )
-            await conn.execute(
-                "DELETE FROM threadline.cache_entry_documents WHERE entry_id = $1", entry_id
-            )
+            await conn.execute(_SQL["set_entry_sources"], entry_id, json.dumps(list(sources)))
+            await conn.execute(_SQL["forget_entry_documents"], entry_id)
             await conn.executemany(
-                "INSERT INTO threadline.cache_entry_documents VALUES ($1, $2, $3) "
-                "ON CONFLICT DO NOTHING",
+                _SQL["add_entry_document"],
                 [(entry_id, d.document_id, d.content_hash) for d in documents],
             )
         return entry_id
@@ -228,9 +227,7 @@ class Entries:
     async def sources(self, entry_id: int) -> list[dict[str, Any]]:
         """What the entry's answer cites ([] for none, or an entry that is gone)."""
         async with self.pool.acquire() as conn:
-            found = await conn.fetchval(
-                "SELECT sources::text FROM threadline.cache_entries WHERE id = $1", entry_id
-            )
+            found = await conn.fetchval(_SQL["entry_sources"], entry_id)
         return list(json.loads(found)) if found else []
 
     async def put_many(
@@ -244,7 +241,7 @@ class Entries:
         scope_json = json.dumps(scope.to_json())
         async with self.pool.acquire() as conn:
             await conn.executemany(
-                _PUT,
+                _SQL["put_entry"],
                 [
                     (
                         scope.key,
@@ -264,66 +261,25 @@ class Entries:
                 ],
             )
 
-    async def list(self, where: str, args: Sequence[Any], limit: int) -> list[EntryInfo]:
+    async def list(self, which: EntryFilter, limit: int) -> list[EntryInfo]:
         await self.flush()  # what is inspected includes the hits counted so far
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT e.*, coalesce(h.hits, 0) AS hits, coalesce(h.saved_usd, 0) AS saved_usd, "
-                "       ARRAY(SELECT document_id FROM threadline.cache_entry_documents d "
-                "             WHERE d.entry_id = e.id ORDER BY 1) AS documents "
-                "FROM threadline.cache_entries e "
-                "LEFT JOIN threadline.cache_hits h ON h.entry_id = e.id "
-                f"WHERE {where} ORDER BY e.id DESC LIMIT ${len(args) + 1}",
-                *args,
-                limit,
-            )
+            rows = await conn.fetch(_SQL["list_entries"], *which.args(), limit)
         return [_info(r) for r in rows]
 
-    async def delete(self, where: str, args: Sequence[Any]) -> int:
+    async def delete(self, which: EntryFilter) -> int:
         await self.flush()
         async with self.pool.acquire() as conn:
-            status: str = await conn.execute(
-                f"DELETE FROM threadline.cache_entries e WHERE {where}", *args
-            )
+            status: str = await conn.execute(_SQL["delete_entries"], *which.args())
         return int(status.split()[-1])
-
-
-# Entries deleted since their hits were counted are skipped (their counters went with them).
-_COUNT_HITS = """
-INSERT INTO threadline.cache_hits AS h (entry_id, hits, saved_usd, last_hit_at)
-SELECT c.id, c.n, c.saved, now()
-FROM unnest($1::bigint[], $2::bigint[], $3::numeric[]) AS c(id, n, saved)
-WHERE EXISTS (SELECT 1 FROM threadline.cache_entries e WHERE e.id = c.id)
-ORDER BY c.id
-ON CONFLICT (entry_id) DO UPDATE
-   SET hits = h.hits + EXCLUDED.hits, saved_usd = h.saved_usd + EXCLUDED.saved_usd,
-       last_hit_at = EXCLUDED.last_hit_at
-"""
-
-_PUT = """
-INSERT INTO threadline.cache_entries
-    (scope_key, scope, prompt, prompt_hash, embedding, answer, provider, model,
-     input_tokens, output_tokens, cost_usd, expires_at)
-VALUES ($1, $2::jsonb, $3, $4, $5::real[]::halfvec, $6, $7, $8, $9, $10, $11, now() + $12::interval)
-ON CONFLICT (scope_key, prompt_hash) DO UPDATE
-   SET prompt = EXCLUDED.prompt, embedding = EXCLUDED.embedding, answer = EXCLUDED.answer,
-       provider = EXCLUDED.provider, model = EXCLUDED.model,
-       input_tokens = EXCLUDED.input_tokens, output_tokens = EXCLUDED.output_tokens,
-       cost_usd = EXCLUDED.cost_usd, created_at = now(), expires_at = EXCLUDED.expires_at
-RETURNING id
-"""
 
 
 async def _documents_unchanged(
     conn: asyncpg.pool.PoolConnectionProxy, documents: Sequence[DocumentVersion]
 ) -> bool:
-    # FOR SHARE: a concurrent change of these documents waits for this transaction, and
-    # its trigger then drops the entry written here.
-    rows = await conn.fetch(
-        "SELECT id, content_hash FROM threadline.rag_documents WHERE id = ANY($1::bigint[]) "
-        "FOR SHARE",
-        [d.document_id for d in documents],
-    )
+    # Locked: a concurrent change of these documents waits for this transaction, and its
+    # trigger then drops the entry written here.
+    rows = await conn.fetch(_SQL["lock_documents"], [d.document_id for d in documents])
     current = {r["id"]: r["content_hash"] for r in rows}
     return all(current.get(d.document_id) == d.content_hash for d in documents)
 

@@ -23,7 +23,7 @@ from ...llm.events import END_TURN
 from ..embedder import Embedder, HashEmbedder, default_embedder
 from ..retrieval import Passage
 from ..vectors import content_hash, normalise_prompt
-from .entries import CachedAnswer, DocumentVersion, Entries, EntryInfo
+from .entries import CachedAnswer, DocumentVersion, Entries, EntryFilter, EntryInfo
 from .guard import is_non_answer
 from .scope import CacheScope
 from .verifier import Candidate, CosineVerifier, HitVerifier
@@ -264,8 +264,8 @@ class SemanticCache:
         limit: int = 100,
     ) -> list[EntryInfo]:
         """Cached entries, newest first, of one scope or filtered by tenant / agent."""
-        where, args = _filters(scope, tenant, agent, None, False)
-        return await self._entries.list(where, args, limit)
+        which = EntryFilter(scope.key if scope else None, tenant, agent)
+        return await self._entries.list(which, limit)
 
     async def flush(self) -> None:
         """Wait until the hit counters of past lookups are written."""
@@ -281,31 +281,8 @@ class SemanticCache:
         expired_only: bool = False,
     ) -> int:
         """Delete entries (all of them when no filter is given); returns how many."""
-        where, args = _filters(scope, tenant, agent, entry_id, expired_only)
-        return await self._entries.delete(where, args)
-
-
-def _filters(
-    scope: CacheScope | None,
-    tenant: str | None,
-    agent: str | None,
-    entry_id: int | None,
-    expired_only: bool,
-) -> tuple[str, list[object]]:
-    clauses: list[str] = []
-    args: list[object] = []
-    for clause, value in (
-        ("e.scope_key = ${}", scope.key if scope else None),
-        ("e.scope->>'tenant' = ${}", tenant),
-        ("e.scope->>'agent' = ${}", agent),
-        ("e.id = ${}", entry_id),
-    ):
-        if value is not None:
-            args.append(value)
-            clauses.append(clause.format(len(args)))
-    if expired_only:
-        clauses.append("e.expires_at <= now()")
-    return " AND ".join(clauses) or "true", args
+        which = EntryFilter(scope.key if scope else None, tenant, agent, entry_id, expired_only)
+        return await self._entries.delete(which)
 
 
 def _prompt_hash(prompt: str) -> str:

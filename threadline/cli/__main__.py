@@ -1,0 +1,5 @@
+"""`python -m threadline.cli ...`: the same as `threadline ...`."""
+
+from . import main
+
+main()
