@@ -28,7 +28,7 @@ from ..errors import (
     WorkflowCancelled,
     WorkflowFailed,
 )
-from . import store
+from . import queries, store
 from .context import Recorded, RunLost, Suspended, WorkflowContext, utc
 from .dbretry import DATABASE_ERRORS, log_loop_error, with_db_retry
 from .journal import Journal
@@ -210,7 +210,7 @@ class Engine:
                 await self._migrate(conn)
             if self._want_worker:
                 self.worker_id = await conn.fetchval(
-                    store.REGISTER_WORKER, socket.gethostname(), os.getpid(), self.version
+                    queries.REGISTER_WORKER, socket.gethostname(), os.getpid(), self.version
                 )
         self._journal = Journal(self._pool, self.worker_id)
         await self._listen()
@@ -241,7 +241,7 @@ class Engine:
             await self.worker.stop(drain_timeout)
             try:
                 async with self.pool.acquire() as conn:
-                    await conn.execute(store.STOP_WORKER, self.worker_id)
+                    await conn.execute(queries.STOP_WORKER, self.worker_id)
             except DATABASE_ERRORS:
                 pass
         closers, self._closers = self._closers, []
@@ -275,7 +275,7 @@ class Engine:
         conn = await db.connect(self.listen_url)
         if self.worker_id:
             # Session-level: held as long as this connection lives, released by its death.
-            await conn.execute(store.TAKE_WORKER_LOCK, self.worker_id)
+            await conn.execute(queries.TAKE_WORKER_LOCK, self.worker_id)
         for channel in _CHANNELS:
             await conn.add_listener(channel, self._on_notify)  # type: ignore[arg-type]
         conn.add_termination_listener(self._on_listener_lost)  # type: ignore[arg-type]
@@ -313,7 +313,7 @@ class Engine:
 
     async def _reconnect(self) -> None:
         # Soon after the server is back: others count a worker that has not taken its lock
-        # again within `store.RELOCK_GRACE_S` of the server's start as dead.
+        # again within `queries.RELOCK_GRACE_S` of the server's start as dead.
         delay = 0.05
         while not self._closing:
             try:
@@ -468,7 +468,7 @@ class Engine:
     async def _adopt_if_orphaned(self, run_id: str) -> None:
         # A retried insert can find its own earlier write: a run owned by us that nobody runs.
         await self._query(
-            "release run", lambda conn: conn.execute(store.RELEASE, run_id, self.worker_id)
+            "release run", lambda conn: conn.execute(queries.RELEASE, run_id, self.worker_id)
         )
 
     async def result(self, run_id: str, timeout: float | None = None) -> Any:
@@ -490,7 +490,9 @@ class Engine:
                     return self._unwrap(run_id, outcome)
 
     async def _fetch_outcome(self, run_id: str) -> Outcome | None:
-        row = await self._query("run status", lambda conn: conn.fetchrow(store.RUN_STATUS, run_id))
+        row = await self._query(
+            "run status", lambda conn: conn.fetchrow(queries.RUN_STATUS, run_id)
+        )
         if row is None:
             raise UnknownRun(f"no run with id {run_id!r}")
         if row["status"] not in TERMINAL:
@@ -517,15 +519,15 @@ class Engine:
 
         async def deliver() -> bool:
             async with self.pool.acquire() as conn, conn.transaction():
-                status = await conn.fetchval(store.LOCK_RUN, run_id)
+                status = await conn.fetchval(queries.LOCK_RUN, run_id)
                 if status is None:
                     raise UnknownRun(f"no run with id {run_id!r}")
                 if status in TERMINAL:
                     raise ThreadlineError(f"run {run_id!r} has already {status}")
-                await conn.execute(store.INSERT_MESSAGE, run_id, topic, body, idempotency_key)
-                woke = await conn.fetchval(store.WAKE_FOR_TOPIC, run_id, topic)
+                await conn.execute(queries.INSERT_MESSAGE, run_id, topic, body, idempotency_key)
+                woke = await conn.fetchval(queries.WAKE_FOR_TOPIC, run_id, topic)
                 if woke == "pending" and status == "waiting":
-                    await conn.execute("SELECT pg_notify('threadline_work', '')")
+                    await conn.execute(queries.NOTIFY_WORK)
                     return True
                 return False
 
@@ -536,20 +538,17 @@ class Engine:
 
         async def cancel_tree() -> list[str]:
             async with self.pool.acquire() as conn, conn.transaction():
-                rows = await conn.fetch(store.CANCEL_TREE, run_id)
-                if not rows and await conn.fetchval(store.LOCK_RUN, run_id) is None:
+                rows = await conn.fetch(queries.CANCEL_TREE, run_id)
+                if not rows and await conn.fetchval(queries.LOCK_RUN, run_id) is None:
                     raise UnknownRun(f"no run with id {run_id!r}")
                 ids = [r["id"] for r in rows]
                 for row in rows:
                     if row["parent_id"] and row["parent_id"] not in ids:
                         await conn.fetchval(
-                            store.WAKE_FOR_TOPIC, row["parent_id"], f"child:{row['id']}"
+                            queries.WAKE_FOR_TOPIC, row["parent_id"], f"child:{row['id']}"
                         )
                 if ids:
-                    payload = json.dumps(ids)
-                    await conn.execute("SELECT pg_notify('threadline_cancel', $1)", payload)
-                    await conn.execute("SELECT pg_notify('threadline_done', $1)", payload)
-                    await conn.execute("SELECT pg_notify('threadline_work', '')")
+                    await conn.execute(queries.NOTIFY_CANCELLED, json.dumps(ids))
                 return ids
 
         return await with_db_retry(cancel_tree, what="cancel")
@@ -588,18 +587,17 @@ class Engine:
     async def _read_events(self, run_id: str, after: int) -> tuple[list[Any], str | None]:
         """The run's next events, or (none yet) its status."""
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch(store.READ_EVENTS, run_id, after, 500)
+            rows = await conn.fetch(queries.READ_EVENTS, run_id, after, 500)
             if rows:
                 return rows, None
-            status = await conn.fetchval("SELECT status FROM threadline.runs WHERE id = $1", run_id)
-            return rows, status
+            return rows, await conn.fetchval(queries.STATUS_OF, run_id)
 
     async def _exists(self, run_id: str) -> bool:
         found = await self._query(
             "run lookup",
-            lambda conn: conn.fetchval("SELECT 1 FROM threadline.runs WHERE id = $1", run_id),
+            lambda conn: conn.fetchval(queries.STATUS_OF, run_id),
         )
-        return bool(found)
+        return found is not None
 
     async def _query(self, what: str, query: Callable[[Any], Awaitable[T]]) -> T:
         """`query` on a pooled connection, retried through transient database failures."""
@@ -635,13 +633,13 @@ class Engine:
     ) -> None:
         """Record `name` (if given) and park the run until `wake_at` or a wake-up on `topic`."""
         async with self.pool.acquire() as conn, conn.transaction():
-            owned = await conn.fetchval(store.LOCK_OWN_RUN, ctx.run_id, self.worker_id)
+            owned = await conn.fetchval(queries.LOCK_OWN_RUN, ctx.run_id, self.worker_id)
             if owned is None:
                 raise RunLost
             if name is not None:
-                await conn.execute(store.INSERT_STEP, ctx.run_id, step_no, name, output, None)
+                await conn.execute(queries.INSERT_STEP, ctx.run_id, step_no, name, output, None)
             await conn.execute(
-                store.SUSPEND,
+                queries.SUSPEND,
                 ctx.run_id,
                 self.worker_id,
                 None if wake_at is None else utc(wake_at),
@@ -657,16 +655,16 @@ class Engine:
     ) -> Any:
         name = f"receive:{topic}"
         async with self.pool.acquire() as conn, conn.transaction():
-            if await conn.fetchval(store.LOCK_OWN_RUN, ctx.run_id, self.worker_id) is None:
+            if await conn.fetchval(queries.LOCK_OWN_RUN, ctx.run_id, self.worker_id) is None:
                 raise RunLost
-            payload = await conn.fetchval(store.CONSUME_MESSAGE, ctx.run_id, topic)
+            payload = await conn.fetchval(queries.CONSUME_MESSAGE, ctx.run_id, topic)
             timed_out = payload is None and deadline is not None and deadline <= time.time()
             if payload is not None or timed_out:
                 output = "null" if payload is None else f"[{payload}]"
-                await conn.execute(store.INSERT_STEP, ctx.run_id, step_no, name, output, None)
+                await conn.execute(queries.INSERT_STEP, ctx.run_id, step_no, name, output, None)
             else:
                 await conn.execute(
-                    store.SUSPEND,
+                    queries.SUSPEND,
                     ctx.run_id,
                     self.worker_id,
                     None if deadline is None else utc(deadline),
@@ -682,9 +680,9 @@ class Engine:
     async def child_or_suspend(self, ctx: WorkflowContext, step_no: int, child_id: str) -> Recorded:
         name = f"wait:{child_id}"
         async with self.pool.acquire() as conn, conn.transaction():
-            if await conn.fetchval(store.LOCK_OWN_RUN, ctx.run_id, self.worker_id) is None:
+            if await conn.fetchval(queries.LOCK_OWN_RUN, ctx.run_id, self.worker_id) is None:
                 raise RunLost
-            row = await conn.fetchrow(store.CHILD_OUTCOME, child_id)
+            row = await conn.fetchrow(queries.CHILD_OUTCOME, child_id)
             if row is None:
                 raise UnknownRun(f"no child run with id {child_id!r}")
             done = row["status"] in TERMINAL
@@ -696,10 +694,10 @@ class Engine:
                         "error": loads(row["error"]),
                     }
                 )
-                await conn.execute(store.INSERT_STEP, ctx.run_id, step_no, name, output, None)
+                await conn.execute(queries.INSERT_STEP, ctx.run_id, step_no, name, output, None)
             else:
                 await conn.execute(
-                    store.SUSPEND, ctx.run_id, self.worker_id, None, f"child:{child_id}", step_no
+                    queries.SUSPEND, ctx.run_id, self.worker_id, None, f"child:{child_id}", step_no
                 )
         if not done:
             raise Suspended
