@@ -12,13 +12,13 @@ import inspect
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import NonDeterminismError, StepError, WorkflowCancelled, WorkflowFailed
 from . import store
 from .dbretry import database_gone
+from .records import RecordCarrier, Recorded, StepRow
 from .registry import StepOptions, WorkflowFn, as_workflow
 from .retry import NO_RETRY, RetryPolicy
 from .serialization import dumps, loads
@@ -27,25 +27,6 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 T = TypeVar("T")
-
-# A step's record as written: run id, step number, name, output and error (JSON), owner.
-StepRow = tuple[str, int, str, "str | None", "str | None", int]
-
-
-class RecordCarrier(Protocol):
-    """Writes a step's record together with writes the step's body left with it, in one
-    commit (the step's effect and its record), instead of the journal writing the record
-    after them. See `WorkflowContext.step`'s `record_with`."""
-
-    def carry(self, steps: list[StepRow]) -> asyncio.Future[bool] | None:
-        """Write `steps` (the step's record, after any read-only records riding with it)
-        with what is held, committed together; the future says whether the records were
-        accepted (the run is still this worker's). None: nothing is held, so the journal
-        writes them."""
-
-    def release(self) -> None:
-        """The step is over: write what is still held on its own (a cancelled body)."""
-
 
 _current: ContextVar[WorkflowContext | None] = ContextVar("threadline_workflow", default=None)
 
@@ -65,13 +46,6 @@ class RunLost(BaseException):
 
 class CancelledRun(BaseException):
     """Cancellation observed at a step boundary."""
-
-
-@dataclass(frozen=True)
-class Recorded:
-    name: str
-    output: str | None
-    error: str | None
 
 
 def _error_json(exc: BaseException) -> dict[str, str]:
@@ -418,4 +392,11 @@ def utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-__all__ = ["WorkflowContext", "current_context", "store"]
+__all__ = [
+    "RecordCarrier",
+    "Recorded",
+    "StepRow",
+    "WorkflowContext",
+    "current_context",
+    "store",
+]

@@ -1,7 +1,8 @@
 """Every statement of the engine, in one place: its tables are written by nothing else.
 
-Statements that share text are composed from the named pieces below when the module loads;
-no parameter is ever renumbered.
+Other layers reach them through the engine's API (`records.write_steps` for step records
+committed in another layer's transaction). Statements that share text are composed from the
+named pieces below when the module loads; no parameter is ever renumbered.
 
 Every statement that changes a run takes care of one race: a waiter and whoever wakes it
 both lock the waiter's row before looking at the condition (a message, a finished child), so
@@ -128,6 +129,19 @@ SELECT 1 FROM threadline.runs WHERE id = $1 AND owner = $2 AND status = 'running
 INSERT_STEP = """
 INSERT INTO threadline.steps (run_id, step_no, name, output, error)
 VALUES ($1, $2, $3, $4::jsonb, $5::jsonb)
+"""
+# Step records of runs their owner still runs (fencing as in the journal), in the transaction
+# of another layer's rows (`records.write_steps`). Arrays: run ids, step numbers, names,
+# outputs, errors, owners.
+INSERT_OWNED_STEPS = """
+INSERT INTO threadline.steps (run_id, step_no, name, output, error)
+SELECT s.run_id, s.step_no, s.name, s.output::jsonb, s.error::jsonb
+FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::int[])
+     AS s(run_id, step_no, name, output, error, owner)
+WHERE EXISTS (SELECT 1 FROM threadline.runs r
+              WHERE r.id = s.run_id AND r.owner = s.owner AND r.status = 'running')
+ON CONFLICT DO NOTHING
+RETURNING run_id, step_no
 """
 SUSPEND = """
 UPDATE threadline.runs SET status = 'waiting', owner = NULL, wake_at = $3,
