@@ -30,8 +30,9 @@ from ..errors import (
 )
 from . import queries, store
 from .context import Recorded, RunLost, Suspended, WorkflowContext, utc
-from .dbretry import DATABASE_ERRORS, log_loop_error, with_db_retry
+from .dbretry import DATABASE_ERRORS, with_db_retry
 from .journal import Journal
+from .listener import Listener, Watcher
 from .local_start import LocalStart
 from .registry import Registry, Workflow, WorkflowFn, as_workflow, default_registry
 from .serialization import DEFAULT_MAX_PAYLOAD, dumps, loads
@@ -42,17 +43,6 @@ log = logging.getLogger(__name__)
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 FINISHED_KEPT = 1024  # recent local outcomes kept for `result`
-_CHANNELS = (
-    "threadline_done",
-    "threadline_events",
-    "threadline_work",
-    "threadline_cancel",
-    "threadline_budgets",
-    "threadline_cooldowns",
-)
-_MIRRORED = frozenset({"threadline_budgets", "threadline_cooldowns"})  # see engine/mirror.py
-# Called with a notification's payload, or None when notifications may have been missed.
-Watcher = Callable[[str | None], None]
 _OPEN_ENGINES: dict[asyncpg.Pool, Engine] = {}  # removed at close (pools take no weakref)
 
 
@@ -151,7 +141,6 @@ class Engine:
         self._want_worker = worker
         self._auto_migrate = auto_migrate
         self._pool: asyncpg.Pool | None = None
-        self._listener: asyncpg.Connection | None = None
         self._journal: Journal | None = None
         self.worker: Worker | None = None
         self.worker_id = 0
@@ -163,9 +152,7 @@ class Engine:
         # them (the run's NOTIFY can wake a waiter before the local worker hands it over).
         self._finished: OrderedDict[str, Outcome] = OrderedDict()
         self._event_watchers: dict[str, set[asyncio.Event]] = defaultdict(set)
-        self._closing = False
-        self._reconnect_task: asyncio.Task[None] | None = None
-        self._watchers: dict[str, list[Watcher]] = defaultdict(list)
+        self._notifications = Listener(self._on_notify, self._heard_again)
         self._closers: list[Callable[[], Awaitable[None]]] = []
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -191,7 +178,6 @@ class Engine:
     async def open(self) -> Engine:
         if self._pool is not None:
             raise ConfigurationError("this engine is already open")
-        self._closing = False
         self._pinned_version = self._version or self.registry.version()
         self.url = await asyncio.to_thread(
             db.resolve_database_url, self._database_url, self._data_dir
@@ -213,7 +199,7 @@ class Engine:
                     queries.REGISTER_WORKER, socket.gethostname(), os.getpid(), self.version
                 )
         self._journal = Journal(self._pool, self.worker_id)
-        await self._listen()
+        await self._notifications.connect(self.listen_url, self.worker_id)
         _OPEN_ENGINES[self._pool] = self
         if self._want_worker:
             self.worker = Worker(self, self.worker_id, **self._worker_options)  # type: ignore[arg-type]
@@ -231,12 +217,9 @@ class Engine:
             )
 
     async def close(self, drain_timeout: float = 30.0) -> None:
-        self._closing = True
         if self._pool is not None:
             _OPEN_ENGINES.pop(self._pool, None)
-        self._notify_watchers(None)
-        if self._reconnect_task is not None:
-            self._reconnect_task.cancel()
+        self._notifications.stop()
         if self.worker is not None:
             await self.worker.stop(drain_timeout)
             try:
@@ -253,12 +236,11 @@ class Engine:
         if self._journal is not None:
             await self._journal.drain()
             await self._journal.release()
-        if self._listener is not None and not self._listener.is_closed():
-            await self._listener.close()
+        await self._notifications.close()  # the worker's lock goes with it: runs are handed back
         if self._pool is not None:
             await self._pool.close()
         # Forget this connection's state so the same Engine object can be opened again.
-        self._pool = self._listener = self._journal = self.worker = None
+        self._pool = self._journal = self.worker = None
         self.worker_id = 0
         self._pinned_version = None
         self._result_waiters.clear()
@@ -271,73 +253,37 @@ class Engine:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _listen(self) -> None:
-        conn = await db.connect(self.listen_url)
-        if self.worker_id:
-            # Session-level: held as long as this connection lives, released by its death.
-            await conn.execute(queries.TAKE_WORKER_LOCK, self.worker_id)
-        for channel in _CHANNELS:
-            await conn.add_listener(channel, self._on_notify)  # type: ignore[arg-type]
-        conn.add_termination_listener(self._on_listener_lost)  # type: ignore[arg-type]
-        self._listener = conn
+    # -- notifications ------------------------------------------------------------------------
+
+    @property
+    def _listener(self) -> asyncpg.Connection | None:
+        """The listener connection (LISTEN, the worker's lock), while there is one."""
+        return self._notifications.connection
 
     @property
     def listening(self) -> bool:
         """Whether notifications reach this process now."""
-        return self._listener is not None and not self._listener.is_closed()
+        return self._notifications.listening
+
+    def hears(self, channel: str) -> bool:
+        """Whether notifications on `channel` (the engine's, or one `watch`ed) reach this
+        process now: a mirror of a table loads only then, lest it miss a change."""
+        return self._notifications.hears(channel)
+
+    def watch(self, channel: str, watcher: Watcher) -> None:
+        """Call `watcher` with each notification on `channel`, and with None whenever some
+        may have been missed (a lost listener, the engine closing). The engine LISTENs on
+        `channel` from now on: at once when open, else when it opens, and again after every
+        reconnection. This is how a layer above registers a channel it needs."""
+        self._notifications.watch(channel, watcher)
 
     def before_close(self, flush: Callable[[], Awaitable[None]]) -> None:
         """Await `flush` when the engine closes, once its runs have drained and while its
         pool is still open (for writes kept behind, such as cache hit counters)."""
         self._closers.append(flush)
 
-    def watch(self, channel: str, watcher: Watcher) -> None:
-        """Call `watcher` with each notification on `channel` (one of the channels the engine
-        listens on), and with None whenever some may have been missed (a lost listener)."""
-        if channel not in _CHANNELS:
-            raise ValueError(f"the engine does not listen on {channel!r}")
-        self._watchers[channel].append(watcher)
-
-    def _notify_watchers(self, payload: str | None, channel: str | None = None) -> None:
-        for name, watchers in self._watchers.items():
-            if channel is None or name == channel:
-                for watcher in watchers:
-                    watcher(payload)
-
-    def _on_listener_lost(self, conn: asyncpg.Connection) -> None:
-        self._notify_watchers(None)
-        if self._closing:
-            return
-        log.warning("lost the listener connection; reconnecting")
-        self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect())
-
-    async def _reconnect(self) -> None:
-        # Soon after the server is back: others count a worker that has not taken its lock
-        # again within `queries.RELOCK_GRACE_S` of the server's start as dead.
-        delay = 0.05
-        while not self._closing:
-            try:
-                await self._listen()
-            except Exception as exc:  # whatever it is, a worker without its lock looks dead
-                log_loop_error("listener reconnect", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.25)
-                continue
-            # Anything may have happened while deaf: wake every waiter to re-check.
-            self._notify_watchers(None)
-            for run_id in list(self._result_waiters):
-                self._resolve(run_id, None)
-            for watchers in self._event_watchers.values():
-                for signal in watchers:
-                    signal.set()
-            if self.worker is not None:
-                self.worker.wakeup.set()
-            return
-
-    def _on_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
-        if channel in _MIRRORED:  # the engine's own channels carry run ids
-            self._notify_watchers(payload, channel)
-            return
+    def _on_notify(self, channel: str, payload: str) -> None:
+        """A notification on one of the engine's own channels."""
         if channel == "threadline_work":
             if self.worker is not None:
                 self.worker.wakeup.set()
@@ -352,6 +298,16 @@ class Engine:
                 self._signal_events(run_id)
         elif channel == "threadline_cancel" and self.worker is not None:
             self.worker.cancel_local(run_ids)
+
+    def _heard_again(self) -> None:
+        """The listener is back: anything may have happened while it was deaf."""
+        for run_id in list(self._result_waiters):
+            self._resolve(run_id, None)
+        for watchers in self._event_watchers.values():
+            for signal in watchers:
+                signal.set()
+        if self.worker is not None:
+            self.worker.wakeup.set()
 
     def _resolve(self, run_id: str, outcome: Outcome | None) -> None:
         for fut in self._result_waiters.pop(run_id, ()):
