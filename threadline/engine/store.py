@@ -12,6 +12,7 @@ import asyncpg
 from ..db.connect import Connection
 from ..errors import UnknownRun
 from . import queries
+from .runs import TERMINAL, Outcome
 
 
 @dataclass(frozen=True)
@@ -81,3 +82,27 @@ async def get_steps(conn: Connection, run_id: str) -> list[StepInfo]:
         StepInfo(r["step_no"], r["name"], _json(r["output"]), _json(r["error"]), r["created_at"])
         for r in rows
     ]
+
+
+async def outcome(conn: Connection, run_id: str) -> Outcome | None:
+    """How the run ended, or None while it has not."""
+    row = await conn.fetchrow(queries.RUN_STATUS, run_id)
+    if row is None:
+        raise UnknownRun(f"no run with id {run_id!r}")
+    if row["status"] not in TERMINAL:
+        return None
+    return row["status"], row["output"], row["error"]
+
+
+async def read_events(
+    conn: Connection, run_id: str, after: int, limit: int = 500
+) -> tuple[list[asyncpg.Record], str | None]:
+    """The run's next events after sequence number `after`, or (none yet) its status."""
+    rows = await conn.fetch(queries.READ_EVENTS, run_id, after, limit)
+    if rows:
+        return rows, None
+    return rows, await conn.fetchval(queries.STATUS_OF, run_id)
+
+
+async def exists(conn: Connection, run_id: str) -> bool:
+    return await conn.fetchval(queries.STATUS_OF, run_id) is not None

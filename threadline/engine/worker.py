@@ -22,8 +22,10 @@ import asyncpg
 
 from ..errors import NonDeterminismError
 from . import queries
-from .context import CancelledRun, Recorded, RunLost, Suspended, WorkflowContext, _current
+from .context import WorkflowContext, _current
 from .dbretry import database_gone, describe, log_loop_error, with_db_retry
+from .interrupts import CancelledRun, RunLost, Suspended
+from .records import Recorded
 from .registry import Workflow
 from .serialization import dumps, loads
 
