@@ -244,13 +244,14 @@ async def test_a_worker_whose_lock_a_restart_dropped_keeps_its_runs(
         run = await other.get_run("held-1")
         assert run.owner in (owner.worker_id, other.worker_id)
         running = owner if run.owner == owner.worker_id else other
-        listen = running._listen
+        listener = running._notifications
+        listen = listener._listen
 
         async def back_later() -> None:
             await asyncio.sleep(1.0)
             await listen()
 
-        running._listen = back_later  # type: ignore[method-assign]
+        listener._listen = back_later  # type: ignore[method-assign]
         await asyncio.to_thread(db.restart_embedded, root, "immediate")
         await asyncio.sleep(1.5)  # thirty recovery passes, the owner back only after 1 s
         run = await other.get_run("held-1")

@@ -8,44 +8,26 @@ outcome is returned instead and the operation is not performed again.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import NonDeterminismError, StepError, WorkflowCancelled, WorkflowFailed
-from . import store
+from . import waits
 from .dbretry import database_gone
+from .interrupts import CancelledRun, RunLost, Suspended
+from .records import RecordCarrier, Recorded, StepRow
 from .registry import StepOptions, WorkflowFn, as_workflow
-from .retry import NO_RETRY, RetryPolicy
+from .retry import RetryPolicy
 from .serialization import dumps, loads
+from .steps import invoke, step_options
 
 if TYPE_CHECKING:
     from .engine import Engine
 
 T = TypeVar("T")
-
-# A step's record as written: run id, step number, name, output and error (JSON), owner.
-StepRow = tuple[str, int, str, "str | None", "str | None", int]
-
-
-class RecordCarrier(Protocol):
-    """Writes a step's record together with writes the step's body left with it, in one
-    commit (the step's effect and its record), instead of the journal writing the record
-    after them. See `WorkflowContext.step`'s `record_with`."""
-
-    def carry(self, steps: list[StepRow]) -> asyncio.Future[bool] | None:
-        """Write `steps` (the step's record, after any read-only records riding with it)
-        with what is held, committed together; the future says whether the records were
-        accepted (the run is still this worker's). None: nothing is held, so the journal
-        writes them."""
-
-    def release(self) -> None:
-        """The step is over: write what is still held on its own (a cancelled body)."""
-
 
 _current: ContextVar[WorkflowContext | None] = ContextVar("threadline_workflow", default=None)
 
@@ -53,25 +35,6 @@ _current: ContextVar[WorkflowContext | None] = ContextVar("threadline_workflow",
 def current_context() -> WorkflowContext | None:
     """The context of the workflow running in this task, outside any step body."""
     return _current.get()
-
-
-class Suspended(BaseException):
-    """The run is waiting (timer, message, child): its coroutine is dropped, not kept."""
-
-
-class RunLost(BaseException):
-    """This worker no longer owns the run (cancelled, or taken over after a lease expired)."""
-
-
-class CancelledRun(BaseException):
-    """Cancellation observed at a step boundary."""
-
-
-@dataclass(frozen=True)
-class Recorded:
-    name: str
-    output: str | None
-    error: str | None
 
 
 def _error_json(exc: BaseException) -> dict[str, str]:
@@ -228,19 +191,7 @@ class WorkflowContext:
         `record_with`: writes the body leaves with the carrier (a model call's ledger row)
         commit together with the step's record, one commit where the body's write and then
         the record would be two."""
-        base: StepOptions | None = getattr(fn, "__threadline_step__", None)
-        target = inspect.unwrap(fn) if base is not None else fn
-        options = base
-        if options is None or name or retries or retry or timeout or read_only or idempotent:
-            default_name = str(getattr(fn, "__qualname__", repr(fn)))
-            options = StepOptions(
-                name or (base.name if base else default_name),
-                retry
-                or (RetryPolicy(max_attempts=retries + 1) if retries else None)
-                or (base.retry if base else NO_RETRY),
-                timeout if timeout is not None else (base.timeout if base else None),
-                read_only or idempotent or (base.idempotent if base else False),
-            )
+        target, options = step_options(fn, name, retries, retry, timeout, read_only or idempotent)
         result: T = await self.run_step(target, options, args, kwargs, record_with)
         return result
 
@@ -284,24 +235,9 @@ class WorkflowContext:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        attempt = 0
         token = _current.set(None)  # steps called inside a step run as plain calls
         try:
-            while True:
-                attempt += 1
-                try:
-                    result = fn(*args, **kwargs)
-                    if inspect.isawaitable(result):
-                        if options.timeout is not None:
-                            async with asyncio.timeout(options.timeout):
-                                result = await result
-                        else:
-                            result = await result
-                    return result
-                except Exception as exc:
-                    if self.cancelled or not options.retry.should_retry(attempt, exc):
-                        raise
-                    await asyncio.sleep(options.retry.delay(attempt))
+            return await invoke(fn, options, args, kwargs, lambda: self.cancelled)
         finally:
             _current.reset(token)
 
@@ -320,10 +256,10 @@ class WorkflowContext:
             if target <= time.time():
                 await self._record(n, "sleep", output, None)
                 return
-            await self._engine.suspend(self, n, "sleep", output, wake_at=target, topic=None)
+            await waits.suspend(self._engine, self, n, "sleep", output, wake_at=target, topic=None)
         wake_at = float(loads(recorded.output if recorded else None) or 0)
         if wake_at > time.time():
-            await self._engine.suspend(self, n, None, None, wake_at=wake_at, topic=None)
+            await waits.suspend(self._engine, self, n, None, None, wake_at=wake_at, topic=None)
 
     # -- messages -----------------------------------------------------------------------------
 
@@ -338,7 +274,7 @@ class WorkflowContext:
             deadline = self._wake_at.timestamp() if self._wake_at else None
         else:
             deadline = None if timeout is None else time.time() + timeout
-        return await self._engine.receive_or_suspend(self, n, topic, deadline)
+        return await waits.receive_or_suspend(self._engine, self, n, topic, deadline)
 
     async def send(self, run_id: str, topic: str, payload: Any) -> None:
         """Send a message to another run, exactly once even if this workflow is replayed."""
@@ -384,7 +320,7 @@ class WorkflowContext:
         n, recorded = self._next(f"wait:{run_id}")
         if recorded is None:
             await self.settle_all()
-            recorded = await self._engine.child_or_suspend(self, n, run_id)
+            recorded = await waits.child_or_suspend(self._engine, self, n, run_id)
         outcome = loads(recorded.output)
         if outcome["status"] == "cancelled":
             raise WorkflowCancelled(run_id)
@@ -414,8 +350,13 @@ class WorkflowContext:
         return seq
 
 
-def utc(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
-
-
-__all__ = ["WorkflowContext", "current_context", "store"]
+__all__ = [
+    "CancelledRun",
+    "RecordCarrier",
+    "Recorded",
+    "RunLost",
+    "StepRow",
+    "Suspended",
+    "WorkflowContext",
+    "current_context",
+]

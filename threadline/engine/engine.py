@@ -3,97 +3,39 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import json
 import logging
 import os
 import socket
-import time
-from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
 
 from .. import db
-from ..errors import (
-    ConfigurationError,
-    ThreadlineError,
-    UnknownRun,
-    UnknownWorkflow,
-    WorkflowCancelled,
-    WorkflowFailed,
-)
-from . import store
-from .context import Recorded, RunLost, Suspended, WorkflowContext, utc
-from .dbretry import DATABASE_ERRORS, log_loop_error, with_db_retry
+from ..errors import ConfigurationError, ThreadlineError, UnknownWorkflow
+from . import messages, queries, starting, store
+from .dbretry import DATABASE_ERRORS, with_db_retry
 from .journal import Journal
+from .listener import Listener, Watcher
 from .local_start import LocalStart
 from .registry import Registry, Workflow, WorkflowFn, as_workflow, default_registry
-from .serialization import DEFAULT_MAX_PAYLOAD, dumps, loads
+from .runs import Event, Outcome, RunHandle, Waiters, unwrap
+from .serialization import DEFAULT_MAX_PAYLOAD, dumps
 from .worker import Queue, Worker
+
+__all__ = ["Engine", "Event", "RunHandle", "Watcher", "engine_of", "pool_size_from_env"]
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
-FINISHED_KEPT = 1024  # recent local outcomes kept for `result`
-_CHANNELS = (
-    "threadline_done",
-    "threadline_events",
-    "threadline_work",
-    "threadline_cancel",
-    "threadline_budgets",
-    "threadline_cooldowns",
-)
-_MIRRORED = frozenset({"threadline_budgets", "threadline_cooldowns"})  # see engine/mirror.py
-# Called with a notification's payload, or None when notifications may have been missed.
-Watcher = Callable[[str | None], None]
 _OPEN_ENGINES: dict[asyncpg.Pool, Engine] = {}  # removed at close (pools take no weakref)
 
 
 def engine_of(pool: asyncpg.Pool) -> Engine | None:
     """The open engine whose pool this is (so other layers can share its listener)."""
     return _OPEN_ENGINES.get(pool)
-
-
-Outcome = tuple[str, str | None, str | None]  # status, output json, error json
-
-
-@dataclass(frozen=True)
-class Event:
-    seq: int
-    kind: str
-    data: Any
-    at: datetime
-
-
-class RunHandle:
-    """A started run: await its result, follow its events, cancel it."""
-
-    def __init__(self, engine: Engine, run_id: str, created: bool) -> None:
-        self.engine = engine
-        self.run_id = run_id
-        self.created = created  # False when `start` found an existing run with this id
-
-    async def result(self, timeout: float | None = None) -> Any:
-        return await self.engine.result(self.run_id, timeout)
-
-    async def status(self) -> str:
-        return (await self.engine.get_run(self.run_id)).status
-
-    async def cancel(self) -> list[str]:
-        return await self.engine.cancel(self.run_id)
-
-    def events(self, after_seq: int = 0, follow: bool = True) -> AsyncIterator[Event]:
-        return self.engine.events(self.run_id, after_seq, follow)
-
-    def __repr__(self) -> str:
-        return f"RunHandle({self.run_id!r})"
 
 
 DEFAULT_POOL_SIZE = 10
@@ -151,21 +93,14 @@ class Engine:
         self._want_worker = worker
         self._auto_migrate = auto_migrate
         self._pool: asyncpg.Pool | None = None
-        self._listener: asyncpg.Connection | None = None
         self._journal: Journal | None = None
         self.worker: Worker | None = None
         self.worker_id = 0
         self.url = ""  # where queries go (a pooler, possibly)
         self.listen_url = ""  # PostgreSQL itself: LISTEN, session locks, migrations
         self._direct_url = direct_database_url
-        self._result_waiters: dict[str, list[asyncio.Future[Outcome | None]]] = defaultdict(list)
-        # Outcomes of runs this process finished lately, durable: `result` needs no query for
-        # them (the run's NOTIFY can wake a waiter before the local worker hands it over).
-        self._finished: OrderedDict[str, Outcome] = OrderedDict()
-        self._event_watchers: dict[str, set[asyncio.Event]] = defaultdict(set)
-        self._closing = False
-        self._reconnect_task: asyncio.Task[None] | None = None
-        self._watchers: dict[str, list[Watcher]] = defaultdict(list)
+        self._waiters = Waiters()
+        self._notifications = Listener(self._on_notify, self._heard_again)
         self._closers: list[Callable[[], Awaitable[None]]] = []
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -191,7 +126,6 @@ class Engine:
     async def open(self) -> Engine:
         if self._pool is not None:
             raise ConfigurationError("this engine is already open")
-        self._closing = False
         self._pinned_version = self._version or self.registry.version()
         self.url = await asyncio.to_thread(
             db.resolve_database_url, self._database_url, self._data_dir
@@ -210,10 +144,10 @@ class Engine:
                 await self._migrate(conn)
             if self._want_worker:
                 self.worker_id = await conn.fetchval(
-                    store.REGISTER_WORKER, socket.gethostname(), os.getpid(), self.version
+                    queries.REGISTER_WORKER, socket.gethostname(), os.getpid(), self.version
                 )
         self._journal = Journal(self._pool, self.worker_id)
-        await self._listen()
+        await self._notifications.connect(self.listen_url, self.worker_id)
         _OPEN_ENGINES[self._pool] = self
         if self._want_worker:
             self.worker = Worker(self, self.worker_id, **self._worker_options)  # type: ignore[arg-type]
@@ -231,17 +165,14 @@ class Engine:
             )
 
     async def close(self, drain_timeout: float = 30.0) -> None:
-        self._closing = True
         if self._pool is not None:
             _OPEN_ENGINES.pop(self._pool, None)
-        self._notify_watchers(None)
-        if self._reconnect_task is not None:
-            self._reconnect_task.cancel()
+        self._notifications.stop()
         if self.worker is not None:
             await self.worker.stop(drain_timeout)
             try:
                 async with self.pool.acquire() as conn:
-                    await conn.execute(store.STOP_WORKER, self.worker_id)
+                    await conn.execute(queries.STOP_WORKER, self.worker_id)
             except DATABASE_ERRORS:
                 pass
         closers, self._closers = self._closers, []
@@ -253,17 +184,14 @@ class Engine:
         if self._journal is not None:
             await self._journal.drain()
             await self._journal.release()
-        if self._listener is not None and not self._listener.is_closed():
-            await self._listener.close()
+        await self._notifications.close()  # the worker's lock goes with it: runs are handed back
         if self._pool is not None:
             await self._pool.close()
         # Forget this connection's state so the same Engine object can be opened again.
-        self._pool = self._listener = self._journal = self.worker = None
+        self._pool = self._journal = self.worker = None
         self.worker_id = 0
         self._pinned_version = None
-        self._result_waiters.clear()
-        self._finished.clear()
-        self._event_watchers.clear()
+        self._waiters.clear()
 
     async def __aenter__(self) -> Engine:
         return await self.open()
@@ -271,73 +199,37 @@ class Engine:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _listen(self) -> None:
-        conn = await db.connect(self.listen_url)
-        if self.worker_id:
-            # Session-level: held as long as this connection lives, released by its death.
-            await conn.execute(store.TAKE_WORKER_LOCK, self.worker_id)
-        for channel in _CHANNELS:
-            await conn.add_listener(channel, self._on_notify)  # type: ignore[arg-type]
-        conn.add_termination_listener(self._on_listener_lost)  # type: ignore[arg-type]
-        self._listener = conn
+    # -- notifications ------------------------------------------------------------------------
+
+    @property
+    def _listener(self) -> asyncpg.Connection | None:
+        """The listener connection (LISTEN, the worker's lock), while there is one."""
+        return self._notifications.connection
 
     @property
     def listening(self) -> bool:
         """Whether notifications reach this process now."""
-        return self._listener is not None and not self._listener.is_closed()
+        return self._notifications.listening
+
+    def hears(self, channel: str) -> bool:
+        """Whether notifications on `channel` (the engine's, or one `watch`ed) reach this
+        process now: a mirror of a table loads only then, lest it miss a change."""
+        return self._notifications.hears(channel)
+
+    def watch(self, channel: str, watcher: Watcher) -> None:
+        """Call `watcher` with each notification on `channel`, and with None whenever some
+        may have been missed (a lost listener, the engine closing). The engine LISTENs on
+        `channel` from now on: at once when open, else when it opens, and again after every
+        reconnection. This is how a layer above registers a channel it needs."""
+        self._notifications.watch(channel, watcher)
 
     def before_close(self, flush: Callable[[], Awaitable[None]]) -> None:
         """Await `flush` when the engine closes, once its runs have drained and while its
         pool is still open (for writes kept behind, such as cache hit counters)."""
         self._closers.append(flush)
 
-    def watch(self, channel: str, watcher: Watcher) -> None:
-        """Call `watcher` with each notification on `channel` (one of the channels the engine
-        listens on), and with None whenever some may have been missed (a lost listener)."""
-        if channel not in _CHANNELS:
-            raise ValueError(f"the engine does not listen on {channel!r}")
-        self._watchers[channel].append(watcher)
-
-    def _notify_watchers(self, payload: str | None, channel: str | None = None) -> None:
-        for name, watchers in self._watchers.items():
-            if channel is None or name == channel:
-                for watcher in watchers:
-                    watcher(payload)
-
-    def _on_listener_lost(self, conn: asyncpg.Connection) -> None:
-        self._notify_watchers(None)
-        if self._closing:
-            return
-        log.warning("lost the listener connection; reconnecting")
-        self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect())
-
-    async def _reconnect(self) -> None:
-        # Soon after the server is back: others count a worker that has not taken its lock
-        # again within `store.RELOCK_GRACE_S` of the server's start as dead.
-        delay = 0.05
-        while not self._closing:
-            try:
-                await self._listen()
-            except Exception as exc:  # whatever it is, a worker without its lock looks dead
-                log_loop_error("listener reconnect", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.25)
-                continue
-            # Anything may have happened while deaf: wake every waiter to re-check.
-            self._notify_watchers(None)
-            for run_id in list(self._result_waiters):
-                self._resolve(run_id, None)
-            for watchers in self._event_watchers.values():
-                for signal in watchers:
-                    signal.set()
-            if self.worker is not None:
-                self.worker.wakeup.set()
-            return
-
-    def _on_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
-        if channel in _MIRRORED:  # the engine's own channels carry run ids
-            self._notify_watchers(payload, channel)
-            return
+    def _on_notify(self, channel: str, payload: str) -> None:
+        """A notification on one of the engine's own channels."""
         if channel == "threadline_work":
             if self.worker is not None:
                 self.worker.wakeup.set()
@@ -345,37 +237,29 @@ class Engine:
         run_ids = json.loads(payload)
         if channel == "threadline_done":
             for run_id in run_ids:
-                self._resolve(run_id, None)
-                self._signal_events(run_id)
+                self._waiters.resolve(run_id, None)
+                self._waiters.signal_events(run_id)
         elif channel == "threadline_events":
             for run_id in run_ids:
-                self._signal_events(run_id)
+                self._waiters.signal_events(run_id)
         elif channel == "threadline_cancel" and self.worker is not None:
             self.worker.cancel_local(run_ids)
 
-    def _resolve(self, run_id: str, outcome: Outcome | None) -> None:
-        for fut in self._result_waiters.pop(run_id, ()):
-            if not fut.done():
-                fut.set_result(outcome)
-
-    def _signal_events(self, run_id: str) -> None:
-        for signal in self._event_watchers.get(run_id, ()):
-            signal.set()
+    def _heard_again(self) -> None:
+        """The listener is back: anything may have happened while it was deaf."""
+        self._waiters.wake_all()
+        if self.worker is not None:
+            self.worker.wakeup.set()
 
     def run_finished(self, run_id: str, outcome: Outcome | None) -> None:
         """Called by the local worker once a run's outcome is durable (None: it was not)."""
-        if outcome is not None:
-            self._finished[run_id] = outcome
-            if len(self._finished) > FINISHED_KEPT:
-                self._finished.popitem(last=False)
-        self._resolve(run_id, outcome)
-        self._signal_events(run_id)
+        self._waiters.finished(run_id, outcome)
 
     def run_left(self, run_id: str) -> None:
         """Called by the local worker when a run stops running here, however it ended (done,
         waiting, cancelled, lost): whoever awaits its result reads it from the database again
         instead of waiting for a local outcome that will not come."""
-        self._resolve(run_id, None)
+        self._waiters.resolve(run_id, None)
 
     # -- starting and awaiting runs -----------------------------------------------------------
 
@@ -409,50 +293,16 @@ class Engine:
         input_json = dumps(
             {"args": list(args), "kwargs": kwargs}, f"the input of {wf.name}", self.max_payload
         )
-        q = self.queues.get(queue_name)
-        worker = self.worker
-        if q is not None and q.limited and worker is not None and worker.try_reserve():
-            try:
-                created, launched = await worker.start_here(
-                    q, wf, run_id, input_json, queue_key=queue_key, parent_id=parent_id
-                )
-            finally:
-                worker.unreserve()
-            if not created and not launched and run_id not in worker.active:
-                await self._adopt_if_orphaned(run_id)
-                worker.wakeup.set()
-            return RunHandle(self, run_id, created)
-        owned = worker is not None and (q is None or not q.limited) and worker.try_reserve()
-        reserved = owned
-        try:
-            write = self.journal.add_run(
-                run_id,
-                wf.name,
-                self.version,
-                input_json,
-                queue=queue_name,
-                queue_key=queue_key,
-                parent_id=parent_id,
-                owned=owned,
-            )
-            early = owned and generated and worker is not None
-            if early and worker is not None:
-                # A fresh random id cannot exist yet: run at once, so the first step's
-                # record can share the commit of the run's insert (see ADR 0002).
-                ctx = WorkflowContext(self, run_id, wf.name)
-                ctx.created = ctx.last_write = write
-                worker.launch(wf, input_json, ctx)
-                worker.unreserve()  # the launched run now counts as active
-                reserved = False
-            created = await write
-        finally:
-            if reserved and worker is not None:
-                worker.unreserve()
-        if created and owned and not early and worker is not None:
-            worker.launch(wf, input_json, WorkflowContext(self, run_id, wf.name))
-        elif not created and worker is not None and run_id not in worker.active:
-            await self._adopt_if_orphaned(run_id)
-        return RunHandle(self, run_id, created)
+        return await starting.start_run(
+            self,
+            wf,
+            run_id,
+            input_json,
+            fresh=generated,
+            queue=queue_name,
+            queue_key=queue_key,
+            parent_id=parent_id,
+        )
 
     def local_start(self, workflow: WorkflowFn | str, *, queue: str) -> LocalStart | None:
         """A slot to start a run of `workflow` on limited `queue` here, by a statement of the
@@ -465,47 +315,19 @@ class Engine:
             return None
         return LocalStart(self, worker, wf, q)
 
-    async def _adopt_if_orphaned(self, run_id: str) -> None:
-        # A retried insert can find its own earlier write: a run owned by us that nobody runs.
-        await self._query(
-            "release run", lambda conn: conn.execute(store.RELEASE, run_id, self.worker_id)
-        )
-
     async def result(self, run_id: str, timeout: float | None = None) -> Any:
         """The run's result; raises WorkflowFailed / WorkflowCancelled / TimeoutError."""
+
+        def local() -> bool:
+            return self.worker is not None and run_id in self.worker.active
+
         async with asyncio.timeout(timeout):
-            while True:
-                fut: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
-                self._result_waiters[run_id].append(fut)
-                local = self.worker is not None and run_id in self.worker.active
-                outcome = self._finished.get(run_id)
-                if outcome is None and not local:
-                    outcome = await self._fetch_outcome(run_id)
-                if outcome is None:
-                    try:
-                        outcome = await asyncio.wait_for(asyncio.shield(fut), 5.0)
-                    except TimeoutError:
-                        outcome = None
-                if outcome is not None:
-                    return self._unwrap(run_id, outcome)
-
-    async def _fetch_outcome(self, run_id: str) -> Outcome | None:
-        row = await self._query("run status", lambda conn: conn.fetchrow(store.RUN_STATUS, run_id))
-        if row is None:
-            raise UnknownRun(f"no run with id {run_id!r}")
-        if row["status"] not in TERMINAL:
-            return None
-        return row["status"], row["output"], row["error"]
-
-    @staticmethod
-    def _unwrap(run_id: str, outcome: Outcome) -> Any:
-        status, output, error = outcome
-        if status == "succeeded":
-            return loads(output)
-        if status == "cancelled":
-            raise WorkflowCancelled(run_id)
-        err = loads(error) or {}
-        raise WorkflowFailed(run_id, err.get("type", "Error"), err.get("message", ""))
+            outcome = await self._waiters.outcome(
+                run_id,
+                local,
+                lambda: self._query("run status", lambda conn: store.outcome(conn, run_id)),
+            )
+        return unwrap(run_id, outcome)
 
     # -- messages, cancellation, events -------------------------------------------------------
 
@@ -515,91 +337,31 @@ class Engine:
         """Deliver a message to a run; a run waiting in `receive(topic)` wakes up."""
         body = dumps(payload, f"the message on {topic!r}", self.max_payload)
 
-        async def deliver() -> bool:
+        async def attempt() -> bool:
             async with self.pool.acquire() as conn, conn.transaction():
-                status = await conn.fetchval(store.LOCK_RUN, run_id)
-                if status is None:
-                    raise UnknownRun(f"no run with id {run_id!r}")
-                if status in TERMINAL:
-                    raise ThreadlineError(f"run {run_id!r} has already {status}")
-                await conn.execute(store.INSERT_MESSAGE, run_id, topic, body, idempotency_key)
-                woke = await conn.fetchval(store.WAKE_FOR_TOPIC, run_id, topic)
-                if woke == "pending" and status == "waiting":
-                    await conn.execute("SELECT pg_notify('threadline_work', '')")
-                    return True
-                return False
+                return await messages.deliver(conn, run_id, topic, body, idempotency_key)
 
-        await with_db_retry(deliver, what="send")
+        await with_db_retry(attempt, what="send")
 
     async def cancel(self, run_id: str) -> list[str]:
         """Cancel a run and its children; returns the ids that were still unfinished."""
 
-        async def cancel_tree() -> list[str]:
+        async def attempt() -> list[str]:
             async with self.pool.acquire() as conn, conn.transaction():
-                rows = await conn.fetch(store.CANCEL_TREE, run_id)
-                if not rows and await conn.fetchval(store.LOCK_RUN, run_id) is None:
-                    raise UnknownRun(f"no run with id {run_id!r}")
-                ids = [r["id"] for r in rows]
-                for row in rows:
-                    if row["parent_id"] and row["parent_id"] not in ids:
-                        await conn.fetchval(
-                            store.WAKE_FOR_TOPIC, row["parent_id"], f"child:{row['id']}"
-                        )
-                if ids:
-                    payload = json.dumps(ids)
-                    await conn.execute("SELECT pg_notify('threadline_cancel', $1)", payload)
-                    await conn.execute("SELECT pg_notify('threadline_done', $1)", payload)
-                    await conn.execute("SELECT pg_notify('threadline_work', '')")
-                return ids
+                return await messages.cancel_tree(conn, run_id)
 
-        return await with_db_retry(cancel_tree, what="cancel")
+        return await with_db_retry(attempt, what="cancel")
 
-    async def events(
-        self, run_id: str, after_seq: int = 0, follow: bool = True
-    ) -> AsyncIterator[Event]:
+    def events(self, run_id: str, after_seq: int = 0, follow: bool = True) -> AsyncIterator[Event]:
         """The run's events after `after_seq`, in order; with `follow`, live until it ends."""
-        signal = asyncio.Event()
-        self._event_watchers[run_id].add(signal)
-        seq = after_seq
-        try:
-            while True:
-                signal.clear()
-                rows, status = await with_db_retry(
-                    functools.partial(self._read_events, run_id, seq), what="run events"
-                )
-                for row in rows:
-                    seq = row["seq"]
-                    yield Event(seq, row["kind"], loads(row["data"]), row["at"])
-                if rows:
-                    continue
-                if status is None and not await self._exists(run_id):
-                    raise UnknownRun(f"no run with id {run_id!r}")
-                if not follow or status in TERMINAL:
-                    return
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(signal.wait(), 2.0)
-        finally:
-            watchers = self._event_watchers.get(run_id)
-            if watchers is not None:
-                watchers.discard(signal)
-                if not watchers:
-                    del self._event_watchers[run_id]
 
-    async def _read_events(self, run_id: str, after: int) -> tuple[list[Any], str | None]:
-        """The run's next events, or (none yet) its status."""
-        async with self.pool.acquire() as conn:
-            rows = await conn.fetch(store.READ_EVENTS, run_id, after, 500)
-            if rows:
-                return rows, None
-            status = await conn.fetchval("SELECT status FROM threadline.runs WHERE id = $1", run_id)
-            return rows, status
+        def read(after: int) -> Awaitable[tuple[list[Any], str | None]]:
+            return self._query("run events", lambda conn: store.read_events(conn, run_id, after))
 
-    async def _exists(self, run_id: str) -> bool:
-        found = await self._query(
-            "run lookup",
-            lambda conn: conn.fetchval("SELECT 1 FROM threadline.runs WHERE id = $1", run_id),
-        )
-        return bool(found)
+        def exists() -> Awaitable[bool]:
+            return self._query("run lookup", lambda conn: store.exists(conn, run_id))
+
+        return self._waiters.events(run_id, after_seq, follow, read, exists)
 
     async def _query(self, what: str, query: Callable[[Any], Awaitable[T]]) -> T:
         """`query` on a pooled connection, retried through transient database failures."""
@@ -620,87 +382,3 @@ class Engine:
 
     async def get_steps(self, run_id: str) -> list[store.StepInfo]:
         return await self._query("get steps", lambda conn: store.get_steps(conn, run_id))
-
-    # -- waiting (called by WorkflowContext) --------------------------------------------------
-
-    async def suspend(
-        self,
-        ctx: WorkflowContext,
-        step_no: int,
-        name: str | None,
-        output: str | None,
-        *,
-        wake_at: float | None,
-        topic: str | None,
-    ) -> None:
-        """Record `name` (if given) and park the run until `wake_at` or a wake-up on `topic`."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            owned = await conn.fetchval(store.LOCK_OWN_RUN, ctx.run_id, self.worker_id)
-            if owned is None:
-                raise RunLost
-            if name is not None:
-                await conn.execute(store.INSERT_STEP, ctx.run_id, step_no, name, output, None)
-            await conn.execute(
-                store.SUSPEND,
-                ctx.run_id,
-                self.worker_id,
-                None if wake_at is None else utc(wake_at),
-                topic,
-                step_no,
-            )
-        if wake_at is not None and self.worker is not None:
-            self.worker.note_wake(wake_at)
-        raise Suspended
-
-    async def receive_or_suspend(
-        self, ctx: WorkflowContext, step_no: int, topic: str, deadline: float | None
-    ) -> Any:
-        name = f"receive:{topic}"
-        async with self.pool.acquire() as conn, conn.transaction():
-            if await conn.fetchval(store.LOCK_OWN_RUN, ctx.run_id, self.worker_id) is None:
-                raise RunLost
-            payload = await conn.fetchval(store.CONSUME_MESSAGE, ctx.run_id, topic)
-            timed_out = payload is None and deadline is not None and deadline <= time.time()
-            if payload is not None or timed_out:
-                output = "null" if payload is None else f"[{payload}]"
-                await conn.execute(store.INSERT_STEP, ctx.run_id, step_no, name, output, None)
-            else:
-                await conn.execute(
-                    store.SUSPEND,
-                    ctx.run_id,
-                    self.worker_id,
-                    None if deadline is None else utc(deadline),
-                    topic,
-                    step_no,
-                )
-        if payload is None and not timed_out:
-            if deadline is not None and self.worker is not None:
-                self.worker.note_wake(deadline)
-            raise Suspended
-        return None if payload is None else loads(payload)
-
-    async def child_or_suspend(self, ctx: WorkflowContext, step_no: int, child_id: str) -> Recorded:
-        name = f"wait:{child_id}"
-        async with self.pool.acquire() as conn, conn.transaction():
-            if await conn.fetchval(store.LOCK_OWN_RUN, ctx.run_id, self.worker_id) is None:
-                raise RunLost
-            row = await conn.fetchrow(store.CHILD_OUTCOME, child_id)
-            if row is None:
-                raise UnknownRun(f"no child run with id {child_id!r}")
-            done = row["status"] in TERMINAL
-            if done:
-                output = json.dumps(
-                    {
-                        "status": row["status"],
-                        "output": loads(row["output"]),
-                        "error": loads(row["error"]),
-                    }
-                )
-                await conn.execute(store.INSERT_STEP, ctx.run_id, step_no, name, output, None)
-            else:
-                await conn.execute(
-                    store.SUSPEND, ctx.run_id, self.worker_id, None, f"child:{child_id}", step_no
-                )
-        if not done:
-            raise Suspended
-        return Recorded(name, output, None)

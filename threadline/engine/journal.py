@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,110 +19,13 @@ from typing import Any
 import asyncpg
 
 from ..errors import DatabaseUnavailable
+from . import queries
 from .dbretry import describe, is_transient, with_db_retry
 
 log = logging.getLogger(__name__)
 
-# Each kind of write is a data-modifying CTE over unnest()ed arrays; a flush joins the kinds
-# present in its batch into one statement, so it is one round trip and one commit. (A single
-# statement for all four kinds, mostly empty, plans and runs at twice the cost.)
-_RUNS = """
-new_runs AS (
-    INSERT INTO threadline.runs (id, workflow, app_version, status, input, queue, queue_key,
-                                 parent_id, owner, started_at)
-    SELECT n.id, n.workflow, n.app_version, n.status, n.input::jsonb, n.queue, n.queue_key,
-           n.parent_id, n.owner, CASE WHEN n.owner IS NULL THEN NULL ELSE now() END
-    FROM unnest({0}::text[], {1}::text[], {2}::text[], {3}::text[], {4}::text[], {5}::text[],
-                {6}::text[], {7}::text[], {8}::int[])
-         AS n(id, workflow, app_version, status, input, queue, queue_key, parent_id, owner)
-    ON CONFLICT (id) DO NOTHING
-    RETURNING id, status, owner),
-runs_notice AS (
-    SELECT pg_notify('threadline_work', '')
-    WHERE EXISTS (SELECT 1 FROM new_runs WHERE status = 'pending'))"""
-
-_STEPS = """
-new_steps AS (
-    INSERT INTO threadline.steps (run_id, step_no, name, output, error)
-    SELECT s.run_id, s.step_no, s.name, s.output::jsonb, s.error::jsonb
-    FROM unnest({0}::text[], {1}::int[], {2}::text[], {3}::text[], {4}::text[])
-         AS s(run_id, step_no, name, output, error)
-    WHERE EXISTS (SELECT 1 FROM threadline.runs r
-                  WHERE r.id = s.run_id AND r.owner = $1 AND r.status = 'running'){{new_runs}}
-    ON CONFLICT DO NOTHING
-    RETURNING run_id, step_no)"""
-
-_EVENTS = """
-new_events AS (
-    INSERT INTO threadline.events (run_id, seq, kind, data)
-    SELECT e.run_id, e.seq, e.kind, e.data::jsonb
-    FROM unnest({0}::text[], {1}::int[], {2}::text[], {3}::text[]) AS e(run_id, seq, kind, data)
-    ON CONFLICT DO NOTHING
-    RETURNING run_id, seq),
-events_notice AS (
-    SELECT pg_notify('threadline_events', json_agg(DISTINCT run_id)::text) FROM
-        (SELECT run_id, (row_number() OVER ()) / 30 AS grp FROM new_events) d GROUP BY grp)"""
-
-_OUTCOMES = """
-finished AS (
-    UPDATE threadline.runs r
-    SET status = f.status, output = f.output::jsonb, error = f.error::jsonb,
-        finished_at = now(), owner = NULL, wake_at = NULL, waiting_topic = NULL
-    FROM unnest({0}::text[], {1}::text[], {2}::text[], {3}::text[])
-         AS f(id, status, output, error)
-    WHERE r.id = f.id AND r.owner = $1 AND r.status = 'running'
-    RETURNING r.id, r.parent_id, r.queue, r.queue_key),
-woken_parents AS (
-    -- Always touch the parent row: if the parent is mid-suspend, this waits for its lock and
-    -- then re-reads its status, so a child finishing as its parent suspends is never missed.
-    UPDATE threadline.runs p
-    SET status = CASE WHEN p.status = 'waiting' AND p.waiting_topic = ANY(w.topics)
-                      THEN 'pending' ELSE p.status END,
-        wake_at = CASE WHEN p.status = 'waiting' AND p.waiting_topic = ANY(w.topics)
-                       THEN NULL ELSE p.wake_at END
-    FROM (SELECT parent_id, array_agg('child:' || id) AS topics
-          FROM finished WHERE parent_id IS NOT NULL GROUP BY parent_id) w
-    WHERE p.id = w.parent_id
-    RETURNING p.id, p.status),
-outcomes_notice AS (
-    SELECT pg_notify('threadline_done', json_agg(id)::text) FROM
-        (SELECT id, (row_number() OVER ()) / 30 AS grp FROM finished) d GROUP BY grp
-    UNION ALL
-    -- A woken parent can run; so can a run that waited for its key's slot (a session's
-    -- next turn) now that one of these freed it.
-    SELECT pg_notify('threadline_work', '')
-    WHERE EXISTS (SELECT 1 FROM woken_parents WHERE status = 'pending')
-       OR EXISTS (SELECT 1 FROM finished f JOIN threadline.runs r
-                  ON r.queue = f.queue AND r.queue_key = f.queue_key AND r.status = 'pending'))"""
-
-# kind letter, CTE template, number of arrays, what it returns, its notice CTE (if any)
-_PARTS = (
-    ("r", _RUNS, 9, "SELECT 'r' AS kind, id, 0 AS n FROM new_runs", "runs_notice"),
-    ("s", _STEPS, 5, "SELECT 's', run_id, step_no FROM new_steps", None),
-    ("e", _EVENTS, 4, "SELECT 'e', run_id, seq FROM new_events", "events_notice"),
-    ("f", _OUTCOMES, 4, "SELECT 'f', id, 0 FROM finished", "outcomes_notice"),
-)
-
-
-@functools.cache
-def flush_sql(present: tuple[bool, bool, bool, bool]) -> str:
-    """The statement for a batch holding the given kinds of write ($1 is the worker id)."""
-    ctes, selects = [], []
-    param = 2
-    for (_, template, width, select, notice), used in zip(_PARTS, present, strict=True):
-        if not used:
-            continue
-        ctes.append(template.format(*(f"${param + i}" for i in range(width))))
-        param += width
-        selects.append(select)
-        if notice:  # a SELECT CTE only runs when the main query reads it
-            selects.append(f"SELECT 'x', NULL, count(*)::int FROM {notice}")
-    ctes.insert(0, "\nme AS (SELECT $1::int AS worker_id)")  # types $1 when nothing else does
-    # A step may share a statement with the insert of its own run (a run's first step is
-    # recorded with the run itself); the CTEs share one snapshot, so look at new_runs too.
-    also = "\n       OR s.run_id IN (SELECT id FROM new_runs WHERE owner = $1)"
-    ctes = [c.replace("{new_runs}", also if present[0] else "") for c in ctes]
-    return "WITH" + ",".join(ctes) + "\n" + "\nUNION ALL ".join(selects)
+# The arrays each kind of write passes (see `queries.FLUSH`): runs, steps, events, outcomes.
+_WIDTHS = (9, 5, 4, 4)
 
 
 @dataclass
@@ -259,11 +161,10 @@ class Journal:
     async def _execute(self, batch: _Batch) -> set[tuple[str, str, int]]:
         groups = (batch.runs, batch.steps, batch.events, batch.outcomes)
         args: list[Any] = [self._worker_id]
-        for rows, (_, _, _width, _, _) in zip(groups, _PARTS, strict=True):
-            if rows:
-                args += [list(col) for col in zip(*rows, strict=True)]
+        for rows, width in zip(groups, _WIDTHS, strict=True):
+            args += [list(col) for col in zip(*rows, strict=True)] if rows else [None] * width
         runs, steps, events, outcomes = (bool(rows) for rows in groups)
-        sql = flush_sql((runs, steps, events, outcomes))
+        sql = queries.FLUSH[runs, steps, events, outcomes]
         conn = self._idle.pop() if self._idle else await self._pool.acquire()
         try:
             written = await conn.fetch(sql, *args)

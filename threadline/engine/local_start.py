@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 from .context import WorkflowContext
 from .registry import Workflow
+from .runs import RunHandle
 from .serialization import dumps
 from .worker import Queue, Worker
 
 if TYPE_CHECKING:
-    from .engine import Engine, RunHandle
+    from .engine import Engine
 
 
 class LocalStart:
@@ -51,8 +52,6 @@ class LocalStart:
         """The statement committed run `run_id` (input `{"args": args, "kwargs": {}}`) with
         `status` from `start_run_here` ('running': claimed here, so it runs here now;
         'pending': it waits for its queue; 'exists')."""
-        from .engine import RunHandle
-
         self.close()
         if status == "running":
             input_json = dumps({"args": args, "kwargs": {}}, f"the input of {self._wf.name}")

@@ -2,14 +2,16 @@
 
 Asking the database before every call whether a rare row exists (a budget limit on a scope,
 a cooldown on a model) costs a round trip per call, for an answer that is nearly always no.
-A process instead keeps the set of keys, and a trigger on the table notifies a channel the
-engine listens on at every change: the set is then reloaded in the background.
+A process instead keeps the set of keys, and a trigger on the table notifies a channel at
+every change: the mirror has the engine LISTEN on it (`Engine.watch`, the way a layer above
+registers a channel it needs) and reloads the set in the background.
 
 A mirror only ever vouches for a key's absence. While it is not loaded (first use, a reload in
-flight, the engine's listener lost) `keys` says None and the caller asks the database as
-before; without an open engine on the pool there is no mirror at all. A change committed by
-another process counts once its notification arrives (sent at commit, usually well under a
-millisecond later); one made through this process counts at once if the caller `add`s it.
+flight, the channel not LISTENed yet, the engine's listener lost) `keys` says None and the
+caller asks the database as before; without an open engine on the pool there is no mirror
+at all. A change committed by another process counts once its notification arrives (sent at
+commit, usually well under a millisecond later); one made through this process counts at once
+if the caller `add`s it.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ class Mirror(Generic[K]):
 
     def _load(self) -> None:
         engine = self._engine()
-        if engine is None or not engine.listening:
+        if engine is None or not engine.hears(self._channel):
             return  # deaf: a load now could miss a change; ask the database meanwhile
         if self._loading is None or self._loading.done():
             self._loading = asyncio.get_running_loop().create_task(

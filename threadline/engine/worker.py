@@ -21,9 +21,11 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from ..errors import NonDeterminismError
-from . import store
-from .context import CancelledRun, Recorded, RunLost, Suspended, WorkflowContext, _current
+from . import queries
+from .context import WorkflowContext, _current
 from .dbretry import database_gone, describe, log_loop_error, with_db_retry
+from .interrupts import CancelledRun, RunLost, Suspended
+from .records import Recorded
 from .registry import Workflow
 from .serialization import dumps, loads
 
@@ -118,7 +120,7 @@ class Worker:
         if leftover:
             async with self.engine.pool.acquire() as conn:
                 for run_id, _ in leftover:
-                    await conn.execute(store.RELEASE, run_id, self.id)
+                    await conn.execute(queries.RELEASE, run_id, self.id)
         await self.engine.journal.drain()
 
     def cancel_local(self, run_ids: Iterable[str]) -> None:
@@ -136,10 +138,10 @@ class Worker:
             await asyncio.sleep(self.lease / 4)
             try:
                 async with self.engine.pool.acquire() as conn:
-                    await conn.execute(store.HEARTBEAT, self.id)
+                    await conn.execute(queries.HEARTBEAT, self.id)
                     for run_id in list(self.unreleased):
                         if run_id not in self.active:  # not claimed here again meanwhile
-                            await conn.execute(store.RELEASE, run_id, self.id)
+                            await conn.execute(queries.RELEASE, run_id, self.id)
                         self.unreleased.discard(run_id)
             except Exception as exc:
                 log_loop_error("heartbeat", exc)
@@ -167,7 +169,7 @@ class Worker:
 
     async def _recover(self) -> None:
         async with self.engine.pool.acquire() as conn:
-            rows = await conn.fetch(store.RECOVER_ORPHANS, self.id, self.lease)
+            rows = await conn.fetch(queries.RECOVER_ORPHANS, self.id, self.lease)
         if rows:
             log.info("recovered %d runs of dead workers", len(rows))
 
@@ -180,10 +182,10 @@ class Worker:
         names = list(engine.registry.workflows)
         limited = [q for q in engine.queues.values() if q.limited]
         async with engine.pool.acquire() as conn:
-            await conn.execute(store.PROMOTE_DUE)
+            await conn.execute(queries.PROMOTE_DUE)
             rows = list(
                 await conn.fetch(
-                    store.CLAIM_UNLIMITED,
+                    queries.CLAIM_UNLIMITED,
                     self.id,
                     [q.name for q in limited],
                     names,
@@ -195,9 +197,9 @@ class Worker:
                 if len(rows) >= free:
                     break
                 async with conn.transaction():
-                    await conn.execute(store.LOCK_QUEUE, queue.name)
+                    await conn.execute(queries.LOCK_QUEUE, queue.name)
                     rows += await conn.fetch(
-                        store.CLAIM_LIMITED,
+                        queries.CLAIM_LIMITED,
                         self.id,
                         queue.name,
                         names,
@@ -230,7 +232,7 @@ class Worker:
         async def attempt() -> str:
             async with engine.pool.acquire() as conn:
                 status: str = await conn.fetchval(
-                    store.START_RUN_HERE,
+                    queries.START_RUN_HERE,
                     run_id,
                     wf.name,
                     engine.version,
@@ -336,6 +338,6 @@ class Worker:
     async def _release(self, run_id: str) -> None:
         async def release() -> None:
             async with self.engine.pool.acquire() as conn:
-                await conn.execute(store.RELEASE, run_id, self.id)
+                await conn.execute(queries.RELEASE, run_id, self.id)
 
         await with_db_retry(release, what="release run")

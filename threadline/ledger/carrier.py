@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from ..engine.context import StepRow
+from ..engine.records import StepRow
 from .ledger import Ledger
 from .outcomes import BudgetNotice
 from .record import CallRecord

@@ -4,7 +4,8 @@ Most calls run under no limit at all. Asking the database "does a limit apply?" 
 one costs a round trip (about a millisecond) on every call, so a process keeps the set of
 `(kind, key, period)` rows of `threadline.budgets` and follows changes to it (a
 `threadline.engine.mirror.Mirror`): a trigger (migration 0006) notifies `threadline_budgets`
-on every change, the engine's listener connection hears it, and the set is reloaded.
+on every change, the mirror registers that channel with the engine's listener (`CHANNEL`,
+given to `mirror_for`), and the set is reloaded.
 
 The index only ever answers "certainly no limit". While it is not loaded (first use, a reload
 in flight, the engine's listener lost) `unlimited` says False and the call takes the database

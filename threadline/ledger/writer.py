@@ -6,8 +6,9 @@ If recovery settled that reservation first (its process was presumed dead), the 
 wrote stands for the call and this one is dropped: one row and one charge per reservation.
 
 A workflow step's rows can come with the step's record (`submit_with_steps`, see
-`threadline.ledger.carrier`): both commit in one transaction, fenced like the journal's records
-(the record only if the run is still this worker's; the rows whatever happens, the money was
+`threadline.ledger.carrier`): both commit in one transaction, the rows written here, the record
+by the engine (`threadline.engine.records.write_steps`), fenced like the journal's records (the
+record only if the run is still this worker's; the rows whatever happens, the money was
 spent). A row that settles a reservation settles it in that transaction too, so a crash leaves
 either the row, the settlement and the record, or none of them (then the reservation is
 recovered and the replay buys the call again, once). The budget notices such a settlement causes
@@ -21,14 +22,13 @@ import asyncio
 import functools
 import json
 import logging
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
 
-from ..engine.context import StepRow
 from ..engine.dbretry import with_db_retry
+from ..engine.records import StepRow, write_steps
 from .outcomes import BudgetNotice, Settled, events_json
 from .record import INSERT, CallRecord, insert_args
 from .reservations import settle
@@ -40,24 +40,6 @@ Entry = tuple[CallRecord, "asyncio.Future[None]", NoticesHook | None]
 # Rows with step records of one run (the step's, after read-only ones riding with it), and who
 # hears the notices their settlement caused.
 Bundle = tuple[list[CallRecord], list[StepRow], "asyncio.Future[bool]", NoticesHook | None]
-
-# Step records of this worker's runs (fencing as in the journal); their rows go beside them.
-_STEPS = """
-INSERT INTO threadline.steps (run_id, step_no, name, output, error)
-SELECT s.run_id, s.step_no, s.name, s.output::jsonb, s.error::jsonb
-FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::int[])
-     AS s(run_id, step_no, name, output, error, owner)
-WHERE EXISTS (SELECT 1 FROM threadline.runs r
-              WHERE r.id = s.run_id AND r.owner = s.owner AND r.status = 'running')
-ON CONFLICT DO NOTHING
-RETURNING run_id, step_no
-"""
-# A step's records and its one row in one statement (the usual case: one round trip).
-_STEP_AND_ROW = (
-    f"WITH step AS ({_STEPS}), call AS ("
-    + re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + 6}", INSERT)
-    + ") SELECT count(*) FROM step"
-)
 
 
 class LedgerWriter:
@@ -148,12 +130,6 @@ class LedgerWriter:
             if not reserved and not bundles:
                 await conn.executemany(INSERT, [insert_args(call) for call in calls])
                 return Settled(), set()
-            if not batch and not reserved and len(bundles) == 1 and len(bundles[0][0]) == 1:
-                (call,), steps, _, _ = bundles[0]
-                columns = [list(c) for c in zip(*steps, strict=True)]
-                counted = await conn.fetchval(_STEP_AND_ROW, *columns, *insert_args(call))
-                # Records of one run, fenced alike: all are accepted or none.
-                return Settled(), {(s[0], s[1]) for s in steps} if counted else set()
             async with conn.transaction():
                 settled = Settled()
                 if reserved:
@@ -169,16 +145,12 @@ class LedgerWriter:
                 ]
                 if rows:
                     await conn.executemany(INSERT, rows)
-                accepted: set[tuple[str, int]] = set()
-                if bundles:
-                    rows_of_steps = [
-                        step
-                        for carried, steps, _, _ in bundles
-                        for step in _with_notices(steps, _notices_of(carried, settled))
-                    ]
-                    columns = [list(c) for c in zip(*rows_of_steps, strict=True)]
-                    written = await conn.fetch(_STEPS, *columns)
-                    accepted = {(r["run_id"], r["step_no"]) for r in written}
+                steps = [
+                    step
+                    for carried, records, _, _ in bundles
+                    for step in _with_notices(records, _notices_of(carried, settled))
+                ]
+                accepted = await write_steps(conn, steps)  # the engine's table, its own SQL
         return settled, accepted
 
 

@@ -10,8 +10,9 @@ were in flight) do not lengthen it.
 
 Each routed call asks which of its models have a cooldown. Nearly always none has, so a
 process mirrors the set of models with a row (`threadline.engine.mirror`, the table's trigger
-notifies `threadline_cooldowns`, migration 0010) and asks the database only when one of the
-call's models is in it, or when the set is not known.
+notifies `threadline_cooldowns`, migration 0010; the mirror registers that channel with the
+engine's listener) and asks the database only when one of the call's models is in it, or when
+the set is not known.
 """
 
 from __future__ import annotations
