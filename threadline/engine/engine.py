@@ -377,6 +377,15 @@ class Engine:
     async def list_runs(self, **filters: Any) -> list[store.RunInfo]:
         return await self._query("list runs", lambda conn: store.list_runs(conn, **filters))
 
+    async def unfinished_runs(self, queue: str, key: str, *, started: bool = False) -> list[str]:
+        """The ids of a queue key's runs not finished yet, oldest first (`started`: only
+        those running or waiting, not those still pending)."""
+        statuses = ("running", "waiting") if started else ("pending", "running", "waiting")
+        return await self._query(
+            "list unfinished runs",
+            lambda conn: store.unfinished_runs(conn, queue, key, statuses),
+        )
+
     async def get_run(self, run_id: str) -> store.RunInfo:
         return await self._query("get run", lambda conn: store.get_run(conn, run_id))
 

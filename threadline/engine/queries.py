@@ -212,6 +212,11 @@ WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR workflow = $2)
 ORDER BY created_at DESC LIMIT $3
 """
 GET_RUN = f"SELECT {_RUN_FIELDS} FROM threadline.runs WHERE id = $1"
+# The runs of a queue key not finished yet (`$3`: the statuses), oldest first.
+UNFINISHED_RUNS = """
+SELECT id FROM threadline.runs WHERE queue = $1 AND queue_key = $2 AND status = ANY($3::text[])
+ORDER BY created_at, id
+"""
 GET_STEPS = """
 SELECT step_no, name, output::text AS output, error::text AS error, created_at
 FROM threadline.steps WHERE run_id = $1 ORDER BY step_no

@@ -69,6 +69,13 @@ async def list_runs(
     return [_run_info(r) for r in rows]
 
 
+async def unfinished_runs(
+    conn: Connection, queue: str, key: str, statuses: tuple[str, ...]
+) -> list[str]:
+    rows = await conn.fetch(queries.UNFINISHED_RUNS, queue, key, list(statuses))
+    return [r["id"] for r in rows]
+
+
 async def get_run(conn: Connection, run_id: str) -> RunInfo:
     row = await conn.fetchrow(queries.GET_RUN, run_id)
     if row is None:

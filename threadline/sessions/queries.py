@@ -24,6 +24,7 @@ __all__ = [
     "GET_SESSION",
     "LAST_MESSAGES",
     "LIST_SESSIONS",
+    "LOGGED_KEYS",
     "RATE",
     "RATINGS",
     "READ_EVENTS",
@@ -31,6 +32,7 @@ __all__ = [
     "REVOKE_TOKENS",
     "SAVE_STATE",
     "SESSION_AND_MESSAGES",
+    "SILENT_SINCE",
 ]
 
 SESSION_FIELDS = """id, agent, tenant, user_id, state, data::text AS data, status, event_seq,
@@ -102,6 +104,14 @@ SESSION_AND_MESSAGES = (
 FROM threadline.sessions WHERE id = $1
 """
 )
+
+# Whether the session is still the agent's and no user message came after message `$2`.
+SILENT_SINCE = """
+SELECT s.status = 'active' AND NOT EXISTS (
+    SELECT 1 FROM threadline.session_messages m
+    WHERE m.session_id = s.id AND m.seq > $2 AND m.role = 'user')
+FROM threadline.sessions s WHERE s.id = $1
+"""
 
 # -- the event log ---------------------------------------------------------------------------
 
@@ -188,6 +198,10 @@ APPEND_KEYED = (
     "WITH " + _BATCH_KEYED + ", " + _FRESH_KEYED + _NUMBERED + _LOGGED_KEYED + _NUMBERS_KEYED
 )
 
+# Which of `$2` (event keys) the session's log holds.
+LOGGED_KEYS = """
+SELECT key FROM threadline.session_events WHERE session_id = $1 AND key = ANY($2::text[])
+"""
 READ_EVENTS = """
 SELECT seq, type, data::text AS data, at FROM threadline.session_events
 WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..agents import Agent
+from ..agents.screen import event_key
 from ..engine import Engine, Queue, WorkflowContext
 from ..engine.registry import workflow
 from ..errors import ConfigurationError, PayloadTooLarge, ThreadlineError
@@ -173,16 +174,9 @@ class Sessions:
 
     async def cancel(self, session_id: str) -> list[str]:
         """Stop the session's running and queued turns (at their next step)."""
-        async with self.engine.pool.acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT id FROM threadline.runs WHERE queue = $1 AND queue_key = $2 "
-                "AND status IN ('pending', 'running', 'waiting')",
-                TURN_QUEUE,
-                session_id,
-            )
         cancelled: list[str] = []
-        for row in rows:
-            cancelled += await self.engine.cancel(row["id"])
+        for run_id in await self.engine.unfinished_runs(TURN_QUEUE, session_id):
+            cancelled += await self.engine.cancel(run_id)
         if cancelled:
             await self.events.append(session_id, "message.cancelled", {"turns": cancelled})
         return cancelled
@@ -191,8 +185,11 @@ class Sessions:
         """Approve or decline a tool call the turn in progress asked about (its
         `tool.confirm` event is logged); False if it asked about no such call. Only such a
         call reaches the turn's mailbox: a client cannot fill it with ids of its own."""
+        running = await self.engine.unfinished_runs(TURN_QUEUE, session_id, started=True)
+        keys = [event_key(run_id, f"confirm:{call_id}") for run_id in running]
         async with self.engine.pool.acquire() as conn:
-            run_id = await conn.fetchval(_ASKED_RUN, TURN_QUEUE, session_id, call_id)
+            asked = await store.logged_keys(conn, session_id, keys)
+        run_id = next((r for r, k in zip(running, keys, strict=True) if k in asked), None)
         if run_id is None:
             return False
         try:
@@ -297,13 +294,3 @@ def check_models(agents: Iterable[Agent]) -> None:
 
 
 __all__ = ["MAX_MESSAGE_CHARS", "TURN_QUEUE", "TURN_WORKFLOW", "Sessions"]
-
-
-# The session's turn in progress, if it asked for approval of the call (`event_key`).
-_ASKED_RUN = """
-SELECT r.id FROM threadline.runs r
- WHERE r.queue = $1 AND r.queue_key = $2 AND r.status IN ('running', 'waiting')
-   AND EXISTS (SELECT 1 FROM threadline.session_events e
-                WHERE e.session_id = $2 AND e.key = r.id || ':confirm:' || $3)
- ORDER BY r.created_at LIMIT 1
-"""

@@ -236,6 +236,18 @@ def _message(r: tuple[Any, ...]) -> StoredMessage:
     return StoredMessage(seq, role, content, client_id, turn_id, json.loads(meta), created_at)
 
 
+async def silent_since(conn: Connection, session_id: str, seq: int) -> bool:
+    """Whether the session is still the agent's (not handed off, not closed) and its user
+    said nothing after message `seq`."""
+    return bool(await conn.fetchval(q.SILENT_SINCE, session_id, seq))
+
+
+async def logged_keys(conn: Connection, session_id: str, keys: list[str]) -> set[str]:
+    """Which of `keys` the session's event log holds (see `EventLog.append`)."""
+    rows = await conn.fetch(q.LOGGED_KEYS, session_id, keys)
+    return {r["key"] for r in rows}
+
+
 async def save_state(
     conn: Connection, session_id: str, state: str, data: dict[str, Any], status: str
 ) -> None:

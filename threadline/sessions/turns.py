@@ -165,13 +165,7 @@ class TurnRunner:
         async with self.sessions.engine.pool.acquire() as conn:
             # Not after the user spoke again, nor once a human has the session or its
             # budget closed it (the agent would only repeat its closing message).
-            quiet = await conn.fetchval(
-                "SELECT s.status = 'active' AND NOT EXISTS (SELECT 1 FROM "
-                "threadline.session_messages m WHERE m.session_id = s.id AND m.seq > $2 "
-                "AND m.role = 'user') FROM threadline.sessions s WHERE s.id = $1",
-                session_id,
-                seq,
-            )
+            quiet = await store.silent_since(conn, session_id, seq)
             if not quiet:
                 return False
             message_seq, created = await store.add_message(
