@@ -133,16 +133,7 @@ VALUES ($1, $2, $3, $4::jsonb, $5::jsonb)
 # Step records of runs their owner still runs (fencing as in the journal), in the transaction
 # of another layer's rows (`records.write_steps`). Arrays: run ids, step numbers, names,
 # outputs, errors, owners.
-INSERT_OWNED_STEPS = """
-INSERT INTO threadline.steps (run_id, step_no, name, output, error)
-SELECT s.run_id, s.step_no, s.name, s.output::jsonb, s.error::jsonb
-FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::int[])
-     AS s(run_id, step_no, name, output, error, owner)
-WHERE EXISTS (SELECT 1 FROM threadline.runs r
-              WHERE r.id = s.run_id AND r.owner = s.owner AND r.status = 'running')
-ON CONFLICT DO NOTHING
-RETURNING run_id, step_no
-"""
+INSERT_OWNED_STEPS = "SELECT run_id, step_no FROM threadline.write_steps($1, $2, $3, $4, $5, $6)"
 SUSPEND = """
 UPDATE threadline.runs SET status = 'waiting', owner = NULL, wake_at = $3,
     waiting_topic = $4, waiting_step = $5

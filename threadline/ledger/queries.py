@@ -41,6 +41,14 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $
         $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)
 """
 
+# One ledger row and its step's records in one statement (a model call in a workflow, the usual
+# case: one round trip): the row's 29 values as for INSERT_CALL, then the records' six arrays
+# for the engine's `threadline.write_steps` (its table, its SQL); the records written.
+INSERT_CALL_WITH_STEPS = (
+    "WITH step AS (SELECT * FROM threadline.write_steps($30, $31, $32, $33, $34, $35)), "
+    "call AS (" + INSERT_CALL + ") SELECT run_id, step_no FROM step"
+)
+
 # Ledger rows, oldest first, filtered on equality: a pair of parameters per column, whether
 # its filter applies and the value it must equal (a filter on None matches no row).
 CALLS = """

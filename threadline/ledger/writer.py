@@ -30,6 +30,7 @@ import asyncpg
 from ..engine.dbretry import with_db_retry
 from ..engine.records import StepRow, write_steps
 from .outcomes import BudgetNotice, Settled, events_json
+from .queries import INSERT_CALL_WITH_STEPS as INSERT_WITH_STEPS
 from .record import INSERT, CallRecord, insert_args
 from .reservations import settle
 
@@ -130,6 +131,11 @@ class LedgerWriter:
             if not reserved and not bundles:
                 await conn.executemany(INSERT, [insert_args(call) for call in calls])
                 return Settled(), set()
+            if not reserved and not batch and len(bundles) == 1 and len(bundles[0][0]) == 1:
+                # A step with its one row and nothing to settle: one statement.
+                records = [list(column) for column in zip(*bundles[0][1], strict=True)]
+                written = await conn.fetch(INSERT_WITH_STEPS, *insert_args(calls[0]), *records)
+                return Settled(), {(row["run_id"], row["step_no"]) for row in written}
             async with conn.transaction():
                 settled = Settled()
                 if reserved:
