@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import uvicorn
@@ -75,6 +76,16 @@ class ChatServer:
 
     def connect(self, session: dict[str, Any], **kwargs: Any) -> Any:
         return websockets.connect(self.ws_url(session), **kwargs)
+
+
+@pytest.fixture
+async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of its own to the test's database."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        yield connection
+    finally:
+        await connection.close()
 
 
 @pytest.fixture

@@ -3,12 +3,10 @@ ledger, engine), on a real database with rows of known sums."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import asyncpg
-import pytest
 
 from threadline.engine.reports import run_counts
 from threadline.ledger.reports import call_totals, session_costs, usage_totals
@@ -20,15 +18,6 @@ INSERT INTO threadline.llm_calls (session_id, provider, requested_model, model, 
 VALUES ($1, 'demo', 'm', 'm', $2, $3, $4, $5::numeric, $6, $5::numeric IS NOT NULL, 1, $7, $8)
 """
 LONG_AGO = datetime.now(UTC) - timedelta(days=3)
-
-
-@pytest.fixture
-async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    found = await asyncpg.connect(database_url)
-    try:
-        yield found
-    finally:
-        await found.close()
 
 
 async def session(conn: asyncpg.Connection, id: str, agent: str, updated: datetime) -> None:

@@ -8,10 +8,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 
-from ...errors import ConfigurationError, PayloadTooLarge
+from ...errors import ConfigurationError
 from ...sessions import Sessions, UnknownSession
 from ..access import RequestAccess
-from ..answers import refusals
+from ..answers import message_refusals, refusals
 from ..auth import Auth
 from ..bodies import NewMessage, NewSession, Rating, SessionChange
 from ..throttle import Throttle
@@ -166,14 +166,8 @@ def session_routes(
         session_id: Annotated[str, Depends(access.session_access)],
     ) -> Any:
         throttle.message_allowed(request, session_id)
-        try:
+        with message_refusals():
             seq, created = await sessions.send(session_id, body.text, body.client_id)
-        except PayloadTooLarge as exc:
-            raise HTTPException(413, str(exc)) from None
-        except UnknownSession as exc:
-            raise HTTPException(404, str(exc)) from None
-        except ConfigurationError as exc:
-            raise HTTPException(422, str(exc)) from None
         return {"seq": seq, "created": created}
 
     @router.post("/v1/sessions/{session_id}/cancel", responses=refusals(401, 403, 404))

@@ -11,12 +11,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, WebSocket
 from fastapi.responses import Response, StreamingResponse
 
-from ...errors import ConfigurationError, PayloadTooLarge
 from ...sessions import Sessions, UnknownSession
 from ...sessions.events import Committed
 from .. import aisdk, aisdk_ws
 from ..access import RequestAccess
-from ..answers import event_stream, refusals
+from ..answers import event_stream, message_refusals, refusals
 from ..auth import Auth
 from ..handshake import admitted
 from ..hub import Hub
@@ -79,15 +78,10 @@ def stream_routes(
         throttle.message_allowed(request, session_id)
         throttle.stream_allowed(session_id)
         try:
-            stream = await aisdk.submit(sessions, session_id, await request.json())
+            with message_refusals():
+                stream = await aisdk.submit(sessions, session_id, await request.json())
         # Not JSON (or nested deeper than the parser goes), no user message:
         except (ValueError, RecursionError) as exc:
-            raise HTTPException(422, str(exc)) from None
-        except UnknownSession as exc:
-            raise HTTPException(404, str(exc)) from None
-        except PayloadTooLarge as exc:
-            raise HTTPException(413, str(exc)) from None
-        except ConfigurationError as exc:
             raise HTTPException(422, str(exc)) from None
         return ui_message_stream(session_id, stream)
 
