@@ -80,6 +80,16 @@ async def database_url(server_url: str, template_db: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
+async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of its own to the test's database."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
 async def chat(database_url: str) -> AsyncIterator[ChatServer]:
     # Imported here: every test loads this module, and most need no server.
     from threadline.demo import support

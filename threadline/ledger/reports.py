@@ -1,7 +1,9 @@
-"""Cost reports: ledger rows summed by model, day, session, tenant, agent, user or provider."""
+"""Cost reports: ledger rows summed by model, day, session, tenant, agent, user or provider;
+the totals of every row (the dashboard's overview, the metrics), and the cost of sessions."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -71,3 +73,79 @@ async def cost_report(
         tenant,
     )
     return [CostRow(**dict(r)) for r in rows]
+
+
+@dataclass(frozen=True)
+class CallTotals:
+    """Every call in the ledger, summed. `today`: since midnight in the database's time
+    zone."""
+
+    calls: int
+    cost: Decimal
+    saved: Decimal
+    today: Decimal
+    cached: int
+    errors: int
+    fallbacks: int
+
+
+_CALL_TOTALS = """
+SELECT count(*) AS calls,
+       coalesce(sum(cost_usd), 0) AS cost,
+       coalesce(sum(saved_usd), 0) AS saved,
+       coalesce(sum(cost_usd) FILTER (WHERE at >= date_trunc('day', now())), 0) AS today,
+       count(*) FILTER (WHERE status = 'cached') AS cached,
+       count(*) FILTER (WHERE status = 'error') AS errors,
+       count(*) FILTER (WHERE fallback_reason IS NOT NULL) AS fallbacks
+FROM threadline.llm_calls
+"""
+
+
+async def call_totals(conn: Connection) -> CallTotals:
+    row = await conn.fetchrow(_CALL_TOTALS)
+    assert row is not None  # an aggregate without GROUP BY: always one row
+    return CallTotals(**dict(row))
+
+
+@dataclass(frozen=True)
+class UsageTotals:
+    """Tokens and spend of every call in the ledger. Tokens leave out cache hits: no model
+    read or wrote them this time. `today`: the UTC day, as daily budgets count it."""
+
+    input_tokens: int
+    output_tokens: int
+    spend: Decimal
+    today: Decimal
+    cache_hits: int
+
+
+# A scan of every call, acceptable while llm_calls is modest; a large ledger wants running
+# totals kept at write time instead.
+_USAGE_TOTALS = """
+SELECT coalesce(sum(input_tokens) FILTER (WHERE status <> 'cached'), 0) AS input_tokens,
+       coalesce(sum(output_tokens) FILTER (WHERE status <> 'cached'), 0) AS output_tokens,
+       coalesce(sum(cost_usd), 0) AS spend,
+       coalesce(sum(cost_usd) FILTER (
+           WHERE at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'), 0
+       ) AS today,
+       count(*) FILTER (WHERE status = 'cached') AS cache_hits
+FROM threadline.llm_calls
+"""
+
+
+async def usage_totals(conn: Connection) -> UsageTotals:
+    row = await conn.fetchrow(_USAGE_TOTALS)
+    assert row is not None  # an aggregate without GROUP BY: always one row
+    return UsageTotals(**dict(row))
+
+
+async def session_costs(conn: Connection, session_ids: Sequence[str]) -> dict[str, Decimal]:
+    """The cost of each of these sessions' calls (a session without calls is left out)."""
+    rows = await conn.fetch(
+        """
+        SELECT session_id, coalesce(sum(cost_usd), 0) AS cost FROM threadline.llm_calls
+        WHERE session_id = ANY($1::text[]) GROUP BY session_id
+        """,
+        list(session_ids),
+    )
+    return {r["session_id"]: r["cost"] for r in rows}

@@ -4,9 +4,15 @@ body (tests/security/test_schema_fuzz.py holds the server to it)."""
 
 # No `from __future__ import annotations`: FastAPI reads these models at run time.
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
+from fastapi import HTTPException
 from pydantic import BaseModel
+
+from ..errors import ConfigurationError, PayloadTooLarge
+from ..sessions import UnknownSession
 
 
 class Problem(BaseModel):
@@ -53,3 +59,17 @@ def event_stream(description: str) -> dict[int | str, dict[str, Any]]:
     """The `responses=` of a route whose success is a server-sent event stream (with
     `response_class=StreamingResponse`, which declares no content of its own)."""
     return {200: {"description": description, "content": {"text/event-stream": {}}}}
+
+
+@contextlib.contextmanager
+def message_refusals() -> Iterator[None]:
+    """What sending a message to a session may refuse, as its answer: no such session (404),
+    a message larger than the server takes (413), a value the agent cannot take (422)."""
+    try:
+        yield
+    except PayloadTooLarge as exc:
+        raise HTTPException(413, str(exc)) from None
+    except UnknownSession as exc:
+        raise HTTPException(404, str(exc)) from None
+    except ConfigurationError as exc:
+        raise HTTPException(422, str(exc)) from None

@@ -21,7 +21,9 @@ from fastapi.templating import Jinja2Templates
 from ..db import audit
 from ..errors import UnknownRun
 from ..ledger import Ledger
+from ..ledger.reports import CallTotals, call_totals
 from ..sessions import Sessions, UnknownSession, feedback
+from ..sessions.reports import feedback_by_agent, recent_sessions
 from . import login_links
 from .auth import ADMIN_COOKIE_TTL, Auth
 from .limits import Limiter, client_key, retry_after
@@ -134,8 +136,8 @@ def create_dashboard(
     @pages.get("/sessions", response_class=HTMLResponse)
     async def session_list(request: Request) -> Response:
         async with pool().acquire() as conn:
-            rows = await conn.fetch(_SESSIONS)
-        return templates.TemplateResponse(request, "sessions.html", {"sessions": rows})
+            found = await recent_sessions(conn, limit=200)
+        return templates.TemplateResponse(request, "sessions.html", {"sessions": found})
 
     @pages.get("/sessions/{session_id}", response_class=HTMLResponse)
     async def session_detail(request: Request, session_id: str) -> Response:
@@ -162,7 +164,7 @@ def create_dashboard(
     async def feedback_list(request: Request) -> Response:
         async with pool().acquire() as conn:
             found = await feedback.recent(conn, limit=200)
-            by_agent = await conn.fetch(_FEEDBACK_BY_AGENT)
+            by_agent = await feedback_by_agent(conn)
         context = {"feedback": found, "by_agent": by_agent}
         return templates.TemplateResponse(request, "feedback.html", context)
 
@@ -196,34 +198,6 @@ def create_dashboard(
     return router
 
 
-async def _totals(pool: Any) -> dict[str, Any]:
+async def _totals(pool: asyncpg.Pool) -> CallTotals:
     async with pool.acquire() as conn:
-        row = await conn.fetchrow(_TOTALS)
-    return dict(row) if row else {}
-
-
-_TOTALS = """
-SELECT count(*) AS calls,
-       coalesce(sum(cost_usd), 0) AS cost,
-       coalesce(sum(saved_usd), 0) AS saved,
-       coalesce(sum(cost_usd) FILTER (WHERE at >= date_trunc('day', now())), 0) AS today,
-       count(*) FILTER (WHERE status = 'cached') AS cached,
-       count(*) FILTER (WHERE status = 'error') AS errors,
-       count(*) FILTER (WHERE fallback_reason IS NOT NULL) AS fallbacks
-FROM threadline.llm_calls
-"""
-
-_FEEDBACK_BY_AGENT = """
-SELECT agent, count(*) FILTER (WHERE rating > 0) AS up, count(*) FILTER (WHERE rating < 0) AS down
-FROM threadline.session_feedback GROUP BY agent ORDER BY agent
-"""
-
-_SESSIONS = """
-SELECT s.id, s.agent, s.title, s.tenant, s.state, s.status, s.updated_at,
-       (SELECT count(*) FROM threadline.session_messages m WHERE m.session_id = s.id) AS messages,
-       (SELECT count(*) FROM threadline.session_feedback f WHERE f.session_id = s.id
-            AND f.rating < 0) AS thumbs_down,
-       coalesce((SELECT sum(cost_usd) FROM threadline.llm_calls c WHERE c.session_id = s.id), 0)
-           AS cost
-FROM threadline.sessions s ORDER BY s.updated_at DESC LIMIT 200
-"""
+        return await call_totals(conn)

@@ -9,7 +9,6 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Literal
 
 from fastapi import APIRouter, HTTPException, Request
@@ -21,10 +20,13 @@ from pydantic import BaseModel
 
 from .. import db
 from ..engine import Engine
+from ..engine.reports import run_counts
 from ..engine.worker import Worker
 from ..errors import SchemaError
+from ..ledger.reports import usage_totals
 from ..sessions import TURN_QUEUE, Sessions
 from ..sessions.runtime import TURN_WORKFLOW
+from . import queries
 from .answers import refusals
 from .auth import Auth
 from .hub import Hub
@@ -134,7 +136,7 @@ class _Readiness:
                 self.lock,
                 engine.pool.acquire() as conn,
             ):
-                await conn.fetchval("SELECT 1")
+                await conn.fetchval(queries.PING)
                 if not self.migrated:
                     waiting = await db.pending(conn)
                     self.migrated = not waiting
@@ -210,40 +212,13 @@ class _Metrics:
         return families
 
 
-# Turns by status and pending runs per queue. The first counts every turn run (the table has
-# no index on `workflow`): a scan that grows with the runs kept.
-_RUNS = """
-SELECT 'turns' AS kind, status AS key, count(*) AS n
-FROM threadline.runs WHERE workflow = $1 GROUP BY status
-UNION ALL
-SELECT 'pending', queue, count(*) FROM threadline.runs WHERE status = 'pending' GROUP BY queue
-"""
-
-# The ledger's totals: a scan of every call, acceptable while llm_calls is modest; a large
-# ledger wants running totals kept at write time instead. "Today" is the UTC day, as daily
-# budgets count it. Tokens leave out cache hits: no model read or wrote them this time.
-_CALLS = """
-SELECT coalesce(sum(input_tokens) FILTER (WHERE status <> 'cached'), 0) AS input_tokens,
-       coalesce(sum(output_tokens) FILTER (WHERE status <> 'cached'), 0) AS output_tokens,
-       coalesce(sum(cost_usd), 0) AS spend,
-       coalesce(sum(cost_usd) FILTER (
-           WHERE at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'), 0
-       ) AS today,
-       count(*) FILTER (WHERE status = 'cached') AS cache_hits
-FROM threadline.llm_calls
-"""
-
-
 async def _database_families(engine: Engine) -> list[Metric]:
     async with engine.pool.acquire() as conn:
-        runs = await conn.fetch(_RUNS, TURN_WORKFLOW)
-        calls = await conn.fetchrow(_CALLS)
-    assert calls is not None  # an aggregate without GROUP BY: always one row
+        runs = await run_counts(conn, TURN_WORKFLOW)
+        calls = await usage_totals(conn)
     turns = GaugeMetricFamily("threadline_turns", "Turn runs by status", labels=["status"])
-    by_status = dict.fromkeys(RUN_STATUSES, 0)
-    pending = dict.fromkeys([TURN_QUEUE, "default", *engine.queues], 0)
-    for row in runs:
-        (by_status if row["kind"] == "turns" else pending)[row["key"]] = row["n"]
+    by_status = dict.fromkeys(RUN_STATUSES, 0) | runs.by_status
+    pending = dict.fromkeys([TURN_QUEUE, "default", *engine.queues], 0) | runs.pending
     for status, n in by_status.items():
         turns.add_metric([status], n)
     queues = GaugeMetricFamily(
@@ -254,18 +229,16 @@ async def _database_families(engine: Engine) -> list[Metric]:
     tokens = CounterMetricFamily(
         "threadline_llm_tokens", "Model tokens, cache hits left out", labels=["direction"]
     )
-    tokens.add_metric(["input"], calls["input_tokens"])
-    tokens.add_metric(["output"], calls["output_tokens"])
-    spend: Decimal = calls["spend"]
-    today: Decimal = calls["today"]
+    tokens.add_metric(["input"], calls.input_tokens)
+    tokens.add_metric(["output"], calls.output_tokens)
     return [
         turns,
         queues,
         tokens,
-        CounterMetricFamily("threadline_spend_usd", "Ledger spend in USD", float(spend)),
-        _gauge("spend_today_usd", "Ledger spend in USD since 00:00 UTC", float(today)),
+        CounterMetricFamily("threadline_spend_usd", "Ledger spend in USD", float(calls.spend)),
+        _gauge("spend_today_usd", "Ledger spend in USD since 00:00 UTC", float(calls.today)),
         CounterMetricFamily(
-            "threadline_cache_hits", "Model calls answered by the cache", calls["cache_hits"]
+            "threadline_cache_hits", "Model calls answered by the cache", calls.cache_hits
         ),
     ]
 

@@ -15,30 +15,13 @@ from datetime import datetime
 import asyncpg
 
 from ..errors import ConfigurationError
+from . import queries
 
 __all__ = ["KEY_PREFIX", "ApiKey", "ApiKeys"]
 
 KEY_PREFIX = "tlk_"
 _PREFIX_LENGTH = len(KEY_PREFIX) + 8  # "tlk_" and 8 characters of the key's random part
 _LAST_USE_EVERY_S = 60  # `last_used_at` is written at most once a minute per key
-
-_CREATE = """
-INSERT INTO threadline.api_keys (tenant, name, prefix, key_hash) VALUES ($1, $2, $3, $4)
-RETURNING *
-"""
-_FIND = "SELECT * FROM threadline.api_keys WHERE prefix = $1"
-_USED = """
-UPDATE threadline.api_keys SET last_used_at = now()
- WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $2))
-"""
-_LIST = """
-SELECT * FROM threadline.api_keys WHERE $1::text IS NULL OR tenant = $1 ORDER BY id
-"""
-_REVOKE = """
-UPDATE threadline.api_keys SET revoked_at = now()
- WHERE (id::text = $1 OR prefix = $1) AND revoked_at IS NULL
-RETURNING *
-"""
 
 
 @dataclass(frozen=True)
@@ -73,7 +56,8 @@ class ApiKeys:
             raise ConfigurationError("a key needs a tenant (and a name) of 1 to 200 characters")
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(_CREATE, tenant, name, key[:_PREFIX_LENGTH], _hash(key))
+            prefix = key[:_PREFIX_LENGTH]
+            row = await conn.fetchrow(queries.CREATE_KEY, tenant, name, prefix, _hash(key))
         assert row is not None
         return _key(row), key
 
@@ -82,22 +66,22 @@ class ApiKeys:
         if not key.startswith(KEY_PREFIX) or len(key) > 100:
             return None
         async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(_FIND, key[:_PREFIX_LENGTH])
+            row = await conn.fetchrow(queries.FIND_KEY, key[:_PREFIX_LENGTH])
             if row is None or not hmac.compare_digest(row["key_hash"], _hash(key)):
                 return None
             if row["revoked_at"] is not None:
                 return None
-            await conn.execute(_USED, row["id"], _LAST_USE_EVERY_S)
+            await conn.execute(queries.KEY_USED, row["id"], _LAST_USE_EVERY_S)
         return _key(row)
 
     async def list(self, tenant: str | None = None) -> list[ApiKey]:
         async with self.pool.acquire() as conn:
-            return [_key(r) for r in await conn.fetch(_LIST, tenant)]
+            return [_key(r) for r in await conn.fetch(queries.LIST_KEYS, tenant)]
 
     async def revoke(self, key_id_or_prefix: str) -> ApiKey | None:
         """Revoke a key by its id or prefix; None when no live key has it."""
         async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(_REVOKE, key_id_or_prefix)
+            row = await conn.fetchrow(queries.REVOKE_KEY, key_id_or_prefix)
         return _key(row) if row is not None else None
 
 

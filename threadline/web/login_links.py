@@ -9,14 +9,7 @@ import secrets
 
 import asyncpg
 
-VALID_FOR = "1 day"
-
-_MAKE = "INSERT INTO threadline.login_links (token_hash) VALUES ($1)"
-_REDEEM = f"""
-UPDATE threadline.login_links SET used_at = now()
- WHERE token_hash = $1 AND used_at IS NULL AND created_at > now() - interval '{VALID_FOR}'
-RETURNING 1
-"""
+from . import queries
 
 
 def _hash(token: str) -> str:
@@ -26,11 +19,11 @@ def _hash(token: str) -> str:
 async def make(pool: asyncpg.Pool, token: str | None = None) -> str:
     """A new link's token (random unless given), stored as a hash."""
     token = token or secrets.token_urlsafe(32)
-    await pool.execute(_MAKE, _hash(token))
+    await pool.execute(queries.MAKE_LOGIN_LINK, _hash(token))
     return token
 
 
 async def redeem(pool: asyncpg.Pool, token: str) -> bool:
     """Use the link: True the first time a valid token is given, False ever after. The
     lookup is by a hash of the token (no comparison of the secret itself to time)."""
-    return await pool.fetchval(_REDEEM, _hash(token)) is not None
+    return await pool.fetchval(queries.REDEEM_LOGIN_LINK, _hash(token)) is not None
