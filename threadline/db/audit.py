@@ -16,16 +16,7 @@ from typing import Any
 
 import asyncpg
 
-_RECORD = """
-INSERT INTO threadline.audit_log (actor, action, target, detail, address)
-VALUES ($1, $2, $3, $4::jsonb, $5)
-"""
-_RECENT = """
-SELECT * FROM threadline.audit_log
- WHERE ($2::text IS NULL OR action = $2) AND ($3::text IS NULL OR target = $3)
-   AND ($4::text IS NULL OR actor = $4)
- ORDER BY id DESC LIMIT $1
-"""
+from . import queries
 
 
 @dataclass(frozen=True)
@@ -58,7 +49,7 @@ async def record(
     detail: dict[str, Any] | None = None,
     address: str | None = None,
 ) -> None:
-    await db.execute(_RECORD, actor, action, target, json.dumps(detail or {}), address)
+    await db.execute(queries.RECORD_AUDIT, actor, action, target, json.dumps(detail or {}), address)
 
 
 async def recent(
@@ -70,7 +61,7 @@ async def recent(
     actor: str | None = None,
 ) -> list[Entry]:
     """The latest entries first, those of `action`, `target` and `actor` when given."""
-    rows = await db.fetch(_RECENT, limit, action, target, actor)
+    rows = await db.fetch(queries.RECENT_AUDIT, limit, action, target, actor)
     return [
         Entry(
             r["id"],

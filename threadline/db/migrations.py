@@ -16,6 +16,7 @@ from pathlib import Path
 import asyncpg
 
 from ..errors import SchemaError
+from . import queries
 from .connect import Connection
 
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -67,22 +68,11 @@ def load_migrations(folder: Path | None = None) -> list[Migration]:
     return found
 
 
-_BOOTSTRAP = """
-CREATE SCHEMA IF NOT EXISTS threadline;
-CREATE TABLE IF NOT EXISTS threadline.schema_migrations (
-    version integer PRIMARY KEY,
-    name text NOT NULL,
-    checksum text NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT now()
-);
-"""
-
-
 async def _applied(conn: Connection) -> dict[int, asyncpg.Record]:
-    exists = await conn.fetchval("SELECT to_regclass('threadline.schema_migrations') IS NOT NULL")
+    exists = await conn.fetchval(queries.HAS_MIGRATIONS_TABLE)
     if not exists:
         return {}
-    rows = await conn.fetch("SELECT version, name, applied_at FROM threadline.schema_migrations")
+    rows = await conn.fetch(queries.APPLIED)
     return {row["version"]: row for row in rows}
 
 
@@ -117,9 +107,9 @@ def check_not_newer(states: list[MigrationState]) -> None:
 
 async def upgrade(conn: Connection, folder: Path | None = None) -> list[Migration]:
     """Apply pending migrations; returns those applied by this call."""
-    await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
+    await conn.execute(queries.LOCK, _LOCK_KEY)
     try:
-        await conn.execute(_BOOTSTRAP)
+        await conn.execute(queries.BOOTSTRAP)
         check_not_newer(await status(conn, folder))
         applied = await _applied(conn)
         done = []
@@ -129,8 +119,7 @@ async def upgrade(conn: Connection, folder: Path | None = None) -> list[Migratio
             async with conn.transaction():
                 await conn.execute(migration.sql)
                 await conn.execute(
-                    "INSERT INTO threadline.schema_migrations (version, name, checksum) "
-                    "VALUES ($1, $2, $3)",
+                    queries.RECORD_MIGRATION,
                     migration.version,
                     migration.name,
                     migration.checksum,
@@ -138,7 +127,7 @@ async def upgrade(conn: Connection, folder: Path | None = None) -> list[Migratio
             done.append(migration)
         return done
     finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+        await conn.execute(queries.UNLOCK, _LOCK_KEY)
 
 
 async def pending(conn: Connection, folder: Path | None = None) -> list[MigrationState]:

@@ -338,3 +338,14 @@ FLUSH: dict[Kinds, str] = {
     for runs, steps, events, outcomes in itertools.product((False, True), repeat=4)
     if runs or steps or events or outcomes
 }
+
+# -- reports -----------------------------------------------------------------------------------
+
+# The first part counts every run of the workflow (the table has no index on `workflow`): a
+# scan that grows with the runs kept.
+RUN_COUNTS = """
+SELECT 'status' AS kind, status AS key, count(*) AS n
+FROM threadline.runs WHERE workflow = $1 GROUP BY status
+UNION ALL
+SELECT 'pending', queue, count(*) FROM threadline.runs WHERE status = 'pending' GROUP BY queue
+"""

@@ -7,8 +7,9 @@ from .ledger import Ledger
 from .limits import BoundBudget, Budget, BudgetExceeded, Mode, ScopeRef
 from .metered import CallNote, MeteredModel, Metering, refusal_of
 from .outcomes import BudgetNotice, Capped, Grant, Refusal
+from .queries import GROUPINGS
 from .record import CallRecord
-from .reports import GROUPINGS, CostRow, cost_report
+from .reports import CostRow, cost_report
 from .scope import Scope
 
 __all__ = [

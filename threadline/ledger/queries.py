@@ -324,3 +324,60 @@ PROGRESS = """
 UPDATE threadline.budget_reservations r SET input_seen = p.input, output_seen = p.output
 FROM unnest($1::bigint[], $2::int[], $3::int[]) AS p(id, input, output) WHERE r.id = p.id
 """
+
+CALL_TOTALS = """
+SELECT count(*) AS calls,
+       coalesce(sum(cost_usd), 0) AS cost,
+       coalesce(sum(saved_usd), 0) AS saved,
+       coalesce(sum(cost_usd) FILTER (WHERE at >= date_trunc('day', now())), 0) AS today,
+       count(*) FILTER (WHERE status = 'cached') AS cached,
+       count(*) FILTER (WHERE status = 'error') AS errors,
+       count(*) FILTER (WHERE fallback_reason IS NOT NULL) AS fallbacks
+FROM threadline.llm_calls
+"""
+
+# A scan of every call, acceptable while llm_calls is modest; a large ledger wants running
+# totals kept at write time instead.
+USAGE_TOTALS = """
+SELECT coalesce(sum(input_tokens) FILTER (WHERE status <> 'cached'), 0) AS input_tokens,
+       coalesce(sum(output_tokens) FILTER (WHERE status <> 'cached'), 0) AS output_tokens,
+       coalesce(sum(cost_usd), 0) AS spend,
+       coalesce(sum(cost_usd) FILTER (
+           WHERE at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'), 0
+       ) AS today,
+       count(*) FILTER (WHERE status = 'cached') AS cache_hits
+FROM threadline.llm_calls
+"""
+SESSION_COSTS = """
+SELECT session_id, coalesce(sum(cost_usd), 0) AS cost FROM threadline.llm_calls
+WHERE session_id = ANY($1::text[]) GROUP BY session_id
+"""
+
+# What each `by` groups on; the key is shown as text.
+GROUPINGS = {
+    "model": "provider || ':' || model",
+    "provider": "provider",
+    "day": "to_char(date_trunc('day', at AT TIME ZONE 'UTC'), 'YYYY-MM-DD')",
+    "session": "coalesce(session_id, '(none)')",
+    "tenant": "coalesce(tenant, '(none)')",
+    "agent": "coalesce(agent, '(none)')",
+    "user": "coalesce(user_id, '(none)')",
+    "run": "coalesce(run_id, '(none)')",
+}
+# One statement per grouping, made once here: a column expression cannot be a parameter.
+_COST_REPORT = """
+SELECT {key} AS key, count(*) AS calls,
+       count(*) FILTER (WHERE status = 'error') AS errors,
+       count(*) FILTER (WHERE status = 'cached') AS cached,
+       coalesce(sum(input_tokens), 0) AS input_tokens,
+       coalesce(sum(output_tokens), 0) AS output_tokens,
+       coalesce(sum(cost_usd), 0) AS cost_usd,
+       coalesce(sum(saved_usd), 0) AS saved_usd,
+       count(*) FILTER (WHERE NOT priced) AS unpriced_calls,
+       count(*) FILTER (WHERE estimated) AS estimated_calls
+FROM threadline.llm_calls
+WHERE ($1::timestamptz IS NULL OR at >= $1) AND ($2::timestamptz IS NULL OR at < $2)
+  AND ($3::text IS NULL OR tenant = $3)
+GROUP BY 1 ORDER BY cost_usd DESC, key
+"""
+COST_REPORTS = {by: _COST_REPORT.format(key=key) for by, key in GROUPINGS.items()}

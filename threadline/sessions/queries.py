@@ -314,3 +314,17 @@ FROM threadline.session_feedback f LEFT JOIN threadline.session_messages m
   ON m.session_id = f.session_id AND m.turn_id = f.turn_id AND m.role = 'assistant'
 ORDER BY f.at DESC LIMIT $1
 """
+
+# -- reports (the dashboard) ---------------------------------------------------------------
+
+RECENT_SESSIONS = """
+SELECT s.id, s.agent, s.title, s.tenant, s.state, s.status, s.updated_at,
+       (SELECT count(*) FROM threadline.session_messages m WHERE m.session_id = s.id) AS messages,
+       (SELECT count(*) FROM threadline.session_feedback f WHERE f.session_id = s.id
+            AND f.rating < 0) AS thumbs_down
+FROM threadline.sessions s ORDER BY s.updated_at DESC LIMIT $1
+"""
+FEEDBACK_BY_AGENT = """
+SELECT agent, count(*) FILTER (WHERE rating > 0) AS up, count(*) FILTER (WHERE rating < 0) AS down
+FROM threadline.session_feedback GROUP BY agent ORDER BY agent
+"""

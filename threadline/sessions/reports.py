@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from ..db.connect import Connection
 from ..ledger.reports import session_costs
+from . import queries as q
 
 
 @dataclass(frozen=True)
@@ -25,18 +26,9 @@ class SessionSummary:
     cost: Decimal  # of its calls, from the ledger
 
 
-_RECENT = """
-SELECT s.id, s.agent, s.title, s.tenant, s.state, s.status, s.updated_at,
-       (SELECT count(*) FROM threadline.session_messages m WHERE m.session_id = s.id) AS messages,
-       (SELECT count(*) FROM threadline.session_feedback f WHERE f.session_id = s.id
-            AND f.rating < 0) AS thumbs_down
-FROM threadline.sessions s ORDER BY s.updated_at DESC LIMIT $1
-"""
-
-
 async def recent_sessions(conn: Connection, *, limit: int = 200) -> list[SessionSummary]:
     """The sessions changed last, the latest first."""
-    rows = await conn.fetch(_RECENT, limit)
+    rows = await conn.fetch(q.RECENT_SESSIONS, limit)
     costs = await session_costs(conn, [r["id"] for r in rows])
     return [SessionSummary(**dict(r), cost=costs.get(r["id"], Decimal(0))) for r in rows]
 
@@ -48,12 +40,6 @@ class AgentFeedback:
     down: int
 
 
-_BY_AGENT = """
-SELECT agent, count(*) FILTER (WHERE rating > 0) AS up, count(*) FILTER (WHERE rating < 0) AS down
-FROM threadline.session_feedback GROUP BY agent ORDER BY agent
-"""
-
-
 async def feedback_by_agent(conn: Connection) -> list[AgentFeedback]:
     """Thumbs up and down per agent, by the agent's name."""
-    return [AgentFeedback(**dict(r)) for r in await conn.fetch(_BY_AGENT)]
+    return [AgentFeedback(**dict(r)) for r in await conn.fetch(q.FEEDBACK_BY_AGENT)]
