@@ -10,6 +10,8 @@ buys nothing. The rows of the step's calls commit with its record (see
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 from collections.abc import Sequence
 from dataclasses import replace
@@ -105,19 +107,35 @@ async def _run(
             await call_hook(hook, event)
 
     answer = Answer(model.provider, model.name)
-    # A consumer that stops early (a cancelled turn) ends the call, and writes its row, now.
-    async with closing(model._events(messages, options, streams=on_delta is not None)) as events:
-        async for event in events:
-            answer.add(event)
-            if isinstance(event, Notice):
-                await tell(event)
-                continue
-            if on_delta is None:
-                continue
-            result = on_delta(event)
-            if result is not None and inspect.isawaitable(result):
-                await result
-            if isinstance(event, Restart):  # the stream's consumer owns it: not logged
-                for hook in hooks:
-                    await call_hook(hook, event)
+
+    async def pump() -> None:
+        # A consumer that stops early (a cancelled turn) ends the call, and writes its row,
+        # now.
+        async with closing(
+            model._events(messages, options, streams=on_delta is not None)
+        ) as events:
+            async for event in events:
+                answer.add(event)
+                if isinstance(event, Notice):
+                    await tell(event)
+                    continue
+                if on_delta is None:
+                    continue
+                result = on_delta(event)
+                if result is not None and inspect.isawaitable(result):
+                    await result
+                if isinstance(event, Restart):  # the stream's consumer owns it: not logged
+                    for hook in hooks:
+                        await call_hook(hook, event)
+
+    # The stream in a task of its own: each piece wakes this short stack, not every frame of
+    # the caller's (the turn, the workflow step) above it.
+    task = asyncio.get_running_loop().create_task(pump())
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise
     return answer.build(), told

@@ -75,7 +75,7 @@ class EventLog:
         # them when they come back from the database.
         self.origin = secrets.token_hex(6)
         self._listeners: list[CommitListener] = []
-        self._live: list[LiveListener] = []
+        self._live: tuple[LiveListener, ...] = ()  # a new tuple on each change: no copy a token
         self._unseen: dict[str, int] = {}  # session -> its queued or written, unseen events
         self._unheld = 0  # queued events whose write must not wait
         self._hold: asyncio.Future[None] | None = None  # set: write now
@@ -95,11 +95,10 @@ class EventLog:
         logged: when every earlier event of its session from this log is committed (and
         handed to the commit listeners) or went out live itself. Its committed copy
         follows, with the same `Piece`, for the listener to recognise."""
-        self._live.append(listener)
+        self._live = (*self._live, listener)
 
     def unwatch_live(self, listener: LiveListener) -> None:
-        if listener in self._live:
-            self._live.remove(listener)
+        self._live = tuple(known for known in self._live if known is not listener)
 
     def append(
         self, session_id: str, type: str, data: dict[str, Any], key: str | None = None
@@ -200,7 +199,7 @@ class EventLog:
         encoded = encode(data)
         live = Live(session_id, type, piece, live_text(type, encoded))
         taken = False
-        for listener in list(self._live):
+        for listener in self._live:
             try:
                 taken = bool(listener(live)) or taken
             except Exception:
@@ -210,7 +209,8 @@ class EventLog:
     def _enqueue(self, entry: Pending) -> None:
         if entry.live is None:
             self._unseen[entry.session_id] = self._unseen.get(entry.session_id, 0) + 1
-        entry.queued_at = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        entry.queued_at = loop.time()
         if not entry.held:
             self._unheld += 1
             if self._hold is not None:
@@ -218,7 +218,7 @@ class EventLog:
         self._tail[entry.session_id] = len(self._queue)
         self._queue.append(entry)
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+            self._task = loop.create_task(self._run())
 
     async def drain(self) -> None:
         """Wait until everything queued is written (held pieces too, without their wait)."""

@@ -92,6 +92,11 @@ class ClientConnections:
                 del self._open[client]
 
 
+# The ASGI scope extension of a session WebSocket served by `protocols()`'s class: a function
+# that writes a text frame at once, or says it cannot (see `send_text_now`).
+SEND_NOW = "threadline.send_text_now"
+
+
 def protocols(
     limits: Limits, forwarded_allow_ips: str | Iterable[str] | None
 ) -> tuple[type[asyncio.Protocol] | str, type[asyncio.Protocol] | str]:
@@ -162,11 +167,36 @@ def protocols(
                 self.transport.close()
 
     class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
-        """Takes over an upgraded connection (counted already) and releases it at its end."""
+        """Takes over an upgraded connection (counted already) and releases it at its end;
+        offers the app a way to write a text frame at once (`SEND_NOW`)."""
 
         def connection_lost(self, exc: Exception | None) -> None:
             per_client.release(self.transport)
             super().connection_lost(exc)
+
+        def handle_connect(self, event: Any) -> None:
+            super().handle_connect(event)
+            if not self.close_sent:  # upgraded: the app's task starts after this
+                extensions = cast(dict[str, Any], self.scope["extensions"])
+                extensions[SEND_NOW] = self.send_text_now
+
+        def send_text_now(self, text: str) -> bool:
+            """Write a text frame now, as `websocket.send` would, without the ASGI message
+            and the middleware's wrappers: the frame of a streamed token, thousands a second.
+            False (nothing written) unless the socket takes writes now and the connection is
+            open: the caller then sends it the ASGI way, which waits, in order."""
+            if (
+                not self.handshake_complete
+                or self.close_sent
+                or self.disconnected
+                or self.initial_response is not None
+                or not self.writable.is_set()
+                or self.transport.is_closing()
+            ):
+                return False
+            self.conn.send_text(text.encode())
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            return True
 
         def send_receive_event_to_app(self) -> None:
             if self.curr_msg_data_type == "text" and not self.close_sent:

@@ -8,11 +8,13 @@ import asyncio
 import json
 import logging
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from starlette.websockets import WebSocket
 
 from ...loop import start_eagerly
+from ..protocol import SEND_NOW
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,9 @@ class SocketWriter:
         self._outbox: list[str] = []
         self._flight: asyncio.Task[None] | None = None
         self._burst = _burst()
+        # Served by `threadline serve`: frames can be written past ASGI (see `SEND_NOW`).
+        scope = getattr(ws, "scope", None) or {}
+        self._now: Callable[[str], bool] | None = scope.get("extensions", {}).get(SEND_NOW)
 
     @property
     def writing(self) -> bool:
@@ -55,8 +60,11 @@ class SocketWriter:
     def drain(self) -> None:
         """Write the pieces in `_outbox`, in order, without waiting for the loop (a write
         the socket cannot take yet carries on in `_flight`, the rest behind it)."""
+        now = self._now
         while self._outbox and self._flight is None:
             text = self._outbox.pop(0)
+            if now is not None and now(text):
+                continue
             try:
                 flight = start_eagerly(self.ws.send_text(text))
             except Exception as exc:  # the client is gone: the receiving side ends the rest
