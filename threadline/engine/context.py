@@ -8,6 +8,7 @@ outcome is returned instead and the operation is not performed again.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -22,7 +23,7 @@ from .records import RecordCarrier, Recorded, StepRow
 from .registry import StepOptions, WorkflowFn, as_workflow
 from .retry import RetryPolicy
 from .serialization import dumps, loads
-from .steps import invoke, step_options
+from .steps import step_options
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -235,9 +236,26 @@ class WorkflowContext:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        token = _current.set(None)  # steps called inside a step run as plain calls
+        """Call the step's body with its retry policy and timeout (inside a step, steps run
+        as plain calls)."""
+        attempt = 0
+        token = _current.set(None)
         try:
-            return await invoke(fn, options, args, kwargs, lambda: self.cancelled)
+            while True:
+                attempt += 1
+                try:
+                    result = fn(*args, **kwargs)
+                    if inspect.isawaitable(result):
+                        if options.timeout is not None:
+                            async with asyncio.timeout(options.timeout):
+                                result = await result
+                        else:
+                            result = await result
+                    return result
+                except Exception as exc:
+                    if self.cancelled or not options.retry.should_retry(attempt, exc):
+                        raise
+                    await asyncio.sleep(options.retry.delay(attempt))
         finally:
             _current.reset(token)
 

@@ -1,8 +1,7 @@
-"""A step's body: its options (name, retries, timeout), and running it with them."""
+"""A step's options: its name, retries and timeout, from its `@step` and the call."""
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 from .registry import StepOptions
 from .retry import NO_RETRY, RetryPolicy
 
-__all__ = ["invoke", "step_options"]
+__all__ = ["step_options"]
 
 
 def step_options(
@@ -37,30 +36,3 @@ def step_options(
         idempotent or (base.idempotent if base else False),
     )
     return target, options
-
-
-async def invoke(
-    fn: Callable[..., Any],
-    options: StepOptions,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    cancelled: Callable[[], bool],
-) -> Any:
-    """Call `fn` with its retry policy and timeout. `cancelled`: whether the run was
-    cancelled meanwhile (no retry then)."""
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            result = fn(*args, **kwargs)
-            if inspect.isawaitable(result):
-                if options.timeout is not None:
-                    async with asyncio.timeout(options.timeout):
-                        result = await result
-                else:
-                    result = await result
-            return result
-        except Exception as exc:
-            if cancelled() or not options.retry.should_retry(attempt, exc):
-                raise
-            await asyncio.sleep(options.retry.delay(attempt))
