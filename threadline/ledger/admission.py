@@ -1,5 +1,6 @@
 """The budgets side of one call: which limits it is under, and whether it may go ahead with how
-many output tokens. `LLM` uses it for a single model, the router for each model it tries."""
+many output tokens. `MeteredModel` uses it before each call, in a fallback chain for each
+model it tries."""
 
 from __future__ import annotations
 

@@ -62,8 +62,8 @@ class Metering:
     model's by default); `note` what a fallback chain adds to its row. Set by the layer that
     runs the call durably: `ledger` (the model's own if it has one wins), `workflow` (the
     context of the workflow the step belongs to, whose declared budget applies; inside the
-    step's body there is no current context), `hold` (rows committed with the step's
-    record) and `durable` (the call returns once its row is committed)."""
+    step's body there is no current context; a call in a step returns once its row is
+    committed) and `hold` (rows committed with the step's record)."""
 
     scope: Scope = field(default_factory=Scope)
     budget: Budget | BoundBudget | None = None
@@ -73,7 +73,6 @@ class Metering:
     ledger: Ledger | None = None
     workflow: WorkflowContext | None = None
     hold: HeldRows | None = None
-    durable: bool = False
 
 
 def refusal_of(exc: BaseException) -> Refusal | None:
@@ -232,12 +231,13 @@ class _Call:
     async def end(
         self, status: CallStatus, error: LLMError | None, watched: int | None
     ) -> list[Notice]:
-        """Write the row; when the call is durable or settles a reservation, wait for the
+        """Write the row; when the call is in a step or settles a reservation, wait for the
         commit and return the budget notices it caused."""
         written = self.end_now(status, error, watched)
         if written is None:
             return []
-        if not (self.metering.durable or self.grant.reservation_id is not None):
+        in_step = self.metering.workflow is not None
+        if not (in_step or self.grant.reservation_id is not None):
             return []
         await asyncio.shield(written)
         return [Notice(found) for found in await self._receipt.notices()]

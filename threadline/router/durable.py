@@ -59,7 +59,6 @@ async def call_model(
         scope=scope.with_(run_id=scope.run_id or ctx.run_id, step_no=ctx.step_no + 1),
         workflow=ctx,
         hold=held,
-        durable=True,
     )
 
     async def body() -> dict[str, Any]:
@@ -97,12 +96,7 @@ async def _run(
     """Make the call: its answer and the notices it told (for the run's log)."""
     told: list[dict[str, Any]] = []
 
-    async def tell(event: Any) -> None:
-        if isinstance(event, Notice):
-            if isinstance(event.event, RouteSummary):
-                return
-            told.append(event.to_json())
-            event = event.event
+    async def hear(event: Any) -> None:
         for hook in hooks:
             await call_hook(hook, event)
 
@@ -117,7 +111,9 @@ async def _run(
             async for event in events:
                 answer.add(event)
                 if isinstance(event, Notice):
-                    await tell(event)
+                    if not isinstance(event.event, RouteSummary):  # the answer says that one
+                        told.append(event.to_json())
+                        await hear(event.event)
                     continue
                 if on_delta is None:
                     continue
@@ -125,8 +121,7 @@ async def _run(
                 if result is not None and inspect.isawaitable(result):
                     await result
                 if isinstance(event, Restart):  # the stream's consumer owns it: not logged
-                    for hook in hooks:
-                        await call_hook(hook, event)
+                    await hear(event)
 
     # The stream in a task of its own: each piece wakes this short stack, not every frame of
     # the caller's (the turn, the workflow step) above it.

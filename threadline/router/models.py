@@ -184,13 +184,16 @@ class Models:
         stop: Sequence[str] | None = None,
         budget: Budget | BoundBudget | None = None,
         mode: Mode | None = None,
+        ledger: Ledger | None = None,
     ) -> CallOptions:
-        """A call's options, with the ledger's entry."""
+        """A call's options, with the ledger's entry (`ledger`: where the stack's metered
+        models write when they have no ledger of their own)."""
         metering = Metering(
             scope=scope or Scope(),
             budget=budget,
             mode=mode or self.mode,
             min_tokens=self.min_output_tokens,
+            ledger=ledger,
         )
         return CallOptions(tools, max_tokens, temperature, stop, (metering,))
 
@@ -264,6 +267,6 @@ class Models:
             stop=stop,
             budget=budget,
             mode=mode,
+            ledger=self.ledger,
         )
-        options = options.with_(replace(options.get(Metering) or Metering(), ledger=self.ledger))
         return self.stack(model).stream(messages, options)
