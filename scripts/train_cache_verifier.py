@@ -6,114 +6,45 @@ measure it on pairs it never saw.
 
 The verifier is all-MiniLM-L6-v2 run as a cross-encoder over the pair, with LoRA adapters
 (see threadline/rag/cache/cross_model.py). Pairs are split by connected groups of questions
-(no question is on two sides of the split), with a fixed seed: train 70 %, calibration 10 %,
-test 20 %. Each question's MiniLM sentence vector is computed once and kept under
+(no question is on two sides of the split), with a fixed seed: 70 % train, 30 % held out.
+Each question's MiniLM sentence vector is computed once and kept under
 `.cache/cache-verifier/` (git-ignored): it finds the candidates, as the cache's index does.
 Training adds the negatives the cache will really meet (the nearest cached questions of
-other pairs) and duplicates implied by transitivity. The adapters and the calibration table
-go to `threadline/rag/cache/verifier/`; then the test split is run as the cache runs (every
-`a` cached, every `b` asked) and held-out precision and hit rate are printed.
+other pairs) and duplicates implied by transitivity. The held-out pairs then calibrate the
+thresholds and check them out of sample, split by group and by pair
+(`verifier_calibration.py`); the adapters and the calibrations go to
+`threadline/rag/cache/verifier/`.
 
 On a GPU (`--device cuda`, the default where torch sees one) training runs in bfloat16 and
 an epoch takes about a minute; calibrate what ships on the CPU in float32 afterwards:
 
-    python scripts/train_cache_verifier.py --pairs FILE --epochs 0 --init DIR --device cpu
+    python scripts/verifier_calibration.py --pairs FILE
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
-import hashlib
-import json
 import math
 import random
 import sys
 import time
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from rich.progress import Progress, TextColumn, track
+from rich.progress import Progress, TextColumn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from threadline.rag.cache.calibration import (  # noqa: E402
-    Calibration,
-    Groups,
-    ScoredQuery,
-    duplicate_groups,
-)
+from verifier_calibration import MemoScorer, calibrate, calibrated_on, show  # noqa: E402
+from verifier_data import Features, Pair, load_pairs, split  # noqa: E402
+
+from threadline.rag.cache.calibration import duplicate_groups  # noqa: E402
 from threadline.rag.cache.cross_model import CrossModel  # noqa: E402
 from threadline.rag.cache.learned import ARTIFACT_DIR, save_artifact  # noqa: E402
-from threadline.rag.embedder import MiniLMEmbedder, model_dir  # noqa: E402
-from threadline.rag.vectors import normalise_prompt  # noqa: E402
-
-CACHE = ROOT / ".cache" / "cache-verifier"
-
-
-@dataclass(frozen=True)
-class Pair:
-    a: str
-    b: str
-    duplicate: bool
-
-
-def load_pairs(path: Path) -> list[Pair]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        return [Pair(r["a"], r["b"], bool(r["duplicate"])) for r in map(json.loads, f)]
-
-
-def write_pairs(path: Path, pairs: list[Pair]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(path, "wt", encoding="utf-8") as f:
-        for p in pairs:
-            f.write(json.dumps({"a": p.a, "b": p.b, "duplicate": p.duplicate}) + "\n")
-
-
-def split(pairs: list[Pair], seed: int) -> tuple[list[Pair], list[Pair], list[Pair]]:
-    """Train / calibration / test by connected group of questions, deterministic."""
-    groups = Groups()
-    for p in pairs:
-        groups.join(normalise_prompt(p.a), normalise_prompt(p.b))
-    parts: tuple[list[Pair], list[Pair], list[Pair]] = ([], [], [])
-    for p in pairs:
-        root = groups.find(normalise_prompt(p.a))
-        digest = hashlib.sha256(f"{seed}:{root}".encode()).digest()
-        u = int.from_bytes(digest[:8], "big") / 2**64
-        parts[0 if u < 0.7 else 1 if u < 0.8 else 2].append(p)
-    return parts
-
-
-class Features:
-    """The MiniLM sentence vector of every distinct question, computed once and cached."""
-
-    def __init__(self, texts: list[str], cache: Path = CACHE, device: str = "cpu") -> None:
-        self.device = device
-        cache.mkdir(parents=True, exist_ok=True)
-        wanted = set(texts)
-        if not (cache / "texts.json").exists() or not wanted <= set(
-            json.loads((cache / "texts.json").read_text())
-        ):
-            self._compute(sorted(wanted), cache)
-        known = json.loads((cache / "texts.json").read_text())
-        self.index = {t: i for i, t in enumerate(known)}
-        self.sent = torch.from_numpy(np.load(cache / "sent.npy"))
-
-    def _compute(self, texts: list[str], cache: Path) -> None:
-        print(f"embedding {len(texts)} questions (once; kept in {cache})", flush=True)
-        embedder = MiniLMEmbedder(
-            batch_size=128 if self.device == "cpu" else 1024, device=self.device
-        )
-        parts = []
-        for i in track(range(0, len(texts), 2048), description="embedding"):
-            parts.append(embedder.embed_sync(texts[i : i + 2048]))
-        np.save(cache / "sent.npy", np.concatenate(parts))
-        (cache / "texts.json").write_text(json.dumps(texts))
+from threadline.rag.embedder import model_dir  # noqa: E402
 
 
 def closure_positives(pairs: list[Pair], per_group: int = 6) -> list[Pair]:
@@ -201,83 +132,6 @@ def _batches(pairs: list[Pair], rng: random.Random, size: int) -> list[list[Pair
     return batches
 
 
-def score_pairs(model: CrossModel, asked: list[str], cached: list[str]) -> list[float]:
-    """The verifier's score of each (asked, cached) pair, as at run time."""
-    model.eval()
-    order = sorted(range(len(asked)), key=lambda i: len(asked[i]) + len(cached[i]))
-    scores = [0.0] * len(asked)
-    size = 64 if model.device.type == "cpu" else 512
-    for i in track(range(0, len(order), size), description="scoring"):
-        rows = order[i : i + size]
-        with model.autocast():
-            found = model.probabilities([asked[r] for r in rows], [cached[r] for r in rows])
-        for r, score in zip(rows, found, strict=True):
-            scores[r] = score
-    return scores
-
-
-def cache_run(
-    model: CrossModel, pairs: list[Pair], feats: Features, k: int, min_cosine: float
-) -> tuple[list[ScoredQuery], list[str]]:
-    """Every `a` cached, every `b` asked: the best candidate's score per question, whether
-    serving it would be right (the question itself or a duplicate of it by the labels,
-    directly or through a chain of them), and which it was."""
-    same = duplicate_groups(
-        (normalise_prompt(p.a), normalise_prompt(p.b), p.duplicate) for p in pairs
-    )
-    entries: dict[str, str] = {}
-    for p in pairs:
-        entries.setdefault(normalise_prompt(p.a), p.a)
-    keys = list(entries)
-    matrix = feats.sent[[feats.index[entries[k_]] for k_ in keys]]
-    asks, found, where = [], [], []
-    for i in range(0, len(pairs), 1024):
-        chunk = pairs[i : i + 1024]
-        top = (feats.sent[[feats.index[p.b] for p in chunk]] @ matrix.T).topk(k, dim=1)
-        for row, p in enumerate(chunk):
-            if normalise_prompt(p.b) in entries:
-                continue  # an exact hit: no verifier
-            for cos, col in zip(top.values[row].tolist(), top.indices[row].tolist(), strict=True):
-                if cos >= min_cosine:
-                    asks.append(p.b)
-                    found.append(entries[keys[col]])
-                    where.append((i + row, keys[col]))
-    scores = score_pairs(model, asks, found)
-    best: dict[int, tuple[float, str]] = {}
-    for (row, key), s in zip(where, scores, strict=True):
-        if row not in best or s > best[row][0]:
-            best[row] = (s, key)
-    out, served = [], []
-    for row, p in enumerate(pairs):
-        b = normalise_prompt(p.b)
-        score, key = (1.0, b) if b in entries else best.get(row, (0.0, ""))
-        right = key == b or (key != "" and same[key] == same[b])
-        out.append(ScoredQuery(score, right, p.duplicate))
-        served.append(key)
-    return out, served
-
-
-def record(path: Path, run: list[ScoredQuery], served: list[str]) -> None:
-    """One row per asked question, in the split's order: score, right, duplicate, served."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rows = [[q.score, q.right, q.duplicate, key] for q, key in zip(run, served, strict=True)]
-    path.write_text(json.dumps(rows))
-
-
-def report(name: str, run: list[ScoredQuery], calibration: Calibration) -> None:
-    for rate in (0.02, 0.03, 0.05, 0.10):
-        t = calibration.threshold(rate)
-        hits = [q for q in run if q.score >= t]
-        right = sum(q.right for q in hits)
-        dup_hits = sum(q.right and q.duplicate for q in hits)
-        dups = sum(q.duplicate for q in run)
-        precision = right / len(hits) if hits else 1.0
-        print(
-            f"  {name} false-hit rate {rate:.2f}: threshold {t:.3f}  precision {precision:.3f}"
-            f"  hit rate on duplicates {dup_hits / dups:.3f}  ({len(hits)} hits)"
-        )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pairs", type=Path, required=True)
@@ -296,12 +150,8 @@ def main() -> None:
         "--implied", type=int, default=6, help="implied duplicates per duplicate group"
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument(
-        "--record",
-        type=Path,
-        default=CACHE,
-        help="where the calibration and test runs go (score, judged right, served question)",
-    )
+    parser.add_argument("--split-seed", type=int, default=7, help="the held-out sets' seed")
+    parser.add_argument("--cache-size", type=int, default=16000, help="entries at calibration")
     parser.add_argument(
         "--max-pairs",
         type=int,
@@ -318,13 +168,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     started = time.time()
     pairs = load_pairs(args.pairs)
-    train_set, calib_set, test_set = split(pairs, args.seed)
-    print(
-        f"{len(pairs)} pairs: train {len(train_set)}, calibrate {len(calib_set)}, "
-        f"test {len(test_set)}",
-        flush=True,
-    )
-    write_pairs(CACHE / "test_pairs.jsonl.gz", test_set)  # for benchmarks/cache_quality.py
+    train_set, held_out = split(pairs, args.seed)
+    print(f"{len(pairs)} pairs: train {len(train_set)}, held out {len(held_out)}", flush=True)
     feats = Features([t for p in pairs for t in (p.a, p.b)], device=args.device)
     extra = mined_negatives(train_set, feats, args.negatives) + closure_positives(
         train_set, args.implied
@@ -348,17 +193,27 @@ def main() -> None:
         for parameter in model.parameters():
             if parameter.requires_grad:
                 parameter.copy_(parameter.half().float())
-    calib_run, calib_served = cache_run(model, calib_set, feats, args.neighbours, args.min_cosine)
-    calibration = Calibration.fit(calib_run)
-    record(args.record / "calibration_run.json", calib_run, calib_served)
-    save_artifact(
-        args.out, model, calibration, neighbours=args.neighbours, min_cosine=args.min_cosine
+    others = sorted({p.a for p in train_set})  # the cache's other entries at calibration
+    random.Random(args.split_seed).shuffle(others)
+    calibrations, reports = calibrate(
+        held_out,
+        others,
+        feats,
+        MemoScorer(model),
+        seed=args.split_seed,
+        neighbours=args.neighbours,
+        min_cosine=args.min_cosine,
+        cache_size=args.cache_size,
     )
-    report("calibration", calib_run, calibration)
-    print(f"held-out test, {len(test_set)} pairs, every a cached and every b asked:")
-    test_run, test_served = cache_run(model, test_set, feats, args.neighbours, args.min_cosine)
-    report("test", test_run, calibration)
-    record(args.record / "test_run.json", test_run, test_served)
+    rows = show(calibrations, reports)
+    save_artifact(
+        args.out,
+        model,
+        calibrations,
+        neighbours=args.neighbours,
+        min_cosine=args.min_cosine,
+        calibrated_on=calibrated_on(args, len(held_out), rows),
+    )
     print(f"done in {time.time() - started:.0f}s; artifact in {args.out}")
 
 

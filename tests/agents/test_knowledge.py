@@ -11,6 +11,8 @@ import dataclasses
 import json
 from typing import Any
 
+import pytest
+
 from threadline.demo import support
 from threadline.ledger import Ledger
 from threadline.rag import looks_personal
@@ -125,6 +127,31 @@ async def test_answers_are_shared_by_one_user_unless_the_knowledge_says_otherwis
         async with chat.sessions.engine.pool.acquire() as conn:
             prompts = await conn.fetch("SELECT prompt FROM threadline.cache_entries")
         assert [r["prompt"] for r in prompts] == [question, question]  # one per user, no email
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        {"personal": lambda text: "1 year" in text},  # found in the answer, not the question
+        {"keep_answer": lambda question, answer: "leak sensor" not in answer},
+    ],
+    ids=["personal data in the answer", "the agent's own rule"],
+)
+async def test_an_answer_the_agents_policy_turns_down_is_not_kept(
+    database_url: str, policy: dict[str, Any]
+) -> None:
+    assert support.knowledge is not None
+    knowledge = dataclasses.replace(support.knowledge, share_answers="tenant", **policy)
+    agent = dataclasses.replace(support, knowledge=knowledge, show_cached=True)
+    async with chat_server(database_url, [agent]) as chat:
+        question = "What is the warranty on the leak sensor?"
+        for _ in range(2):
+            text, cached = answer(await ask(chat, await chat.new_session("support"), question, 1))
+            assert "1 year on the leak sensor" in text and not cached
+        statuses = [r["status"] for r in await Ledger(chat.sessions.engine.pool).calls()]
+        assert statuses == ["ok", "ok"]
+        async with chat.sessions.engine.pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM threadline.cache_entries") == 0
 
 
 def test_what_looks_personal() -> None:

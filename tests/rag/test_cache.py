@@ -54,6 +54,40 @@ async def test_exact_repeat_hits_after_normalisation(cache: SemanticCache) -> No
     assert entry.hits == 1 and entry.saved_usd == Decimal("0.01")
 
 
+@pytest.mark.parametrize(
+    ("asked", "hits"),
+    [
+        ("Hi, how do I reset the water filter counter?!", False),  # a word more: not a repeat
+        ("How do I reset the water-filter counter?", False),  # inside a word: kept
+        ("how do i reset... the water filter counter", True),
+        ("“How do I reset the water filter counter”", True),
+        ("How, do I reset the water filter counter", True),
+    ],
+)
+async def test_near_exact_repeats_hit_without_the_verifier(
+    pool: asyncpg.Pool, embedder: HashEmbedder, asked: str, hits: bool
+) -> None:
+    """Punctuation at the edges of words is not part of the question: such a repeat is an
+    exact hit (no embedding, no verifier); punctuation inside a word is kept."""
+    cache = SemanticCache(pool, embedder=ExactFirstEmbedder(embedder.dimensions))
+    await cache.store(QUESTION, "Hold the button for 3 seconds.", FAQ)
+    decision = await cache.decide(asked, FAQ)
+    exact = decision.hit is not None and decision.hit.exact
+    assert exact is hits
+    if exact:
+        assert decision.verify_ms == 0.0 and decision.latency_ms > 0.0
+
+
+async def test_a_lookup_reports_the_verifiers_time_apart(
+    cache: SemanticCache,
+) -> None:
+    await cache.store(QUESTION, "Hold the button for 3 seconds.", FAQ)
+    decision = await cache.decide("how do I reset the water filter counter please", FAQ)
+    assert decision.hit is not None and not decision.hit.exact
+    assert 0.0 < decision.verify_ms <= decision.latency_ms
+    assert decision.hit.verify_ms == decision.verify_ms
+
+
 async def test_counting_hits_leaves_the_entry_and_its_vector_in_place(
     cache: SemanticCache, pool: asyncpg.Pool
 ) -> None:

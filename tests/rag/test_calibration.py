@@ -7,6 +7,7 @@ import random
 from threadline.rag.cache.calibration import (
     NEVER,
     Calibration,
+    Calibrations,
     ScoredQuery,
     duplicate_groups,
     wilson_upper,
@@ -58,3 +59,20 @@ def test_duplicates_are_read_through_chains_of_labels_and_never_across_a_non_dup
     assert python == {groups["how can i learn python"]}  # a~b, b~c: a~c
     assert groups["how do i learn java"] == groups["best way to learn java"]
     assert groups["how do i learn java"] != groups["how do i learn python"]
+
+
+def test_the_strictest_of_several_calibrations_is_kept_and_old_artifacts_still_load() -> None:
+    """A promise calibrated two ways (by question group, by pair) holds on the worse."""
+    easy = Calibration.fit(_run())
+    rng = random.Random(5)
+    harder = Calibration.fit(
+        [ScoredQuery(s, rng.random() < s**4, True) for s in (rng.random() for _ in range(4000))]
+    )
+    both = Calibrations({"by_group": easy, "by_pair": harder})
+    for rate in (0.3, 0.2, 0.1):
+        assert both.threshold(rate) == max(easy.threshold(rate), harder.threshold(rate))
+        assert harder.threshold(rate) > easy.threshold(rate)
+    again = Calibrations.from_json(both.to_json())
+    assert again.threshold(0.2) == both.threshold(0.2)
+    old = Calibrations.from_json(easy.to_json())  # one table, as artifacts held it
+    assert old.threshold(0.2) == easy.threshold(0.2)

@@ -255,8 +255,11 @@ class Turn:
         passages is: one that cites none of them (nothing was retrieved, or the model found
         nothing in them, refused, or offered a human) would be served again to everyone who
         asks, long after the documents gained the answer; the cache also refuses text that
-        says it has no answer (`is_non_answer`)."""
+        says it has no answer (`is_non_answer`); the knowledge refuses an answer its
+        `personal` rule finds personal data in, or its `keep_answer` rule turns down."""
         if not passages or not cites(response.text, len(passages)):
+            return False
+        if not knowledge.may_keep(self.text, response.text):
             return False
 
         async def store() -> bool:

@@ -195,6 +195,9 @@ def cache_test(
             f"{score:.3f}",
         )
     console.print(table)
+    console.print(
+        f"lookup {decision.latency_ms:.1f} ms, of which the verifier {decision.verify_ms:.1f} ms"
+    )
     hit = decision.hit
     if hit is None:
         console.print("[bold]miss[/bold]")

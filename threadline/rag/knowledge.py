@@ -77,7 +77,11 @@ class Knowledge:
     (an anonymous session is a user of its own), so that no one learns from an instant answer
     what someone else asked; `"tenant"` — everyone of the tenant, for answers that do not
     depend on who asks (a public manual). A question `personal` says is personal is neither
-    looked up nor cached (`looks_personal`: an email address, a long number)."""
+    looked up nor cached (`looks_personal`: an email address, a long number), nor is an
+    answer it finds personal data in. `keep_answer(question, answer)`: the agent's own rule
+    of which answers may be kept (beyond the cache's: never a non-answer, a refusal, an
+    error, a cut-short or tool-using answer, one that cites no passage).
+    `ttl`: how long a kept answer is served; a changed document drops it at once."""
 
     path: Path
     collection: str
@@ -88,6 +92,7 @@ class Knowledge:
     embedder: Embedder | None = None
     share_answers: Literal["user", "tenant"] = "user"
     personal: Callable[[str], bool] | None = looks_personal
+    keep_answer: Callable[[str, str], bool] | None = None
     _bound: dict[int, BoundKnowledge] = field(default_factory=dict, compare=False, repr=False)
 
     def on(self, pool: asyncpg.Pool) -> BoundKnowledge:
@@ -142,6 +147,14 @@ class BoundKnowledge:
         """Whether the cache may answer or keep this question at all."""
         personal = self.knowledge.personal
         return self.knowledge.cache and not (personal is not None and personal(question))
+
+    def may_keep(self, question: str, answer: str) -> bool:
+        """Whether this answer to a cacheable question may be kept: no personal data in it
+        (by the `personal` rule) and the agent's `keep_answer` rule, if any, agrees."""
+        personal, keep = self.knowledge.personal, self.knowledge.keep_answer
+        if personal is not None and personal(answer):
+            return False
+        return keep is None or keep(question, answer)
 
 
 def _digest(text: str) -> str:

@@ -23,9 +23,17 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
+# Punctuation that stands at a word's edge: sentence marks, not the insides of "tl-4471",
+# "1.5" or "what's", which can change what is asked.
+_MARKS = r"""[,.;:!?"'()\[\]…–—-]+"""
+_EDGE_PUNCTUATION = re.compile(rf"(?:(?<=\s)|^){_MARKS}|{_MARKS}(?=\s|$)")
+
+
 def normalise_prompt(text: str) -> str:
-    """What the exact-match path compares: NFKC, case-folded, whitespace collapsed and
-    trailing punctuation dropped ("How do I reset it?" == "how do i reset it")."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    text = re.sub(r"\s+", " ", text).strip()
-    return text.rstrip("?!. ")
+    """What the exact-match path compares, so that a repeat costs no model: NFKC,
+    case-folded, punctuation at the edges of words dropped and whitespace collapsed
+    ("How do I reset it?" == "how do i reset it", "Hi, what's E7?!" == "hi what's e7")."""
+    text = unicodedata.normalize("NFKC", text).casefold().translate(_QUOTES)
+    text = _EDGE_PUNCTUATION.sub(" ", text)
+    return re.sub(r"\s+", " ", text).strip()

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Calibration", "Groups", "ScoredQuery", "duplicate_groups"]
+__all__ = ["Calibration", "Calibrations", "Groups", "ScoredQuery", "duplicate_groups"]
 
 _Z = 1.645  # one-sided 95 %
 NEVER = 1.01  # a threshold no score reaches
@@ -90,6 +90,30 @@ class Calibration:
         return cls(
             [Point(float(d["threshold"]), int(d["hits"]), int(d["false_hits"])) for d in data]
         )
+
+
+class Calibrations:
+    """Several calibrations of one verifier, each on its own held-out questions (split by
+    question group, split by pair); a rate's threshold is the strictest of theirs, so the
+    promise holds on the worse of them."""
+
+    def __init__(self, tables: dict[str, Calibration]) -> None:
+        if not tables:
+            raise ValueError("no calibration")
+        self.tables = tables
+
+    def threshold(self, false_hit_rate: float) -> float:
+        return max(table.threshold(false_hit_rate) for table in self.tables.values())
+
+    def to_json(self) -> dict[str, list[dict[str, Any]]]:
+        return {name: table.to_json() for name, table in self.tables.items()}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Calibrations:
+        """From `to_json`'s form, or one table (a list: what older artifacts hold)."""
+        if isinstance(data, list):
+            return cls({"calibration": Calibration.from_json(data)})
+        return cls({name: Calibration.from_json(table) for name, table in data.items()})
 
 
 class Groups:

@@ -15,7 +15,7 @@ import numpy as np
 
 from ...errors import ConfigurationError
 from ..embedder import model_dir
-from .calibration import Calibration
+from .calibration import Calibrations
 from .verifier import Candidate, HitVerifier
 
 __all__ = ["ARTIFACT_DIR", "LearnedVerifier", "save_artifact"]
@@ -33,7 +33,7 @@ class LearnedVerifier(HitVerifier):
                 f"no trained verifier in {folder}: run scripts/train_cache_verifier.py"
             )
         self.meta: dict[str, Any] = json.loads(meta_path.read_text())
-        self.calibration = Calibration.from_json(self.meta["calibration"])
+        self.calibration = Calibrations.from_json(self.meta["calibration"])
         self.min_cosine = float(self.meta["min_cosine"])
         self.neighbours = int(self.meta["neighbours"])
         self._folder = folder
@@ -83,7 +83,13 @@ class LearnedVerifier(HitVerifier):
 
 
 def save_artifact(
-    folder: Path, model: Any, calibration: Calibration, *, neighbours: int, min_cosine: float
+    folder: Path,
+    model: Any,
+    calibration: Calibrations,
+    *,
+    neighbours: int,
+    min_cosine: float,
+    calibrated_on: dict[str, Any] | None = None,
 ) -> None:
     """The trained part as float16 .npz (no pickle) and a JSON of config and calibration."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -96,6 +102,7 @@ def save_artifact(
         "config": model.config(),
         "neighbours": neighbours,
         "min_cosine": min_cosine,
+        "calibrated_on": calibrated_on or {},
         "calibration": calibration.to_json(),
     }
     (folder / "verifier.json").write_text(json.dumps(meta, indent=1) + "\n")

@@ -36,7 +36,8 @@ class CacheHit:
     answer: CachedAnswer
     exact: bool
     score: float  # 1.0 for an exact match
-    latency_ms: float
+    latency_ms: float  # the whole lookup
+    verify_ms: float = 0.0  # of which the verifier's scoring (0 for an exact match)
 
     @property
     def saved_usd(self) -> Decimal:
@@ -50,6 +51,8 @@ class CacheDecision:
     hit: CacheHit | None
     threshold: float
     candidates: list[tuple[Candidate, float]] = field(default_factory=list)  # (found, score)
+    latency_ms: float = 0.0  # the whole lookup
+    verify_ms: float = 0.0  # of which the verifier's scoring
 
 
 class SemanticCache:
@@ -109,14 +112,18 @@ class SemanticCache:
                 vector = await self.embedder.embed_one(prompt)
                 candidates = await self._entries.nearest(key, vector, k, floor)
         if exact is not None:
-            return CacheDecision(CacheHit(exact, True, 1.0, _ms(started)), threshold)
+            took = _ms(started)
+            return CacheDecision(CacheHit(exact, True, 1.0, took), threshold, latency_ms=took)
         if not candidates:
-            return CacheDecision(None, threshold)
+            return CacheDecision(None, threshold, latency_ms=_ms(started))
+        verifying = time.perf_counter()
         scores = await self._score(prompt, [c for c, _ in candidates])
+        verify_ms, took = _ms(verifying), _ms(started)
         ranked = sorted(zip(candidates, scores, strict=True), key=lambda cs: -cs[1])
         (_, answer), score = ranked[0]
-        hit = CacheHit(answer, False, score, _ms(started)) if score >= threshold else None
-        return CacheDecision(hit, threshold, [(c, s) for (c, _), s in ranked])
+        hit = CacheHit(answer, False, score, took, verify_ms) if score >= threshold else None
+        found = [(c, s) for (c, _), s in ranked]
+        return CacheDecision(hit, threshold, found, latency_ms=took, verify_ms=verify_ms)
 
     async def _score(self, prompt: str, candidates: Sequence[Candidate]) -> list[float]:
         if isinstance(self.verifier, CosineVerifier):
