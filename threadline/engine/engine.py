@@ -318,16 +318,21 @@ class Engine:
     async def result(self, run_id: str, timeout: float | None = None) -> Any:
         """The run's result; raises WorkflowFailed / WorkflowCancelled / TimeoutError."""
 
-        def local() -> bool:
-            return self.worker is not None and run_id in self.worker.active
-
         async with asyncio.timeout(timeout):
-            outcome = await self._waiters.outcome(
-                run_id,
-                local,
-                lambda: self._query("run status", lambda conn: store.outcome(conn, run_id)),
-            )
-        return unwrap(run_id, outcome)
+            while True:
+                fut, outcome = self._waiters.expect(run_id)
+                if outcome is None and (self.worker is None or run_id not in self.worker.active):
+                    outcome = await self._fetch_outcome(run_id)  # not running here: ask
+                if outcome is None:
+                    try:
+                        outcome = await asyncio.wait_for(asyncio.shield(fut), 5.0)
+                    except TimeoutError:
+                        outcome = None
+                if outcome is not None:
+                    return unwrap(run_id, outcome)
+
+    async def _fetch_outcome(self, run_id: str) -> Outcome | None:
+        return await self._query("run status", lambda conn: store.outcome(conn, run_id))
 
     # -- messages, cancellation, events -------------------------------------------------------
 

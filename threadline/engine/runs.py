@@ -119,27 +119,14 @@ class Waiters:
         self._finished.clear()
         self._events.clear()
 
-    async def outcome(
-        self,
-        run_id: str,
-        local: Callable[[], bool],
-        fetch: Callable[[], Awaitable[Outcome | None]],
-    ) -> Outcome:
-        """The run's outcome, once it has one. `local`: whether the run runs here (its
-        outcome then comes from the worker); `fetch` reads it (None: not finished)."""
-        while True:
-            fut: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
-            self._results[run_id].append(fut)
-            outcome = self._finished.get(run_id)
-            if outcome is None and not local():
-                outcome = await fetch()
-            if outcome is None:
-                try:
-                    outcome = await asyncio.wait_for(asyncio.shield(fut), 5.0)
-                except TimeoutError:
-                    outcome = None
-            if outcome is not None:
-                return outcome
+    def expect(self, run_id: str) -> tuple[asyncio.Future[Outcome | None], Outcome | None]:
+        """A future the run's outcome (or None: look again) will be set on, and the outcome
+        already known here, if the run finished here lately. `Engine.result` waits on it;
+        no closure or coroutine of its own per wait (a run's result is awaited on the hot
+        path, and what it allocates makes the young collections run more often)."""
+        fut: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
+        self._results[run_id].append(fut)
+        return fut, self._finished.get(run_id)
 
     async def events(
         self,
