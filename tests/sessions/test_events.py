@@ -328,3 +328,26 @@ async def test_pieces_a_reader_took_wait_for_the_log_and_join_in_one_row(
         await log.drain()
         assert asyncio.get_running_loop().time() - started < LIVE_LOG_HOLD_S / 2
         assert [e.piece for e in committed] == [Piece("t:1", 5, 6), Piece("t:1", 7, 8)]
+
+
+async def test_a_live_listener_given_as_a_bound_method_is_removed(database_url: str) -> None:
+    """A hub registers `self.deliver_live` and removes it by the same expression: a new
+    bound-method object each time, equal to the first but not the same object."""
+
+    class Reader:
+        def __init__(self) -> None:
+            self.seen: list[Live] = []
+
+        def deliver_live(self, live: Live) -> bool:
+            self.seen.append(live)
+            return True
+
+    async with Engine(database_url, worker=False) as engine:
+        session = (await Sessions(engine, [echo]).create("echo")).id
+        log, reader = EventLog(engine.pool), Reader()
+        log.watch_live(reader.deliver_live)
+        log.post(session, "message.start", {"turn_id": "t:1", "ts": 1.0})
+        log.unwatch_live(reader.deliver_live)
+        log.post(session, "message.delta", {"turn_id": "t:1", "text": "ab", "offset": 0})
+        await log.drain()
+        assert [live.type for live in reader.seen] == ["message.start"]

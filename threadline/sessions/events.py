@@ -98,7 +98,7 @@ class EventLog:
         self._live = (*self._live, listener)
 
     def unwatch_live(self, listener: LiveListener) -> None:
-        self._live = tuple(known for known in self._live if known is not listener)
+        self._live = tuple(known for known in self._live if known != listener)
 
     def append(
         self, session_id: str, type: str, data: dict[str, Any], key: str | None = None
