@@ -26,11 +26,9 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import math
 import statistics
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,25 +39,11 @@ from threadline import Engine, db  # noqa: E402
 from threadline.loop import run as run_loop  # noqa: E402
 from threadline.rag import CacheScope, HashEmbedder, SemanticCache, default_embedder  # noqa: E402
 from threadline.rag.cache import CosineVerifier  # noqa: E402
-from threadline.rag.cache.calibration import duplicate_groups  # noqa: E402
+from threadline.rag.cache.judging import Asked, Judge, at_threshold  # noqa: E402
 from threadline.rag.vectors import normalise_prompt  # noqa: E402
 
 SCOPE = CacheScope(agent="cache-quality", prompt_version="1")
 RATES = (0.01, 0.02, 0.05)
-
-
-@dataclass(frozen=True)
-class Asked:
-    """One asked question: what the cache found for it, and how the labels judge that."""
-
-    exact: bool
-    score: float  # the best candidate's (1.0 exact, 0.0 none)
-    right: bool  # serving it would be right (chains of labels)
-    direct: bool  # ... by a direct label (or the same question)
-    unlabelled: bool  # wrong because the labels say nothing about the two
-    duplicate: bool  # the pair is labelled duplicate
-    latency_ms: float
-    verify_ms: float
 
 
 def load_pairs(path: Path, limit: int | None) -> list[dict[str, Any]]:
@@ -69,88 +53,31 @@ def load_pairs(path: Path, limit: int | None) -> list[dict[str, Any]]:
     return pairs[:limit] if limit else pairs
 
 
-def labels(pairs: list[dict[str, Any]]) -> dict[tuple[str, str], bool]:
-    """(cached question, asked question) -> duplicate, both normalised; either order."""
-    found: dict[tuple[str, str], bool] = {}
-    for p in pairs:
-        a, b = normalise_prompt(p["a"]), normalise_prompt(p["b"])
-        for key in ((a, b), (b, a)):
-            found[key] = found.get(key, False) or bool(p["duplicate"])
-    return found
-
-
-async def ask_all(cache: SemanticCache, pairs: list[dict[str, Any]], quiet: bool) -> list[Asked]:
+async def ask_all(
+    cache: SemanticCache, pairs: list[dict[str, Any]], quiet: bool
+) -> tuple[list[Asked], list[tuple[float, float]]]:
+    """Every `a` cached, every `b` asked: what the cache found for each, judged, and each
+    lookup's time and its verifier's (ms)."""
     entries = {normalise_prompt(p["a"]): p["a"] for p in pairs}
     started = time.perf_counter()
     await cache.store_many([(a, a) for a in entries.values()], SCOPE)
     if not quiet:
         print(f"cached {len(entries)} questions in {time.perf_counter() - started:.0f}s")
-    known = labels(pairs)
-    groups = duplicate_groups(
-        (normalise_prompt(p["a"]), normalise_prompt(p["b"]), bool(p["duplicate"])) for p in pairs
-    )
-    asked = []
+    judge = Judge((p["a"], p["b"], bool(p["duplicate"])) for p in pairs)
+    asked, timings = [], []
     for i, p in enumerate(pairs):
         decision = await cache.decide(p["b"], SCOPE)
-        best = decision.hit.answer if decision.hit else None
         exact = bool(decision.hit and decision.hit.exact)
+        best = decision.hit.answer if decision.hit else None
+        if best is None and decision.candidates:  # judged as if served (a lower threshold)
+            best = await cache.get(decision.candidates[0][0].entry_id)
         score = 1.0 if exact else decision.candidates[0][1] if decision.candidates else 0.0
-        if best is None and decision.candidates:
-            entry_id = decision.candidates[0][0].entry_id
-            best = await cache.get(entry_id)
-        served = normalise_prompt(best.answer) if best else ""
-        b = normalise_prompt(p["b"])
-        right = served == b or (served != "" and groups.get(served, -1) == groups.get(b, -2))
-        direct = served == b or known.get((served, b), False)
-        unlabelled = served != "" and not right and (served, b) not in known
-        asked.append(
-            Asked(
-                exact,
-                score,
-                right,
-                direct,
-                unlabelled,
-                bool(p["duplicate"]),
-                decision.latency_ms,
-                decision.verify_ms,
-            )
-        )
+        verdict = judge.verdict(best.answer if best else "", p["b"])
+        asked.append(Asked(score, exact, verdict, bool(p["duplicate"])))
+        timings.append((decision.latency_ms, decision.verify_ms))
         if not quiet and (i + 1) % 1000 == 0:
             print(f"  asked {i + 1}")
-    return asked
-
-
-def promised_upper(rate: float, hits: int) -> float:
-    """The top of the 95 % interval of the share of false hits among `hits` hits, if each
-    is false with probability `rate` (normal approximation)."""
-    return rate + 1.96 * math.sqrt(rate * (1 - rate) / max(hits, 1))
-
-
-def at_threshold(asked: list[Asked], rate: float, threshold: float) -> dict[str, Any]:
-    hits = [q for q in asked if q.exact or (q.score > 0 and q.score >= threshold)]
-    n, right = len(hits), sum(q.right for q in hits)
-    unlabelled = sum(q.unlabelled for q in hits)
-    duplicates = sum(q.duplicate for q in asked)
-    measured = (n - right) / n if n else 0.0
-    return {
-        "false_hit_rate": rate,
-        "threshold": round(threshold, 4),
-        "hits": n,
-        "exact_hits": sum(q.exact for q in hits),
-        "false_hits": n - right,
-        "false_hits_unlabelled": unlabelled,
-        "false_hit_rate_measured": round(measured, 4),
-        "promised_upper": round(promised_upper(rate, n), 4),
-        "within_promise": measured <= promised_upper(rate, n),
-        "precision": round(right / n, 4) if n else 1.0,
-        "precision_direct": round(sum(q.direct for q in hits) / n, 4) if n else 1.0,
-        # Unlabelled hits served a cached question the labels say nothing about: often the
-        # same question in other words (counted wrong above); here left out.
-        "precision_judged": round(right / (n - unlabelled), 4) if n > unlabelled else 1.0,
-        "hit_rate": round(sum(q.right and q.duplicate for q in hits) / duplicates, 4)
-        if duplicates
-        else 0.0,
-    }
+    return asked, timings
 
 
 def _quantiles(values: list[float]) -> dict[str, float]:
@@ -160,18 +87,23 @@ def _quantiles(values: list[float]) -> dict[str, float]:
     return {"n": len(values), "p50": round(statistics.median(values), 2), "p99": round(cuts[98], 2)}
 
 
-def summary(cache: SemanticCache, asked: list[Asked], rates: list[float]) -> dict[str, Any]:
-    exact = [q.latency_ms for q in asked if q.exact]
-    verified = [q for q in asked if not q.exact and q.score > 0]
+def summary(
+    cache: SemanticCache,
+    asked: list[Asked],
+    timings: list[tuple[float, float]],
+    rates: list[float],
+) -> dict[str, Any]:
+    exact = [total for q, (total, _) in zip(asked, timings, strict=True) if q.exact]
+    verified = [t for q, t in zip(asked, timings, strict=True) if not q.exact and q.score > 0]
     return {
         "pairs": len(asked),
         "duplicates": sum(q.duplicate for q in asked),
         "verifier": cache.verifier.name,
         "rates": [at_threshold(asked, r, cache.verifier.threshold(r)) for r in rates],
-        "lookup_ms": _quantiles([q.latency_ms for q in asked]),
+        "lookup_ms": _quantiles([total for total, _ in timings]),
         "lookup_exact_ms": _quantiles(exact),
-        "lookup_verified_ms": _quantiles([q.latency_ms for q in verified]),
-        "verifier_ms": _quantiles([q.verify_ms for q in verified]),
+        "lookup_verified_ms": _quantiles([total for total, _ in verified]),
+        "verifier_ms": _quantiles([verify for _, verify in verified]),
     }
 
 
@@ -194,10 +126,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for path in args.pairs:
             await engine.pool.execute(clear, SCOPE.key)
             try:
-                asked = await ask_all(cache, load_pairs(path, args.limit), args.json)
+                asked, timings = await ask_all(cache, load_pairs(path, args.limit), args.json)
             finally:
                 await engine.pool.execute(clear, SCOPE.key)
-            results[path.name] = summary(cache, asked, args.rates)
+            results[path.name] = summary(cache, asked, timings, args.rates)
     return results
 
 

@@ -25,12 +25,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import random
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,33 +39,14 @@ sys.path.insert(0, str(ROOT))
 
 from verifier_data import CACHE, Features, Pair, load_pairs, split, write_pairs  # noqa: E402
 
-from threadline.rag.cache.calibration import (  # noqa: E402
-    Calibration,
-    Calibrations,
-    Groups,
-    ScoredQuery,
-    duplicate_groups,
-)
+from threadline.rag.cache.calibration import Calibration, Calibrations, Groups  # noqa: E402
 from threadline.rag.cache.cross_model import CrossModel  # noqa: E402
+from threadline.rag.cache.judging import Asked, Judge, at_threshold  # noqa: E402
 from threadline.rag.cache.learned import ARTIFACT_DIR, LearnedVerifier  # noqa: E402
 from threadline.rag.vectors import normalise_prompt  # noqa: E402
 
 RATES = (0.01, 0.02, 0.05, 0.10)
 Scorer = Callable[[list[str], list[str]], list[float]]
-
-
-@dataclass(frozen=True)
-class Asked:
-    """One asked question of a cache run."""
-
-    score: float  # the best candidate's score (1.0 exact, 0.0 none)
-    exact: bool
-    right: bool  # serving it is right: the question itself or a duplicate (chains of labels)
-    unlabelled: bool  # wrong because the labels say nothing about the two
-    duplicate: bool  # the pair is labelled duplicate
-
-    def scored(self) -> ScoredQuery:
-        return ScoredQuery(self.score, self.right, self.duplicate)
 
 
 def _unit(text: str, seed: int) -> float:
@@ -132,13 +111,7 @@ def cache_run(
     min_cosine: float,
 ) -> list[Asked]:
     """Every `a` cached with `others`, every `b` asked: what the cache serves, judged."""
-    same = duplicate_groups(
-        (normalise_prompt(p.a), normalise_prompt(p.b), p.duplicate) for p in pairs
-    )
-    known: dict[tuple[str, str], bool] = {}
-    for p in pairs:
-        a, b = normalise_prompt(p.a), normalise_prompt(p.b)
-        known[(a, b)] = known[(b, a)] = known.get((a, b), False) or p.duplicate
+    judge = Judge((p.a, p.b, p.duplicate) for p in pairs)
     entries: dict[str, str] = {}
     for question in [p.a for p in pairs] + list(others):
         entries.setdefault(normalise_prompt(question), question)
@@ -162,36 +135,10 @@ def cache_run(
             best[row] = (score, key)
     out = []
     for row, p in enumerate(pairs):
-        b = normalise_prompt(p.b)
-        exact = b in entries
-        score, key = (1.0, b) if exact else best.get(row, (0.0, ""))
-        right = key == b or (key in same and same[key] == same[b])
-        unlabelled = key != "" and not right and (key, b) not in known
-        out.append(Asked(score, exact, right, unlabelled, p.duplicate))
+        exact = normalise_prompt(p.b) in entries
+        score, key = (1.0, p.b) if exact else best.get(row, (0.0, ""))
+        out.append(Asked(score, exact, judge.verdict(key, p.b), p.duplicate))
     return out
-
-
-def measure(run: list[Asked], threshold: float, rate: float) -> dict[str, Any]:
-    """What the cache serves at `threshold` on a run, against the `rate` it promises."""
-    hits = [q for q in run if q.exact or (q.score > 0 and q.score >= threshold)]
-    n, right = len(hits), sum(q.right for q in hits)
-    unlabelled = sum(q.unlabelled for q in hits)
-    measured = (n - right) / n if n else 0.0
-    upper = rate + 1.96 * math.sqrt(rate * (1 - rate) / max(n, 1))
-    duplicates = sum(q.duplicate for q in run)
-    return {
-        "rate": rate,
-        "threshold": round(threshold, 4),
-        "hits": n,
-        "exact": sum(q.exact for q in hits),
-        "false": n - right,
-        "unlabelled": unlabelled,
-        "measured": round(measured, 4),
-        "within": measured <= upper,
-        "precision": round(right / n, 4) if n else 1.0,
-        "judged": round(right / (n - unlabelled), 4) if n > unlabelled else 1.0,
-        "hit_rate": round(sum(q.right and q.duplicate for q in hits) / max(duplicates, 1), 4),
-    }
 
 
 def calibrate(
@@ -205,7 +152,7 @@ def calibrate(
     min_cosine: float,
     cache_size: int,
 ) -> tuple[Calibrations, dict[str, list[Asked]]]:
-    """Calibration by group and by pair; the report runs of each, for `measure`."""
+    """Calibration by group and by pair; the report runs of each, for `at_threshold`."""
     # By group: half the groups calibrate, half report. By pair: five sets of a fifth of the
     # pairs each (a fifth: a group's pairs are mostly elsewhere), two calibrate, three report.
     ways = {
@@ -232,7 +179,7 @@ def show(calibrations: Calibrations, reports: dict[str, list[Asked]]) -> list[di
         threshold = calibrations.threshold(rate)
         print(f"false-hit rate {rate:.2f}: thresholds {each} -> {threshold:.4f}")
         for name, run in reports.items():
-            row = {"set": f"report {name}"} | measure(run, threshold, rate)
+            row = {"set": f"report {name}"} | at_threshold(run, rate, threshold)
             rows.append(row)
             print("   ", json.dumps(row))
     return rows

@@ -12,6 +12,7 @@ from threadline.rag.cache.calibration import (
     duplicate_groups,
     wilson_upper,
 )
+from threadline.rag.cache.judging import Asked, Judge, Verdict, at_threshold
 
 
 def _run(n: int = 4000) -> list[ScoredQuery]:
@@ -76,3 +77,37 @@ def test_the_strictest_of_several_calibrations_is_kept_and_old_artifacts_still_l
     assert again.threshold(0.2) == both.threshold(0.2)
     old = Calibrations.from_json(easy.to_json())  # one table, as artifacts held it
     assert old.threshold(0.2) == easy.threshold(0.2)
+
+
+def test_a_served_question_is_judged_through_chains_of_labels_and_by_what_they_leave_out() -> None:
+    judge = Judge(
+        [
+            ("How do I learn Python?", "What is the best way to learn Python?", True),
+            ("What is the best way to learn Python?", "How can I learn Python?", True),
+            ("How do I learn Python?", "How do I learn Java?", False),
+        ]
+    )
+    asked = "How can I learn Python?"
+    assert judge.verdict("how can i learn python", asked) == Verdict(True, True, False)
+    assert judge.verdict("How do I learn Python?", asked) == Verdict(True, False, False)  # chain
+    assert judge.verdict("How do I learn Java?", asked) == Verdict(False, False, True)
+    assert judge.verdict("How do I learn Java?", "How do I learn Python?") == Verdict(
+        False, False, False
+    )  # labelled: not a duplicate
+    assert judge.verdict("", asked) == Verdict(False, False, False)  # nothing served
+
+
+def test_at_a_threshold_exact_repeats_always_hit_and_the_promise_is_checked() -> None:
+    right, wrong = Verdict(True, True, False), Verdict(False, False, True)
+    run = [Asked(1.0, True, right, True)] * 50 + [
+        Asked(0.9, False, right, True),
+        Asked(0.8, False, wrong, False),
+        Asked(0.0, False, Verdict(False, False, False), True),
+    ]
+    never = at_threshold(run, 0.01, NEVER)
+    assert (never["hits"], never["exact_hits"], never["false_hits"]) == (50, 50, 0)
+    some = at_threshold(run, 0.05, 0.75)
+    assert (some["hits"], some["false_hits"], some["false_hits_unlabelled"]) == (52, 1, 1)
+    assert some["within_promise"] and some["hit_rate"] == round(51 / 52, 4)
+    assert some["precision_judged"] == 1.0 and some["precision"] == round(51 / 52, 4)
+    assert not at_threshold(run[:2] + run[-2:], 0.05, 0.75)["within_promise"]  # 1 of 3 false
