@@ -23,7 +23,6 @@ for `benchmarks/cache_quality.py` (which caches only the file's own `a`).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import random
 import sys
@@ -37,7 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from verifier_data import CACHE, Features, Pair, load_pairs, split, write_pairs  # noqa: E402
+from verifier_data import CACHE, Features, Pair, load_pairs, split, unit, write_pairs  # noqa: E402
 
 from threadline.rag.cache.calibration import Calibration, Calibrations, Groups  # noqa: E402
 from threadline.rag.cache.cross_model import CrossModel  # noqa: E402
@@ -49,10 +48,6 @@ RATES = (0.01, 0.02, 0.05, 0.10)
 Scorer = Callable[[list[str], list[str]], list[float]]
 
 
-def _unit(text: str, seed: int) -> float:
-    return int.from_bytes(hashlib.sha256(f"{seed}:{text}".encode()).digest()[:8], "big") / 2**64
-
-
 def by_group(pairs: list[Pair], parts: int, seed: int) -> list[list[Pair]]:
     """`parts` sets of whole question groups (connected by any pair, labelled either way)."""
     groups = Groups()
@@ -60,7 +55,7 @@ def by_group(pairs: list[Pair], parts: int, seed: int) -> list[list[Pair]]:
         groups.join(normalise_prompt(p.a), normalise_prompt(p.b))
     out: list[list[Pair]] = [[] for _ in range(parts)]
     for p in pairs:
-        out[int(_unit(groups.find(normalise_prompt(p.a)), seed) * parts)].append(p)
+        out[int(unit(groups.find(normalise_prompt(p.a)), seed) * parts)].append(p)
     return out
 
 
@@ -68,7 +63,7 @@ def by_pair(pairs: list[Pair], parts: int, seed: int) -> list[list[Pair]]:
     """`parts` sets of pairs drawn at random: a group's pairs land in different sets."""
     out: list[list[Pair]] = [[] for _ in range(parts)]
     for p in pairs:
-        out[int(_unit(f"{p.a}\x1f{p.b}", seed) * parts)].append(p)
+        out[int(unit(f"{p.a}\x1f{p.b}", seed) * parts)].append(p)
     return out
 
 

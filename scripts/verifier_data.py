@@ -46,6 +46,11 @@ def write_pairs(path: Path, pairs: list[Pair]) -> None:
             f.write(json.dumps({"a": p.a, "b": p.b, "duplicate": p.duplicate}) + "\n")
 
 
+def unit(text: str, seed: int) -> float:
+    """A number in [0, 1) fixed by `text` and `seed`: which side of a split `text` goes to."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{text}".encode()).digest()[:8], "big") / 2**64
+
+
 def split(pairs: list[Pair], seed: int) -> tuple[list[Pair], list[Pair]]:
     """Training pairs (70 % of the connected groups of questions) and held-out pairs (the
     rest: no question of theirs is trained on), deterministic."""
@@ -56,9 +61,7 @@ def split(pairs: list[Pair], seed: int) -> tuple[list[Pair], list[Pair]]:
     held_out: list[Pair] = []
     for p in pairs:
         root = groups.find(normalise_prompt(p.a))
-        digest = hashlib.sha256(f"{seed}:{root}".encode()).digest()
-        unit = int.from_bytes(digest[:8], "big") / 2**64
-        (train if unit < TRAIN_SHARE else held_out).append(p)
+        (train if unit(root, seed) < TRAIN_SHARE else held_out).append(p)
     return train, held_out
 
 
