@@ -68,11 +68,16 @@ async def ask_all(
     for i, p in enumerate(pairs):
         decision = await cache.decide(p["b"], SCOPE)
         exact = bool(decision.hit and decision.hit.exact)
-        best = decision.hit.answer if decision.hit else None
-        if best is None and decision.candidates:  # judged as if served (a lower threshold)
-            best = await cache.get(decision.candidates[0][0].entry_id)
-        score = 1.0 if exact else decision.candidates[0][1] if decision.candidates else 0.0
-        verdict = judge.verdict(best.answer if best else "", p["b"])
+        # The cached question served, or the best candidate judged as if served (it would be
+        # at a lower threshold).
+        if exact and decision.hit is not None:
+            served, score = decision.hit.answer.prompt, 1.0
+        elif decision.candidates:
+            best, score = decision.candidates[0]
+            served = best.prompt
+        else:
+            served, score = "", 0.0
+        verdict = judge.verdict(served, p["b"])
         asked.append(Asked(score, exact, verdict, bool(p["duplicate"])))
         timings.append((decision.latency_ms, decision.verify_ms))
         if not quiet and (i + 1) % 1000 == 0:
