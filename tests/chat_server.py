@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import uvicorn
 import websockets
 
 from threadline import Engine
@@ -21,6 +20,7 @@ from threadline.agents import Agent, Turn
 from threadline.ledger import Budget
 from threadline.router import Models
 from threadline.sessions import Sessions
+from threadline.testing.server import serving
 from threadline.web import Auth, Hub, create_app
 from threadline.web.limits import Limits
 
@@ -94,25 +94,8 @@ async def chat_server(
             allowed_origins=(ORIGIN,),
         )
         app = create_app(sessions, hub, auth, limits=limits)
-        server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                host="127.0.0.1",
-                port=0,
-                log_level="error",
-                lifespan="off",
-                timeout_graceful_shutdown=5,  # a connection a test left open ends the wait
-            )
-        )
-        task = asyncio.create_task(server.serve())
-        while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to await
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        url = f"http://127.0.0.1:{port}"
-        async with httpx.AsyncClient(base_url=url) as http:
+        async with serving(app) as url, httpx.AsyncClient(base_url=url) as http:
             yield ChatServer(url, sessions, auth, http)
-        server.should_exit = True
-        await task
         await hub.stop()
         await models.aclose()
 

@@ -31,7 +31,7 @@ from .client import ChatClient
 from .scripted import PROVIDER as SCRIPTED
 from .scripted import ScriptedPrices
 
-__all__ = ["ADMIN_KEY", "TestModels", "TestServer", "serve_agents"]
+__all__ = ["ADMIN_KEY", "TestModels", "TestServer", "serve_agents", "serving"]
 
 ADMIN_KEY = "threadline-test-admin-key"
 SECRET = "threadline-test-secret-of-32-bytes-or-more"
@@ -165,28 +165,36 @@ async def serve_agents(
         await hub.start()
         auth = Auth(secret=SECRET, admin_key=ADMIN_KEY, allowed_origins=tuple(origins))
         app = create_app(sessions, hub, auth)
-        config = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=0,
-            log_level="error",
-            lifespan="off",
-            timeout_graceful_shutdown=5,  # a connection a test left open ends the wait
-        )
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve())
         try:
-            while not server.started:  # uvicorn offers no event to await
-                if task.done():
-                    task.result()
-                    raise RuntimeError("the test server stopped before it started")
-                await asyncio.sleep(0.01)
-            port = server.servers[0].sockets[0].getsockname()[1]
-            url = f"http://127.0.0.1:{port}"
-            async with httpx.AsyncClient(base_url=url) as http:
+            async with serving(app) as url, httpx.AsyncClient(base_url=url) as http:
                 yield TestServer(url, sessions, auth, http, models)
         finally:
-            server.should_exit = True
-            await task
             await hub.stop()
             await models.aclose()
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[str]:
+    """`app` served by uvicorn on a free local port, for as long as the block runs: its
+    base URL."""
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_level="error",
+        lifespan="off",
+        timeout_graceful_shutdown=5,  # a connection a test left open ends the wait
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:  # uvicorn offers no event to await
+            if task.done():
+                task.result()
+                raise RuntimeError("the test server stopped before it started")
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
