@@ -63,6 +63,7 @@ class ChatServer:
     sessions: Sessions
     auth: Auth
     http: httpx.AsyncClient
+    hub: Hub
 
     async def new_session(self, agent: str = "echo") -> dict[str, Any]:
         r = await self.http.post("/v1/sessions", json={"agent": agent})
@@ -95,7 +96,7 @@ async def chat_server(
         )
         app = create_app(sessions, hub, auth, limits=limits)
         async with serving(app) as url, httpx.AsyncClient(base_url=url) as http:
-            yield ChatServer(url, sessions, auth, http)
+            yield ChatServer(url, sessions, auth, http, hub)
         await hub.stop()
         await models.aclose()
 

@@ -78,7 +78,7 @@ async def serving(
         url = f"http://127.0.0.1:{port}"
         try:
             async with httpx.AsyncClient(base_url=url) as http:
-                yield Server(url, sessions, auth, http, app)
+                yield Server(url, sessions, auth, http, hub, app)
         finally:
             server.should_exit = True
             await task

@@ -26,6 +26,8 @@ from ..llm.model import parse_spec
 from ..router import ModelPolicy, Models
 from ..sessions import Sessions
 from ..web import Auth, Hub, create_app
+from ..web.limits import Limits
+from ..web.protocol import protocols
 from .cassette import Cassette, ReplayModel
 from .client import ChatClient
 from .scripted import PROVIDER as SCRIPTED
@@ -176,7 +178,8 @@ async def serve_agents(
 @contextlib.asynccontextmanager
 async def serving(app: Any) -> AsyncIterator[str]:
     """`app` served by uvicorn on a free local port, for as long as the block runs: its
-    base URL."""
+    base URL. The protocols are `threadline serve`'s (streamed pieces written past ASGI),
+    without its limits on connections per client (a test opens many from one address)."""
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
@@ -184,7 +187,10 @@ async def serving(app: Any) -> AsyncIterator[str]:
         log_level="error",
         lifespan="off",
         timeout_graceful_shutdown=5,  # a connection a test left open ends the wait
+        ws_per_message_deflate=False,
     )
+    unlimited = Limits(connections_per_client=None, new_connections=None)
+    config.http, config.ws = protocols(unlimited, None)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:

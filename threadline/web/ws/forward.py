@@ -9,8 +9,11 @@ import asyncio
 import json
 from typing import Any
 
+import orjson
+
 from ...sessions import Sessions
-from ...sessions.events import ANSWER_TYPES, Committed, Live, piece_of
+from ...sessions.events import ANSWER_TYPES, Committed, Live, encode, piece_of
+from ...sessions.frames import live_text, own_fields
 from ..handshake import REVOKED
 from ..hub import Subscription
 from .answer import WHOLE, ShownAnswer
@@ -93,14 +96,21 @@ class Forwarder:
 
     async def _send_live(self) -> None:
         """Send the live events that continue what the client has; the others come from
-        the log (a piece after one still on its way there)."""
+        the log (a piece after one still on its way there). Pieces that queued here while
+        the socket was behind leave joined: one frame for each run of them (`joined`)."""
         events, self.sub.live = self.sub.live or [], []
+        run: list[Live] = []
         for live in events:
             if (
                 self.answer.continues(live)
                 and self.answer.fit(live.type, live.piece, dict) is WHOLE
             ):
-                await self.writer.send_text(live.text)
+                if run and not _follows(run[-1], live):
+                    await self.writer.send_text(joined(run))
+                    run = []
+                run.append(live)
+        if run:
+            await self.writer.send_text(joined(run))
 
     async def _send_logged(self, event: Committed) -> None:
         text = event.text
@@ -153,3 +163,22 @@ class Forwarder:
         if isinstance(data.get("generation"), int) and data["generation"] > self.generation:
             await self.writer.close(4401, "the session's tokens were revoked")
             raise asyncio.CancelledError  # the forwarder stops; the receive loop sees the close
+
+
+def _follows(before: Live, live: Live) -> bool:
+    """`live` is the piece of the same answer right after `before`."""
+    return (
+        live.type == before.type == "message.delta"
+        and live.piece.turn_id == before.piece.turn_id
+        and live.piece.offset == before.piece.end
+    )
+
+
+def joined(run: list[Live]) -> str:
+    """One `message.delta` frame for pieces that follow each other: the first's fields, the
+    texts joined (as the log joins pieces it writes late; see docs/protocol.md)."""
+    if len(run) == 1:
+        return run[0].text
+    data = own_fields(orjson.loads(run[0].text))
+    data["text"] = "".join(orjson.loads(live.text)["text"] for live in run)
+    return live_text(run[0].type, encode(data))
