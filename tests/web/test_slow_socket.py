@@ -47,3 +47,17 @@ async def test_pieces_that_wait_for_a_slow_socket_leave_joined(chat: ChatServer)
     # The test model's pieces are a word and a space each: a live frame with several words
     # is pieces joined at the socket.
     assert max(f["text"].count(" ") for f in live) >= 5, live
+
+
+async def test_pieces_a_model_gives_in_one_pass_leave_in_one_frame(threadline_server) -> None:
+    from threadline.testing import ScriptedModel
+
+    from ..testing.bots import AGENTS
+
+    words = "one two three four five six seven eight nine ten"
+    model = ScriptedModel([words])  # no pace: every word is made in the same pass
+    async with threadline_server(AGENTS, model=model) as server, server.client("shop") as chat:
+        answer = await chat.send("Count")
+    assert answer.text == words
+    live = [f for f in answer.frames("message.delta") if "seq" not in f]
+    assert len(live) == 1 and live[0]["text"] == words and live[0]["offset"] == 0, live

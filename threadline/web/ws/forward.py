@@ -9,15 +9,12 @@ import asyncio
 import json
 from typing import Any
 
-import orjson
-
 from ...sessions import Sessions
-from ...sessions.events import ANSWER_TYPES, Committed, Live, encode, piece_of
-from ...sessions.frames import live_text, own_fields
+from ...sessions.events import ANSWER_TYPES, Committed, Live, piece_of
 from ..handshake import REVOKED
 from ..hub import Subscription
 from .answer import WHOLE, ShownAnswer
-from .writer import SocketWriter
+from .writer import SocketWriter, follows, joined
 
 
 class Forwarder:
@@ -66,7 +63,7 @@ class Forwarder:
             # send (a logged copy of a live piece wakes nobody).
             return False
         if self.answer.fit(live.type, live.piece, dict) is WHOLE:
-            self.writer.queue(live.text)
+            self.writer.queue(live)
         return True
 
     async def run(self) -> None:
@@ -105,7 +102,7 @@ class Forwarder:
                 self.answer.continues(live)
                 and self.answer.fit(live.type, live.piece, dict) is WHOLE
             ):
-                if run and not _follows(run[-1], live):
+                if run and not follows(run[-1], live):
                     await self.writer.send_text(joined(run))
                     run = []
                 run.append(live)
@@ -163,22 +160,3 @@ class Forwarder:
         if isinstance(data.get("generation"), int) and data["generation"] > self.generation:
             await self.writer.close(4401, "the session's tokens were revoked")
             raise asyncio.CancelledError  # the forwarder stops; the receive loop sees the close
-
-
-def _follows(before: Live, live: Live) -> bool:
-    """`live` is the piece of the same answer right after `before`."""
-    return (
-        live.type == before.type == "message.delta"
-        and live.piece.turn_id == before.piece.turn_id
-        and live.piece.offset == before.piece.end
-    )
-
-
-def joined(run: list[Live]) -> str:
-    """One `message.delta` frame for pieces that follow each other: the first's fields, the
-    texts joined (as the log joins pieces it writes late; see docs/protocol.md)."""
-    if len(run) == 1:
-        return run[0].text
-    data = own_fields(orjson.loads(run[0].text))
-    data["text"] = "".join(orjson.loads(live.text)["text"] for live in run)
-    return live_text(run[0].type, encode(data))

@@ -1,6 +1,7 @@
 """Writes to one session WebSocket, in order: frames a task sends (awaited), and live pieces
 taken from the hub within the step that made them, written in one burst per pass of the
-loop for every connection that has some."""
+loop for every connection that has some; pieces of an answer that wait together leave
+joined, in one frame."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from starlette.websockets import WebSocket
 
 from ...loop import start_eagerly
+from ...sessions.events import Live, encode
+from ...sessions.frames import live_text, own_fields
 from ..protocol import SEND_NOW
 
 log = logging.getLogger(__name__)
@@ -29,7 +33,7 @@ class SocketWriter:
         self.ws = ws
         self.broken = False
         self._lock = asyncio.Lock()
-        self._outbox: list[str] = []
+        self._outbox: list[Live] = []
         self._flight: asyncio.Task[None] | None = None
         self._burst = _burst()
         # Served by `threadline serve`: frames can be written past ASGI (see `SEND_NOW`).
@@ -51,18 +55,28 @@ class SocketWriter:
                 await asyncio.wait([self._flight])
             await self.ws.send_text(text)
 
-    def queue(self, text: str) -> None:
+    def queue(self, live: Live) -> None:
         """A live piece, for this pass's burst."""
         if not self._outbox:
             self._burst.add(self)
-        self._outbox.append(text)
+        self._outbox.append(live)
 
     def drain(self) -> None:
         """Write the pieces in `_outbox`, in order, without waiting for the loop (a write
-        the socket cannot take yet carries on in `_flight`, the rest behind it)."""
+        the socket cannot take yet carries on in `_flight`, the rest behind it); each run
+        of pieces that follow each other in one frame (a model that gave several in one
+        pass, or pieces that waited for the socket)."""
         now = self._now
-        while self._outbox and self._flight is None:
-            text = self._outbox.pop(0)
+        outbox = self._outbox
+        while outbox and self._flight is None:
+            if len(outbox) == 1:  # the usual: one piece a pass
+                text = outbox.pop().text
+            else:
+                end = 1
+                while end < len(outbox) and follows(outbox[end - 1], outbox[end]):
+                    end += 1
+                text = joined(outbox[:end])
+                del outbox[:end]
             if now is not None and now(text):
                 continue
             try:
@@ -123,3 +137,22 @@ def _burst() -> _Burst:
     if burst is None:
         burst = _bursts[loop] = _Burst(loop)
     return burst
+
+
+def follows(before: Live, live: Live) -> bool:
+    """`live` is the piece of the same answer right after `before`."""
+    return (
+        live.type == before.type == "message.delta"
+        and live.piece.turn_id == before.piece.turn_id
+        and live.piece.offset == before.piece.end
+    )
+
+
+def joined(run: list[Live]) -> str:
+    """One `message.delta` frame for pieces that follow each other: the first's fields, the
+    texts joined (as the log joins pieces it writes late; see docs/protocol.md)."""
+    if len(run) == 1:
+        return run[0].text
+    data = own_fields(orjson.loads(run[0].text))
+    data["text"] = "".join(orjson.loads(live.text)["text"] for live in run)
+    return live_text(run[0].type, encode(data))
