@@ -24,14 +24,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.web.apps
 os.environ.setdefault("THREADLINE_EMBEDDER", "hash")  # the fast embedder: no model download
 
-import uvicorn  # noqa: E402
 from playwright.async_api import Browser, FloatRect, Page, async_playwright  # noqa: E402
 
 from tests.web.apps import showcase, unavailable  # noqa: E402
 from threadline import Engine, db  # noqa: E402
 from threadline.demo import support  # noqa: E402
-from threadline.ledger import LLM  # noqa: E402
+from threadline.router import Models  # noqa: E402
 from threadline.sessions import Sessions  # noqa: E402
+from threadline.testing.server import serving  # noqa: E402
 from threadline.web import Auth, Hub, create_app  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -57,27 +57,18 @@ main {{ padding: 32px 40px; max-width: 560px; }}
 async def demo_server() -> AsyncIterator[str]:
     """The app with the demo bots on a throwaway embedded database; yields its URL."""
     engine = Engine(data_dir=db.temporary_data_dir("threadline-shots-"), poll_interval=0.05)
-    llm = LLM(model_options={"demo": {"tokens_per_second": 400}})
-    sessions = Sessions(engine, [support, showcase, unavailable], llm=llm)
+    models = Models(model_options={"demo": {"tokens_per_second": 400}})
+    sessions = Sessions(engine, [support, showcase, unavailable], models=models)
     async with engine:
         hub = Hub(engine.url)
         await hub.start()
         auth = Auth(secret="screenshots-secret-of-at-least-32-bytes")
-        config = uvicorn.Config(
-            create_app(sessions, hub, auth), host="127.0.0.1", port=0, log_level="error"
-        )
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve())
-        while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to await
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
         try:
-            yield f"http://127.0.0.1:{port}"
+            async with serving(create_app(sessions, hub, auth)) as url:
+                yield url
         finally:
-            server.should_exit = True
-            await task
             await hub.stop()
-            await llm.aclose()
+            await models.aclose()
 
 
 class Shooter:
