@@ -3,7 +3,6 @@ test agents of tests/chat_server.py and whatever limits, hosts and dashboard a t
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
@@ -13,17 +12,16 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from tests.chat_server import ORIGIN, SECRET, ChatServer, echo
 from threadline import Engine
 from threadline.router import Models
 from threadline.sessions import Sessions
+from threadline.testing.server import serving as serve_app
 from threadline.web import Auth, Hub, create_app
 from threadline.web.limits import Limits
 from threadline.web.security import Hosts
-from threadline.web.serve import uvicorn_config
 
 ADMIN_KEY = "admin-key"
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
@@ -68,20 +66,10 @@ async def serving(
         await hub.start()
         auth = Auth(secret=SECRET, admin_key=admin_key, allowed_origins=(ORIGIN,))
         app = create_app(sessions, hub, auth, limits=limits, hosts=hosts, **options)
-        config = uvicorn_config(app, "127.0.0.1", 0, limits)
-        config.log_level = "error"
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve())
-        while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to await
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        url = f"http://127.0.0.1:{port}"
         try:
-            async with httpx.AsyncClient(base_url=url) as http:
+            async with serve_app(app, limits) as url, httpx.AsyncClient(base_url=url) as http:
                 yield Server(url, sessions, auth, http, hub, app)
         finally:
-            server.should_exit = True
-            await task
             await hub.stop()
             await models.aclose()
 

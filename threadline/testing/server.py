@@ -27,7 +27,7 @@ from ..router import ModelPolicy, Models
 from ..sessions import Sessions
 from ..web import Auth, Hub, create_app
 from ..web.limits import Limits
-from ..web.protocol import protocols
+from ..web.serve import uvicorn_config
 from .cassette import Cassette, ReplayModel
 from .client import ChatClient
 from .scripted import PROVIDER as SCRIPTED
@@ -176,21 +176,20 @@ async def serve_agents(
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[str]:
+async def serving(app: Any, limits: Limits | None = None) -> AsyncIterator[str]:
     """`app` served by uvicorn on a free local port, for as long as the block runs: its
-    base URL. The protocols are `threadline serve`'s (streamed pieces written past ASGI),
-    without its limits on connections per client (a test opens many from one address)."""
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        log_level="error",
-        lifespan="off",
-        timeout_graceful_shutdown=5,  # a connection a test left open ends the wait
-        ws_per_message_deflate=False,
-    )
+    base URL. Served as `threadline serve` serves it (its protocols: streamed pieces written
+    past ASGI), under `limits`; by default without limits on connections per client (a test
+    opens many from one address)."""
     unlimited = Limits(connections_per_client=None, new_connections=None)
-    config.http, config.ws = protocols(unlimited, None)
+    config = uvicorn_config(
+        app,
+        "127.0.0.1",
+        0,
+        limits or unlimited,
+        log_level="error",
+        timeout_graceful_shutdown=5,  # a connection a test left open ends the wait
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:

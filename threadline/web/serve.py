@@ -12,6 +12,7 @@ import signal
 import socket
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -133,23 +134,25 @@ def app_from_env(
 SHUTDOWN_GRACE_S = 10
 
 
-def uvicorn_config(app: FastAPI, host: str, port: int, limits: Limits) -> uvicorn.Config:
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        lifespan="off",
-        timeout_keep_alive=5,
+def uvicorn_config(
+    app: FastAPI, host: str, port: int, limits: Limits, **settings: Any
+) -> uvicorn.Config:
+    """uvicorn's settings for `app` under `limits`; `settings` override the defaults here
+    (a test server's quieter log, say)."""
+    defaults: dict[str, Any] = {
+        "log_level": "warning",
+        "lifespan": "off",
+        "timeout_keep_alive": 5,
         # A stop waits this long for open requests and sockets, then ends them: a client
         # that never closes its connection cannot keep the process from exiting.
-        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
-        h11_max_incomplete_event_size=limits.max_header_bytes,
-        limit_concurrency=limits.max_connections,  # 503 beyond, before the fds run out
-        ws_max_size=max(limits.max_body_bytes, 64 * 1024),
+        "timeout_graceful_shutdown": SHUTDOWN_GRACE_S,
+        "h11_max_incomplete_event_size": limits.max_header_bytes,
+        "limit_concurrency": limits.max_connections,  # 503 beyond, before the fds run out
+        "ws_max_size": max(limits.max_body_bytes, 64 * 1024),
         # Frames are small JSON deltas: compressing each costs more than it saves.
-        ws_per_message_deflate=False,
-    )
+        "ws_per_message_deflate": False,
+    }
+    config = uvicorn.Config(app, host=host, port=port, **(defaults | settings))
     # Bound the time and size of a request's headers and the connections per client (a
     # proxy uvicorn trusts for X-Forwarded-For is not counted: it speaks for many).
     config.http, config.ws = protocols(limits, config.forwarded_allow_ips)
